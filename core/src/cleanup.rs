@@ -1,0 +1,48 @@
+//! Removal of temporary files and spill directories when the stage is interrupted.
+//!
+//! Temp outputs and spill files are removed by their destructors on success and on error;
+//! SIGINT, SIGTERM and SIGHUP skip destructors, so they are registered here and a signal
+//! handler removes them before exiting with status 130. (SIGKILL cannot be caught: it leaves a
+//! dot-named temp file, which input discovery skips.)
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+static PATHS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Install the signal handler (once, from `main`).
+pub fn install() {
+    let _ = ctrlc::set_handler(|| {
+        remove_all();
+        std::process::exit(130);
+    });
+}
+
+/// Remove every registered path now.
+pub fn remove_all() {
+    let paths = match PATHS.lock() {
+        Ok(mut g) => std::mem::take(&mut *g),
+        Err(p) => std::mem::take(&mut *p.into_inner()),
+    };
+    for p in paths.iter().rev() {
+        if p.is_dir() {
+            let _ = std::fs::remove_dir_all(p);
+        } else {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Remember a file or directory to remove on interruption.
+pub fn register(path: &Path) {
+    if let Ok(mut g) = PATHS.lock() {
+        g.push(path.to_path_buf());
+    }
+}
+
+/// Forget a path (it was renamed into place or removed already).
+pub fn forget(path: &Path) {
+    if let Ok(mut g) = PATHS.lock() {
+        g.retain(|p| p != path);
+    }
+}

@@ -1,0 +1,496 @@
+//! Input discovery, format detection and one batch reader for every input format.
+//!
+//! ```text
+//! let sources = discover(&["data/".into()])?;          // files in name order, `_`/`.` skipped
+//! let input = Input::open(&sources[0])?;                // format from the bytes
+//! let mut reader = input.reader(Some(&cols), 8 << 20)?; // projection pushed into Parquet
+//! while let Some(batch) = reader.next_batch()? { ... }
+//! ```
+//!
+//! An Arrow IPC stream that ends without its end-of-stream marker is reported as a failed
+//! upstream stage: arrow-rs accepts such a stream as complete, so the reader watches for the
+//! end of the underlying bytes itself.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::ipc::reader::{FileReader, StreamReader};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::ProjectionMask;
+
+use crate::error::{Error, Result};
+
+/// Default in-memory size aimed at for one decoded batch.
+pub const DEFAULT_BATCH_BYTES: usize = 8 << 20;
+
+/// Where one input comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Standard input (`-` or no path at all).
+    Stdin,
+    /// A file on disk.
+    File(PathBuf),
+}
+
+impl Source {
+    /// The name used in messages: the path as given, or `stdin`.
+    pub fn name(&self) -> String {
+        match self {
+            Source::Stdin => "stdin".to_string(),
+            Source::File(p) => p.display().to_string(),
+        }
+    }
+}
+
+/// Expand the positional input arguments into sources.
+///
+/// No path or `-` means stdin; a directory means every regular file in it in name order,
+/// skipping names that start with `_` or `.` (`_SUCCESS`, `_manifest.json`, temp files).
+pub fn discover(paths: &[String]) -> Result<Vec<Source>> {
+    if paths.is_empty() {
+        return Ok(vec![Source::Stdin]);
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        if p == "-" {
+            if out.contains(&Source::Stdin) {
+                return Err(Error::config("`-` (stdin) is given more than once"));
+            }
+            out.push(Source::Stdin);
+            continue;
+        }
+        let path = PathBuf::from(p);
+        let meta = std::fs::metadata(&path).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                Error::data(format!("{p}: no such file or directory; check the path"))
+            } else {
+                Error::io(&path, e)
+            }
+        })?;
+        if meta.is_dir() {
+            let mut files = Vec::new();
+            let entries = std::fs::read_dir(&path).map_err(|e| Error::io(&path, e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| Error::io(&path, e))?;
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with('_') || name.starts_with('.') {
+                    continue;
+                }
+                let fp = entry.path();
+                let ft = std::fs::metadata(&fp).map_err(|e| Error::io(&fp, e))?;
+                if ft.is_file() {
+                    files.push(fp);
+                }
+            }
+            if files.is_empty() {
+                return Err(Error::data(format!(
+                    "{p}: directory holds no data files (names starting with `_` or `.` are skipped); \
+                     check the path or run the stage that fills it"
+                )));
+            }
+            files.sort();
+            out.extend(files.into_iter().map(Source::File));
+        } else {
+            out.push(Source::File(path));
+        }
+    }
+    Ok(out)
+}
+
+/// The three input formats, told apart by their first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Apache Parquet (`PAR1`).
+    Parquet,
+    /// Arrow IPC file (`ARROW1`, random access, `.arrow`).
+    IpcFile,
+    /// Arrow IPC stream (`.arrows`, what stages pipe to each other).
+    IpcStream,
+}
+
+/// Detect the format from the first bytes of a file or stream.
+pub fn detect(head: &[u8]) -> Option<Format> {
+    if head.starts_with(b"PAR1") {
+        Some(Format::Parquet)
+    } else if head.starts_with(b"ARROW1") {
+        Some(Format::IpcFile)
+    } else if head.len() >= 4 && (head[..4] == [0xff; 4] || i32::from_le_bytes([head[0], head[1], head[2], head[3]]) > 0) {
+        // Continuation marker (current format) or a positive metadata length (pre-1.0 format).
+        Some(Format::IpcStream)
+    } else {
+        None
+    }
+}
+
+/// Remembers whether the wrapped reader has hit the end of its bytes.
+///
+/// A stream that carries its end-of-stream marker is never read to EOF by arrow's
+/// StreamReader; one that was cut off (the writer died) is. This is how truncation is seen.
+struct EofWatch<R> {
+    inner: R,
+    hit_eof: Arc<AtomicBool>,
+}
+
+impl<R: Read> Read for EofWatch<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.hit_eof.store(true, Ordering::Relaxed);
+        }
+        Ok(n)
+    }
+}
+
+/// An opened input whose format and schema are known, before any data is decoded.
+pub struct Input {
+    name: String,
+    format: Format,
+    schema: SchemaRef,
+    total_rows: Option<u64>,
+    kind: Kind,
+    // Keeps a spooled copy of stdin alive while it is read.
+    _spool: Option<tempfile::NamedTempFile>,
+}
+
+impl std::fmt::Debug for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Input").field("name", &self.name).field("format", &self.format).finish()
+    }
+}
+
+enum Kind {
+    Parquet(ParquetRecordBatchReaderBuilder<File>),
+    IpcFile(FileReader<BufReader<File>>),
+    IpcStream(StreamReader<BufReader<EofWatch<Box<dyn Read + Send>>>>, Arc<AtomicBool>),
+}
+
+fn truncated_msg(name: &str) -> String {
+    format!("{name}: input stream is truncated (no end-of-stream marker): did the stage before this one fail?")
+}
+
+impl Input {
+    /// Open a source, detect its format and read its schema.
+    pub fn open(source: &Source) -> Result<Input> {
+        let name = source.name();
+        match source {
+            Source::File(path) => {
+                let mut file = File::open(path).map_err(|e| open_error(path, e))?;
+                let mut head = [0u8; 8];
+                let n = read_full(&mut file, &mut head).map_err(|e| Error::io(path, e))?;
+                if n == 0 {
+                    return Err(Error::data(format!(
+                        "{name}: empty file (0 bytes), not Parquet or Arrow IPC: did the stage that wrote it fail? \
+                         Re-create it or leave it out"
+                    )));
+                }
+                file.seek(SeekFrom::Start(0)).map_err(|e| Error::io(path, e))?;
+                let Some(format) = detect(&head[..n]) else {
+                    return Err(unknown_format(&name, &head[..n]));
+                };
+                let boxed: Box<dyn Read + Send> = Box::new(file);
+                Self::from_parts(name, format, boxed, Some(path), None)
+            }
+            Source::Stdin => {
+                let mut stdin: Box<dyn Read + Send> = Box::new(io::stdin());
+                let mut head = [0u8; 8];
+                let n = read_full(&mut stdin, &mut head).map_err(|e| Error::io("stdin", e))?;
+                if n == 0 {
+                    return Err(Error::data(
+                        "stdin: input is empty (0 bytes): did the stage before this one fail? \
+                         Pass input files as arguments or pipe a stage's output in",
+                    ));
+                }
+                let Some(format) = detect(&head[..n]) else {
+                    return Err(unknown_format("stdin", &head[..n]));
+                };
+                let rest: Box<dyn Read + Send> = Box::new(io::Cursor::new(head[..n].to_vec()).chain(stdin));
+                if format == Format::IpcStream {
+                    return Self::from_parts(name, format, rest, None, None);
+                }
+                // Parquet and IPC files need random access: spool stdin to a temp file.
+                let mut spool = tempfile::Builder::new()
+                    .prefix(".probe-stdin-")
+                    .tempfile()
+                    .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+                let mut rest = rest;
+                io::copy(&mut rest, spool.as_file_mut()).map_err(|e| Error::io(spool.path(), e))?;
+                let file = spool.reopen().map_err(|e| Error::io(spool.path(), e))?;
+                let path = spool.path().to_path_buf();
+                let boxed: Box<dyn Read + Send> = Box::new(file);
+                Self::from_parts(name, format, boxed, Some(&path), Some(spool))
+            }
+        }
+    }
+
+    fn from_parts(
+        name: String,
+        format: Format,
+        reader: Box<dyn Read + Send>,
+        path: Option<&Path>,
+        spool: Option<tempfile::NamedTempFile>,
+    ) -> Result<Input> {
+        let reopen = |p: &Path| File::open(p).map_err(|e| open_error(p, e));
+        let (schema, total_rows, kind) = match format {
+            Format::Parquet => {
+                let Some(p) = path else { unreachable_format(&name)? };
+                let file = reopen(p)?;
+                let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
+                    Error::data(format!(
+                        "{name}: cannot read the Parquet footer ({e}): the file is corrupt or was cut short; re-create it"
+                    ))
+                })?;
+                let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
+                (builder.schema().clone(), Some(rows), Kind::Parquet(builder))
+            }
+            Format::IpcFile => {
+                let Some(p) = path else { unreachable_format(&name)? };
+                let file = reopen(p)?;
+                let reader = FileReader::try_new_buffered(file, None).map_err(|e| {
+                    Error::data(format!(
+                        "{name}: cannot read the Arrow IPC file ({e}): the file is corrupt or was cut short; re-create it"
+                    ))
+                })?;
+                let rows = None;
+                (reader.schema(), rows, Kind::IpcFile(reader))
+            }
+            Format::IpcStream => {
+                let flag = Arc::new(AtomicBool::new(false));
+                let watch = EofWatch { inner: reader, hit_eof: flag.clone() };
+                let reader = StreamReader::try_new(BufReader::with_capacity(1 << 16, watch), None).map_err(|e| {
+                    if flag.load(Ordering::Relaxed) {
+                        Error::data(truncated_msg(&name))
+                    } else {
+                        Error::data(format!("{name}: not a readable Arrow IPC stream ({e}); re-create it"))
+                    }
+                })?;
+                (reader.schema(), None, Kind::IpcStream(reader, flag))
+            }
+        };
+        Ok(Input { name, format, schema, total_rows, kind, _spool: spool })
+    }
+
+    /// The name used in messages.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The detected format.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// The full schema of the input.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// Row count when the format records it (Parquet), for progress bars.
+    pub fn total_rows(&self) -> Option<u64> {
+        self.total_rows
+    }
+
+    /// Start decoding. `columns` selects and orders the columns (pushed down into the Parquet
+    /// reader); `None` keeps all. Batches aim at `batch_bytes` of decoded data.
+    pub fn reader(self, columns: Option<&[String]>, batch_bytes: usize) -> Result<BatchReader> {
+        let indices = match columns {
+            None => None,
+            Some(cols) => Some(
+                cols.iter()
+                    .map(|c| column_index(&self.schema, c, &self.name))
+                    .collect::<Result<Vec<usize>>>()?,
+            ),
+        };
+        let out_schema = match &indices {
+            None => self.schema.clone(),
+            Some(idx) => Arc::new(self.schema.project(idx).map_err(|e| Error::arrow(self.name.clone(), e))?),
+        };
+        let name = self.name;
+        let inner = match self.kind {
+            Kind::Parquet(builder) => {
+                let meta = builder.metadata().clone();
+                let parquet_schema = builder.parquet_schema();
+                // Leaf columns belonging to the selected root fields.
+                let mask = match &indices {
+                    None => ProjectionMask::all(),
+                    Some(idx) => ProjectionMask::roots(parquet_schema, idx.iter().copied()),
+                };
+                let rows = meta.file_metadata().num_rows().max(1) as usize;
+                let mut bytes: i64 = 0;
+                for rg in meta.row_groups() {
+                    for (ci, col) in rg.columns().iter().enumerate() {
+                        let root = parquet_schema.get_column_root_idx(ci);
+                        if indices.as_ref().is_none_or(|idx| idx.contains(&root)) {
+                            bytes += col.uncompressed_size();
+                        }
+                    }
+                }
+                let per_row = (bytes.max(1) as usize / rows).max(1);
+                let batch_rows = (batch_bytes / per_row).clamp(1024, 1 << 20);
+                let reader = builder
+                    .with_projection(mask)
+                    .with_batch_size(batch_rows)
+                    .build()
+                    .map_err(|e| Error::data(format!("{name}: cannot read Parquet data ({e}); re-create the file")))?;
+                // The Parquet reader keeps file order; reorder to the requested order.
+                let reorder = indices.as_ref().map(|idx| {
+                    let mut sorted = idx.clone();
+                    sorted.sort_unstable();
+                    idx.iter().map(|i| sorted.binary_search(i).unwrap_or(0)).collect::<Vec<_>>()
+                });
+                Inner::Parquet(reader, reorder)
+            }
+            Kind::IpcFile(reader) => Inner::IpcFile(reader, indices),
+            Kind::IpcStream(reader, flag) => Inner::IpcStream(reader, flag, indices),
+        };
+        Ok(BatchReader { name, schema: out_schema, inner, rows: 0 })
+    }
+}
+
+fn unreachable_format<T>(name: &str) -> Result<T> {
+    Err(Error::data(format!("{name}: internal error: random-access format without a file")))
+}
+
+fn open_error(path: &Path, e: io::Error) -> Error {
+    match e.kind() {
+        io::ErrorKind::NotFound => Error::data(format!("{}: no such file or directory; check the path", path.display())),
+        io::ErrorKind::PermissionDenied => Error::data(format!(
+            "{}: permission denied; make the file readable (chmod +r) or run as a user who can read it",
+            path.display()
+        )),
+        _ => Error::io(path, e),
+    }
+}
+
+fn unknown_format(name: &str, head: &[u8]) -> Error {
+    let hex: Vec<String> = head.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    Error::data(format!(
+        "{name}: not Parquet or Arrow IPC (starts with bytes {}); pass Parquet or Arrow IPC files",
+        hex.join(" ")
+    ))
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Index of a column by name, or an error naming the file and the columns it does have.
+pub fn column_index(schema: &arrow::datatypes::Schema, column: &str, file: &str) -> Result<usize> {
+    schema.index_of(column).map_err(|_| {
+        let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        Error::data(format!(
+            "{file}: no column `{column}` (it has: {}); name the right column with the matching option",
+            have.join(", ")
+        ))
+    })
+}
+
+enum Inner {
+    Parquet(ParquetRecordBatchReader, Option<Vec<usize>>),
+    IpcFile(FileReader<BufReader<File>>, Option<Vec<usize>>),
+    IpcStream(StreamReader<BufReader<EofWatch<Box<dyn Read + Send>>>>, Arc<AtomicBool>, Option<Vec<usize>>),
+}
+
+/// Yields record batches from one input, with the projection applied.
+pub struct BatchReader {
+    name: String,
+    schema: SchemaRef,
+    inner: Inner,
+    rows: u64,
+}
+
+impl std::fmt::Debug for BatchReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchReader").field("name", &self.name).field("rows", &self.rows).finish()
+    }
+}
+
+impl BatchReader {
+    /// The input's name for messages.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Schema of the batches this reader yields (after projection).
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// Rows yielded so far: the file row number of the next batch's first row.
+    pub fn rows_read(&self) -> u64 {
+        self.rows
+    }
+
+    /// The next batch, `None` at a proper end of input.
+    pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        let name = &self.name;
+        let batch = match &mut self.inner {
+            Inner::Parquet(reader, reorder) => match reader.next() {
+                None => None,
+                Some(Err(e)) => {
+                    return Err(Error::data(format!(
+                        "{name}: cannot decode Parquet data near row {} ({e}): the file is corrupt; re-create it",
+                        self.rows
+                    )))
+                }
+                Some(Ok(b)) => Some(match reorder {
+                    None => b,
+                    Some(order) => b.project(order).map_err(|e| Error::arrow(name.clone(), e))?,
+                }),
+            },
+            Inner::IpcFile(reader, proj) => match reader.next() {
+                None => None,
+                Some(Err(e)) => {
+                    return Err(Error::data(format!(
+                        "{name}: cannot decode Arrow IPC data near row {} ({e}): the file is corrupt; re-create it",
+                        self.rows
+                    )))
+                }
+                Some(Ok(b)) => Some(project(b, proj.as_deref(), name)?),
+            },
+            Inner::IpcStream(reader, flag, proj) => match reader.next() {
+                None => {
+                    if flag.load(Ordering::Relaxed) {
+                        return Err(Error::data(truncated_msg(name)));
+                    }
+                    None
+                }
+                Some(Err(e)) => {
+                    if flag.load(Ordering::Relaxed) {
+                        return Err(Error::data(truncated_msg(name)));
+                    }
+                    return Err(Error::data(format!(
+                        "{name}: cannot decode Arrow IPC stream near row {} ({e}): did the stage before this one fail?",
+                        self.rows
+                    )));
+                }
+                Some(Ok(b)) => Some(project(b, proj.as_deref(), name)?),
+            },
+        };
+        if let Some(b) = &batch {
+            self.rows += b.num_rows() as u64;
+        }
+        Ok(batch)
+    }
+}
+
+fn project(b: RecordBatch, proj: Option<&[usize]>, name: &str) -> Result<RecordBatch> {
+    match proj {
+        None => Ok(b),
+        Some(idx) => b.project(idx).map_err(|e| Error::arrow(name.to_string(), e)),
+    }
+}

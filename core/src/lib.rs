@@ -1,0 +1,37 @@
+//! probe-core: what every probe-rows stage shares.
+//!
+//! - [`input`]: input discovery (files, directories, stdin), format detection from the bytes,
+//!   one batch reader for Parquet / Arrow IPC file / Arrow IPC stream with projection pushdown;
+//! - [`output`]: stdout IPC stream or a file by extension, written atomically;
+//! - [`error`]: the error type and the exit-code mapping used by every `main`;
+//! - [`progress`]: stderr progress bar, summary line, peak memory;
+//! - [`columns`]: key/time column checks; [`cli`]: shared clap options;
+//! - [`keyhash`]: the documented key hash used by `probe-split` and partitioning;
+//! - [`cleanup`]: removal of temp files on Ctrl-C / SIGTERM.
+//!
+//! A stage's `main.rs` is a few lines:
+//! ```text
+//! fn main() -> ExitCode { probe_core::main("probe-group", || Args::parse().run()) }
+//! ```
+
+pub mod cleanup;
+pub mod cli;
+pub mod columns;
+pub mod error;
+pub mod input;
+pub mod keyhash;
+pub mod output;
+pub mod progress;
+
+pub use error::{Error, Result};
+
+/// Run a stage: install the interrupt cleanup, run, print the error as one line, map the exit
+/// code (0 ok or closed pipe, 1 error).
+pub fn main(stage: &str, run: impl FnOnce() -> Result<()>) -> std::process::ExitCode {
+    cleanup::install();
+    let result = run();
+    if result.is_err() {
+        cleanup::remove_all();
+    }
+    error::exit_with(stage, result)
+}

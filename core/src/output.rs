@@ -1,0 +1,287 @@
+//! Where a stage's batches go: stdout as an Arrow IPC stream, or a file whose format follows
+//! its extension (`.parquet`, `.arrow` = IPC file, anything else = IPC stream).
+//!
+//! ```text
+//! let mut out = Output::create(args.output.as_deref(), schema, &OutputOptions::default())?;
+//! out.write(&batch)?;
+//! out.finish()?;   // renames the temp file into place; dropping instead removes it
+//! ```
+//!
+//! A file is written under a temporary dot-name in the target's directory (input discovery
+//! skips dot-names) and renamed on success, so a failed or killed run leaves nothing that looks
+//! like a result.
+
+use std::fs::File;
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use arrow::datatypes::SchemaRef;
+use arrow::ipc::writer::{FileWriter, IpcWriteOptions, StreamWriter};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use crate::cleanup;
+use crate::error::{Error, Result};
+
+/// Output encodings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutFormat {
+    /// Arrow IPC stream (stdout, `.arrows`, any other extension).
+    IpcStream,
+    /// Arrow IPC file (`.arrow`).
+    IpcFile,
+    /// Parquet (`.parquet`).
+    Parquet,
+}
+
+impl OutFormat {
+    /// The format a path's extension asks for.
+    pub fn for_path(path: &Path) -> OutFormat {
+        match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()) {
+            Some(e) if e == "parquet" => OutFormat::Parquet,
+            Some(e) if e == "arrow" || e == "ipc" || e == "feather" => OutFormat::IpcFile,
+            _ => OutFormat::IpcStream,
+        }
+    }
+}
+
+/// Knobs for file outputs.
+#[derive(Debug, Clone)]
+pub struct OutputOptions {
+    /// Parquet compression.
+    pub compression: Compression,
+    /// Parquet row-group size in rows.
+    pub max_row_group_rows: usize,
+}
+
+impl Default for OutputOptions {
+    fn default() -> Self {
+        OutputOptions {
+            compression: Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()),
+            max_row_group_rows: 1 << 20,
+        }
+    }
+}
+
+/// Parse a compression name (`zstd`, `zstd:3`, `snappy`, `lz4`, `gzip`, `none`).
+pub fn parse_compression(s: &str) -> std::result::Result<Compression, String> {
+    let (name, level) = match s.split_once(':') {
+        Some((n, l)) => (n, Some(l.parse::<i32>().map_err(|_| format!("bad compression level `{l}`"))?)),
+        None => (s, None),
+    };
+    Ok(match name.to_ascii_lowercase().as_str() {
+        "zstd" => Compression::ZSTD(ZstdLevel::try_new(level.unwrap_or(1)).map_err(|e| e.to_string())?),
+        "snappy" => Compression::SNAPPY,
+        "lz4" => Compression::LZ4_RAW,
+        "gzip" => Compression::GZIP(Default::default()),
+        "none" | "uncompressed" => Compression::UNCOMPRESSED,
+        other => return Err(format!("unknown compression `{other}` (use zstd, zstd:LEVEL, snappy, lz4, gzip or none)")),
+    })
+}
+
+enum Writer {
+    Stream(StreamWriter<BufWriter<Box<dyn Write + Send>>>),
+    File(FileWriter<BufWriter<File>>),
+    Parquet(ArrowWriter<File>),
+}
+
+/// An open output; `finish` completes it, dropping it discards it.
+pub struct Output {
+    writer: Option<Writer>,
+    name: String,
+    temp: Option<(tempfile::TempPath, PathBuf)>,
+    rows: u64,
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Output").field("name", &self.name).field("rows", &self.rows).finish()
+    }
+}
+
+/// Refuse binary output to a terminal before any work starts.
+pub fn check_stdout_not_terminal(path: Option<&Path>) -> Result<()> {
+    if path.is_none() && io::stdout().is_terminal() {
+        return Err(Error::config(
+            "refusing to write binary Arrow data to a terminal: pipe it into another stage (| probe-...) or pass -o FILE",
+        ));
+    }
+    Ok(())
+}
+
+impl Output {
+    /// Open stdout (`None`) or a file (temp name now, renamed by `finish`).
+    pub fn create(path: Option<&Path>, schema: SchemaRef, opts: &OutputOptions) -> Result<Output> {
+        match path {
+            None => {
+                check_stdout_not_terminal(None)?;
+                let sink: Box<dyn Write + Send> = Box::new(io::stdout());
+                let w = StreamWriter::try_new_with_options(BufWriter::with_capacity(1 << 20, sink), &schema, ipc_options())
+                    .map_err(|e| Error::arrow("writing to standard output", e))?;
+                Ok(Output { writer: Some(Writer::Stream(w)), name: "stdout".into(), temp: None, rows: 0 })
+            }
+            Some(path) => {
+                let name = path.display().to_string();
+                let (file, temp_path) = temp_beside(path)?;
+                let writer = match OutFormat::for_path(path) {
+                    OutFormat::IpcStream => {
+                        let sink: Box<dyn Write + Send> = Box::new(file);
+                        Writer::Stream(
+                            StreamWriter::try_new_with_options(BufWriter::with_capacity(1 << 20, sink), &schema, ipc_options())
+                                .map_err(|e| Error::arrow(format!("writing {name}"), e))?,
+                        )
+                    }
+                    OutFormat::IpcFile => Writer::File(
+                        FileWriter::try_new_with_options(BufWriter::with_capacity(1 << 20, file), &schema, ipc_options())
+                            .map_err(|e| Error::arrow(format!("writing {name}"), e))?,
+                    ),
+                    OutFormat::Parquet => {
+                        let props = WriterProperties::builder()
+                            .set_compression(opts.compression)
+                            .set_max_row_group_row_count(Some(opts.max_row_group_rows))
+                            .build();
+                        Writer::Parquet(
+                            ArrowWriter::try_new(file, schema, Some(props))
+                                .map_err(|e| Error::parquet(format!("writing {name}"), e))?,
+                        )
+                    }
+                };
+                Ok(Output { writer: Some(writer), name, temp: Some((temp_path, path.to_path_buf())), rows: 0 })
+            }
+        }
+    }
+
+    /// Append one batch.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let name = &self.name;
+        match self.writer.as_mut() {
+            Some(Writer::Stream(w)) => w.write(batch).map_err(|e| write_err(name, e))?,
+            Some(Writer::File(w)) => w.write(batch).map_err(|e| write_err(name, e))?,
+            Some(Writer::Parquet(w)) => w.write(batch).map_err(|e| Error::parquet(format!("writing {name}"), e))?,
+            None => return Err(Error::data(format!("{name}: internal error: write after finish"))),
+        }
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Bytes buffered in memory by a Parquet writer (its open row group).
+    pub fn in_progress_bytes(&self) -> usize {
+        match &self.writer {
+            Some(Writer::Parquet(w)) => w.in_progress_size(),
+            _ => 0,
+        }
+    }
+
+    /// Bytes written to the file so far (Parquet only; 0 otherwise).
+    pub fn bytes_written(&self) -> u64 {
+        match &self.writer {
+            Some(Writer::Parquet(w)) => w.bytes_written() as u64,
+            _ => 0,
+        }
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Write the end-of-stream marker or footer, flush, and move a file into place.
+    pub fn finish(mut self) -> Result<u64> {
+        let name = self.name.clone();
+        match self.writer.take() {
+            Some(Writer::Stream(mut w)) => {
+                w.finish().map_err(|e| write_err(&name, e))?;
+                let mut inner = w.into_inner().map_err(|e| write_err(&name, e))?;
+                inner.flush().map_err(|e| flush_err(&name, e))?;
+            }
+            Some(Writer::File(mut w)) => {
+                w.finish().map_err(|e| write_err(&name, e))?;
+                let mut inner = w.into_inner().map_err(|e| write_err(&name, e))?;
+                inner.flush().map_err(|e| flush_err(&name, e))?;
+            }
+            Some(Writer::Parquet(w)) => {
+                w.close().map_err(|e| Error::parquet(format!("writing {name}"), e))?;
+            }
+            None => {}
+        }
+        if let Some((temp, dest)) = self.temp.take() {
+            cleanup::forget(&temp);
+            temp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
+        }
+        Ok(self.rows)
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        if let Some((temp, _)) = &self.temp {
+            cleanup::forget(temp);
+        }
+    }
+}
+
+fn ipc_options() -> IpcWriteOptions {
+    IpcWriteOptions::default()
+}
+
+fn write_err(name: &str, e: arrow::error::ArrowError) -> Error {
+    if name == "stdout" {
+        if let arrow::error::ArrowError::IoError(_, io) = e {
+            return Error::Stdout(io);
+        }
+        return Error::arrow("writing to standard output", e);
+    }
+    if let arrow::error::ArrowError::IoError(_, io) = e {
+        return disk_error(Path::new(name), io);
+    }
+    Error::arrow(format!("writing {name}"), e)
+}
+
+fn flush_err(name: &str, e: io::Error) -> Error {
+    if name == "stdout" {
+        Error::Stdout(e)
+    } else {
+        disk_error(Path::new(name), e)
+    }
+}
+
+/// An I/O error while writing, with a hint when the disk is full.
+pub fn disk_error(path: &Path, e: io::Error) -> Error {
+    if e.raw_os_error() == Some(libc::ENOSPC) {
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        Error::data(format!(
+            "{}: no space left on device while writing; free space in {} or write elsewhere",
+            path.display(),
+            dir.display()
+        ))
+    } else {
+        Error::io(path, e)
+    }
+}
+
+/// Create a temporary file beside `path` (same directory, so the final rename is atomic),
+/// registered for removal on Ctrl-C.
+pub fn temp_beside(path: &Path) -> Result<(File, tempfile::TempPath)> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(Error::data(format!(
+            "{}: directory {} does not exist; create it first",
+            path.display(),
+            dir.display()
+        )));
+    }
+    let fname = path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_else(|| "output".into());
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{fname}."))
+        .suffix(".tmp")
+        .tempfile_in(&dir)
+        .map_err(|e| Error::io(&dir, e))?;
+    let (file, temp_path) = tmp.into_parts();
+    cleanup::register(&temp_path);
+    Ok((file, temp_path))
+}

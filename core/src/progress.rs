@@ -1,0 +1,114 @@
+//! Progress on stderr (a bar only when stderr is a terminal) and the closing summary line.
+//!
+//! ```text
+//! let progress = Progress::new("probe-group", quiet, total_rows);
+//! progress.inc(batch.num_rows());
+//! progress.finish(&[("rows", rows.to_string()), ("keys", keys.to_string())]);
+//! ```
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Progress reporting and the summary for one stage run.
+#[derive(Debug)]
+pub struct Progress {
+    stage: &'static str,
+    quiet: bool,
+    bar: Option<ProgressBar>,
+    start: Instant,
+}
+
+impl Progress {
+    /// `total` is the number of rows expected, when known.
+    pub fn new(stage: &'static str, quiet: bool, total: Option<u64>) -> Progress {
+        let bar = if !quiet && std::io::stderr().is_terminal() {
+            let bar = match total {
+                Some(t) => ProgressBar::with_draw_target(Some(t), ProgressDrawTarget::stderr()).with_style(
+                    ProgressStyle::with_template("{prefix} [{bar:30}] {human_pos}/{human_len} rows {per_sec} eta {eta}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ),
+                None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
+                    ProgressStyle::with_template("{prefix} {spinner} {human_pos} rows {per_sec} {elapsed}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                ),
+            };
+            bar.set_prefix(stage);
+            bar.enable_steady_tick(Duration::from_millis(200));
+            Some(bar)
+        } else {
+            None
+        };
+        Progress { stage, quiet, bar, start: Instant::now() }
+    }
+
+    /// Count processed rows.
+    pub fn inc(&self, rows: usize) {
+        if let Some(bar) = &self.bar {
+            bar.inc(rows as u64);
+        }
+    }
+
+    /// A log line on stderr (hidden by `-q`), printed above the bar.
+    pub fn log(&self, msg: &str) {
+        if self.quiet {
+            return;
+        }
+        match &self.bar {
+            Some(bar) => bar.println(format!("{}: {msg}", self.stage)),
+            None => eprintln!("{}: {msg}", self.stage),
+        }
+    }
+
+    /// Seconds since the stage started.
+    pub fn elapsed(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
+    /// Clear the bar and print the summary line:
+    /// `probe-x: rows 123, keys 4, 0.52 s, 236.5 K rows/s, peak memory 12.3 MiB`.
+    pub fn finish(&self, rows: u64, fields: &[(&str, String)]) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        if self.quiet {
+            return;
+        }
+        let secs = self.elapsed();
+        let mut parts = vec![format!("rows {rows}")];
+        parts.extend(fields.iter().map(|(k, v)| format!("{k} {v}")));
+        parts.push(format!("{secs:.2} s"));
+        parts.push(format!("{} rows/s", human_rate(rows as f64 / secs.max(1e-9))));
+        if let Some(peak) = peak_rss_bytes() {
+            parts.push(format!("peak memory {}", bytesize::ByteSize::b(peak).display().iec()));
+        }
+        eprintln!("{}: {}", self.stage, parts.join(", "));
+    }
+}
+
+fn human_rate(r: f64) -> String {
+    if r >= 1e6 {
+        format!("{:.2} M", r / 1e6)
+    } else if r >= 1e3 {
+        format!("{:.1} K", r / 1e3)
+    } else {
+        format!("{r:.0}")
+    }
+}
+
+/// Peak resident set size of this process (VmHWM), where the OS reports it.
+pub fn peak_rss_bytes() -> Option<u64> {
+    read_status_kib("VmHWM:").map(|k| k * 1024)
+}
+
+/// Current resident set size of this process (VmRSS).
+pub fn current_rss_bytes() -> Option<u64> {
+    read_status_kib("VmRSS:").map(|k| k * 1024)
+}
+
+fn read_status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line[field.len()..].trim().trim_end_matches("kB").trim().parse().ok()
+}

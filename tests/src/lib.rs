@@ -1,0 +1,1 @@
+//! probe-rows end-to-end test support
