@@ -38,7 +38,12 @@ pub fn check_time_type(field: &Field, file: &str) -> Result<()> {
 }
 
 /// Indices of the key columns and the time column, with their types checked.
-pub fn key_time_indices(schema: &Schema, keys: &[String], time: &str, file: &str) -> Result<(Vec<usize>, usize)> {
+pub fn key_time_indices(
+    schema: &Schema,
+    keys: &[String],
+    time: &str,
+    file: &str,
+) -> Result<(Vec<usize>, usize)> {
     let mut key_idx = Vec::with_capacity(keys.len());
     for k in keys {
         let i = column_index(schema, k, file)?;
@@ -47,7 +52,9 @@ pub fn key_time_indices(schema: &Schema, keys: &[String], time: &str, file: &str
     }
     let t = column_index(schema, time, file)?;
     if keys.iter().any(|k| k == time) {
-        return Err(Error::config(format!("`{time}` is given as both a key and the time column")));
+        return Err(Error::config(format!(
+            "`{time}` is given as both a key and the time column"
+        )));
     }
     check_time_type(schema.field(t), file)?;
     Ok((key_idx, t))
@@ -58,22 +65,32 @@ pub fn time_as_i64(col: &ArrayRef) -> Result<Int64Array> {
     let data_type = col.data_type().clone();
     let as_i64 = match &data_type {
         DataType::Int64 => col.clone(),
-        DataType::Date32 | DataType::Time32(_) => {
-            cast(&cast(col, &DataType::Int32).map_err(|e| Error::arrow("time column", e))?, &DataType::Int64)
-                .map_err(|e| Error::arrow("time column", e))?
-        }
+        DataType::Date32 | DataType::Time32(_) => cast(
+            &cast(col, &DataType::Int32).map_err(|e| Error::arrow("time column", e))?,
+            &DataType::Int64,
+        )
+        .map_err(|e| Error::arrow("time column", e))?,
         _ => cast(col, &DataType::Int64).map_err(|e| Error::arrow("time column", e))?,
     };
     let arr = as_i64
         .as_any()
         .downcast_ref::<Int64Array>()
         .cloned()
-        .ok_or_else(|| Error::data(format!("time column of type {data_type} could not be read as integers")))?;
+        .ok_or_else(|| {
+            Error::data(format!(
+                "time column of type {data_type} could not be read as integers"
+            ))
+        })?;
     Ok(arr)
 }
 
 /// Two schemas' listed columns agree on type; otherwise name the column and both types.
-pub fn check_same_types(first: &Schema, first_name: &str, other: &Schema, other_name: &str) -> Result<()> {
+pub fn check_same_types(
+    first: &Schema,
+    first_name: &str,
+    other: &Schema,
+    other_name: &str,
+) -> Result<()> {
     for f in first.fields() {
         match other.field_with_name(f.name()) {
             Ok(o) if o.data_type() == f.data_type() => {}

@@ -120,7 +120,9 @@ pub fn detect(head: &[u8]) -> Option<Format> {
         Some(Format::Parquet)
     } else if head.starts_with(b"ARROW1") {
         Some(Format::IpcFile)
-    } else if head.len() >= 4 && (head[..4] == [0xff; 4] || i32::from_le_bytes([head[0], head[1], head[2], head[3]]) > 0) {
+    } else if head.len() >= 4
+        && (head[..4] == [0xff; 4] || i32::from_le_bytes([head[0], head[1], head[2], head[3]]) > 0)
+    {
         // Continuation marker (current format) or a positive metadata length (pre-1.0 format).
         Some(Format::IpcStream)
     } else {
@@ -160,14 +162,20 @@ pub struct Input {
 
 impl std::fmt::Debug for Input {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Input").field("name", &self.name).field("format", &self.format).finish()
+        f.debug_struct("Input")
+            .field("name", &self.name)
+            .field("format", &self.format)
+            .finish()
     }
 }
 
 enum Kind {
     Parquet(ParquetRecordBatchReaderBuilder<File>),
     IpcFile(FileReader<BufReader<File>>),
-    IpcStream(StreamReader<BufReader<EofWatch<Box<dyn Read + Send>>>>, Arc<AtomicBool>),
+    IpcStream(
+        StreamReader<BufReader<EofWatch<Box<dyn Read + Send>>>>,
+        Arc<AtomicBool>,
+    ),
 }
 
 fn truncated_msg(name: &str) -> String {
@@ -189,7 +197,8 @@ impl Input {
                          Re-create it or leave it out"
                     )));
                 }
-                file.seek(SeekFrom::Start(0)).map_err(|e| Error::io(path, e))?;
+                file.seek(SeekFrom::Start(0))
+                    .map_err(|e| Error::io(path, e))?;
                 let Some(format) = detect(&head[..n]) else {
                     return Err(unknown_format(&name, &head[..n]));
                 };
@@ -209,7 +218,8 @@ impl Input {
                 let Some(format) = detect(&head[..n]) else {
                     return Err(unknown_format("stdin", &head[..n]));
                 };
-                let rest: Box<dyn Read + Send> = Box::new(io::Cursor::new(head[..n].to_vec()).chain(stdin));
+                let rest: Box<dyn Read + Send> =
+                    Box::new(io::Cursor::new(head[..n].to_vec()).chain(stdin));
                 if format == Format::IpcStream {
                     return Self::from_parts(name, format, rest, None, None);
                 }
@@ -238,7 +248,9 @@ impl Input {
         let reopen = |p: &Path| File::open(p).map_err(|e| open_error(p, e));
         let (schema, total_rows, kind) = match format {
             Format::Parquet => {
-                let Some(p) = path else { unreachable_format(&name)? };
+                let Some(p) = path else {
+                    unreachable_format(&name)?
+                };
                 let file = reopen(p)?;
                 let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
                     Error::data(format!(
@@ -249,7 +261,9 @@ impl Input {
                 (builder.schema().clone(), Some(rows), Kind::Parquet(builder))
             }
             Format::IpcFile => {
-                let Some(p) = path else { unreachable_format(&name)? };
+                let Some(p) = path else {
+                    unreachable_format(&name)?
+                };
                 let file = reopen(p)?;
                 let reader = FileReader::try_new_buffered(file, None).map_err(|e| {
                     Error::data(format!(
@@ -261,18 +275,31 @@ impl Input {
             }
             Format::IpcStream => {
                 let flag = Arc::new(AtomicBool::new(false));
-                let watch = EofWatch { inner: reader, hit_eof: flag.clone() };
-                let reader = StreamReader::try_new(BufReader::with_capacity(1 << 16, watch), None).map_err(|e| {
-                    if flag.load(Ordering::Relaxed) {
-                        Error::data(truncated_msg(&name))
-                    } else {
-                        Error::data(format!("{name}: not a readable Arrow IPC stream ({e}); re-create it"))
-                    }
-                })?;
+                let watch = EofWatch {
+                    inner: reader,
+                    hit_eof: flag.clone(),
+                };
+                let reader = StreamReader::try_new(BufReader::with_capacity(1 << 16, watch), None)
+                    .map_err(|e| {
+                        if flag.load(Ordering::Relaxed) {
+                            Error::data(truncated_msg(&name))
+                        } else {
+                            Error::data(format!(
+                                "{name}: not a readable Arrow IPC stream ({e}); re-create it"
+                            ))
+                        }
+                    })?;
                 (reader.schema(), None, Kind::IpcStream(reader, flag))
             }
         };
-        Ok(Input { name, format, schema, total_rows, kind, _spool: spool })
+        Ok(Input {
+            name,
+            format,
+            schema,
+            total_rows,
+            kind,
+            _spool: spool,
+        })
     }
 
     /// The name used in messages.
@@ -308,7 +335,11 @@ impl Input {
         };
         let out_schema = match &indices {
             None => self.schema.clone(),
-            Some(idx) => Arc::new(self.schema.project(idx).map_err(|e| Error::arrow(self.name.clone(), e))?),
+            Some(idx) => Arc::new(
+                self.schema
+                    .project(idx)
+                    .map_err(|e| Error::arrow(self.name.clone(), e))?,
+            ),
         };
         let name = self.name;
         let inner = match self.kind {
@@ -331,29 +362,42 @@ impl Input {
                     }
                 }
                 let per_row = (bytes.max(1) as usize / rows).max(1);
-                let batch_rows = (batch_bytes / per_row).clamp(1024, 1 << 20);
+                let batch_rows = (batch_bytes / per_row).clamp(1, 1 << 20);
                 let reader = builder
                     .with_projection(mask)
                     .with_batch_size(batch_rows)
                     .build()
-                    .map_err(|e| Error::data(format!("{name}: cannot read Parquet data ({e}); re-create the file")))?;
+                    .map_err(|e| {
+                        Error::data(format!(
+                            "{name}: cannot read Parquet data ({e}); re-create the file"
+                        ))
+                    })?;
                 // The Parquet reader keeps file order; reorder to the requested order.
                 let reorder = indices.as_ref().map(|idx| {
                     let mut sorted = idx.clone();
                     sorted.sort_unstable();
-                    idx.iter().map(|i| sorted.binary_search(i).unwrap_or(0)).collect::<Vec<_>>()
+                    idx.iter()
+                        .map(|i| sorted.binary_search(i).unwrap_or(0))
+                        .collect::<Vec<_>>()
                 });
                 Inner::Parquet(reader, reorder)
             }
             Kind::IpcFile(reader) => Inner::IpcFile(reader, indices),
             Kind::IpcStream(reader, flag) => Inner::IpcStream(reader, flag, indices),
         };
-        Ok(BatchReader { name, schema: out_schema, inner, rows: 0 })
+        Ok(BatchReader {
+            name,
+            schema: out_schema,
+            inner,
+            rows: 0,
+        })
     }
 }
 
 fn unreachable_format<T>(name: &str) -> Result<T> {
-    Err(Error::data(format!("{name}: internal error: random-access format without a file")))
+    Err(Error::data(format!(
+        "{name}: internal error: random-access format without a file"
+    )))
 }
 
 fn open_error(path: &Path, e: io::Error) -> Error {
@@ -402,7 +446,11 @@ pub fn column_index(schema: &arrow::datatypes::Schema, column: &str, file: &str)
 enum Inner {
     Parquet(ParquetRecordBatchReader, Option<Vec<usize>>),
     IpcFile(FileReader<BufReader<File>>, Option<Vec<usize>>),
-    IpcStream(StreamReader<BufReader<EofWatch<Box<dyn Read + Send>>>>, Arc<AtomicBool>, Option<Vec<usize>>),
+    IpcStream(
+        StreamReader<BufReader<EofWatch<Box<dyn Read + Send>>>>,
+        Arc<AtomicBool>,
+        Option<Vec<usize>>,
+    ),
 }
 
 /// Yields record batches from one input, with the projection applied.
@@ -415,7 +463,10 @@ pub struct BatchReader {
 
 impl std::fmt::Debug for BatchReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BatchReader").field("name", &self.name).field("rows", &self.rows).finish()
+        f.debug_struct("BatchReader")
+            .field("name", &self.name)
+            .field("rows", &self.rows)
+            .finish()
     }
 }
 
@@ -491,6 +542,8 @@ impl BatchReader {
 fn project(b: RecordBatch, proj: Option<&[usize]>, name: &str) -> Result<RecordBatch> {
     match proj {
         None => Ok(b),
-        Some(idx) => b.project(idx).map_err(|e| Error::arrow(name.to_string(), e)),
+        Some(idx) => b
+            .project(idx)
+            .map_err(|e| Error::arrow(name.to_string(), e)),
     }
 }

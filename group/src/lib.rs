@@ -1,1 +1,244 @@
-//! placeholder
+//! probe-group: measurements -> one row per key with a time-ordered list of its measurements.
+//!
+//! ```text
+//! probe-group data/ -o grouped.arrows            # inputs sorted by (key, time), k-way merged
+//! probe-group --sort --memory-limit 1GiB data/   # any order, external sort
+//! ```
+//!
+//! The stage is [`Config::run`] over a validated [`Config`]; `main.rs` only parses flags.
+//! [`merge`] checks and merges sorted inputs, [`grouper`] builds the list column, [`sort`]
+//! turns unordered input into sorted runs first.
+
+pub mod cli;
+pub mod grouper;
+pub mod merge;
+pub mod sort;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::datatypes::Schema;
+use parquet::basic::Compression;
+
+use probe_core::columns::{check_same_types, key_time_indices};
+use probe_core::input::{discover, Input};
+use probe_core::output::{check_stdout_not_terminal, parse_compression, Output, OutputOptions};
+use probe_core::progress::{physical_memory_bytes, Progress};
+use probe_core::{Error, Result};
+
+pub use cli::Args;
+
+use crate::grouper::{output_schema, Grouper};
+use crate::merge::{key_converter, BatchSource, Cursor, Layout};
+
+/// A validated `probe-group` run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Input paths as given (`-` for stdin).
+    pub inputs: Vec<String>,
+    /// Output file, or stdout.
+    pub output: Option<PathBuf>,
+    /// Key column names.
+    pub keys: Vec<String>,
+    /// Time column name.
+    pub time: String,
+    /// Payload projection (None = all other columns).
+    pub columns: Option<Vec<String>>,
+    /// External sort.
+    pub sort: bool,
+    /// Memory budget for the sort.
+    pub memory_limit: u64,
+    /// Spill directory.
+    pub temp_dir: PathBuf,
+    /// Parquet output compression.
+    pub compression: Compression,
+    /// Target decoded batch size.
+    pub batch_bytes: usize,
+    /// Merge fan-in for the sort.
+    pub fan_in: usize,
+    /// No progress or summary.
+    pub quiet: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Measurements read and written.
+    pub rows: u64,
+    /// Keys (output rows).
+    pub keys: u64,
+    /// Measurements of the largest key.
+    pub largest_group: u64,
+    /// Sorted runs spilled by --sort.
+    pub spilled_runs: u64,
+    /// Intermediate merge passes by --sort.
+    pub merge_passes: u64,
+    /// Bytes spilled by --sort.
+    pub spilled_bytes: u64,
+}
+
+/// The default --memory-limit: a quarter of physical memory, at most 4 GiB.
+pub fn default_memory_limit() -> u64 {
+    let phys = physical_memory_bytes().unwrap_or(4 << 30);
+    (phys / 4).clamp(256 << 20, 4 << 30)
+}
+
+impl Args {
+    /// Check the flags and turn them into a config.
+    pub fn into_config(self) -> Result<Config> {
+        let compression = parse_compression(&self.compression).map_err(Error::config)?;
+        if self.keys.key.is_empty() || self.keys.key.iter().any(|k| k.is_empty()) {
+            return Err(Error::config("--key needs at least one column name"));
+        }
+        if let Some(cols) = &self.columns {
+            for c in cols {
+                if self.keys.key.contains(c) || *c == self.keys.time {
+                    return Err(Error::config(format!(
+                        "--columns: `{c}` is the key or time column, which is always kept; leave it out"
+                    )));
+                }
+            }
+        }
+        if self.fan_in < 2 {
+            return Err(Error::config("--fan-in must be at least 2"));
+        }
+        let memory_limit = self.memory_limit.unwrap_or_else(default_memory_limit);
+        if memory_limit < 1024 {
+            return Err(Error::config("--memory-limit must be at least 1KiB"));
+        }
+        check_stdout_not_terminal(self.output.output.as_deref())?;
+        Ok(Config {
+            inputs: self.input.inputs,
+            output: self.output.output,
+            keys: self.keys.key,
+            time: self.keys.time,
+            columns: self.columns,
+            sort: self.sort,
+            memory_limit,
+            temp_dir: self.temp_dir.unwrap_or_else(std::env::temp_dir),
+            compression,
+            batch_bytes: self.batch_size.clamp(1, 1 << 30) as usize,
+            fan_in: self.fan_in,
+            quiet: self.log.quiet,
+        })
+    }
+}
+
+fn advice(sort: bool) -> Arc<str> {
+    if sort {
+        Arc::from("internal error: a sorted run is out of order; please report it")
+    } else {
+        Arc::from("rerun with --sort (probe-check-order shows what the input needs)")
+    }
+}
+
+impl Config {
+    /// Run the stage.
+    pub fn run(&self) -> Result<Report> {
+        let sources = discover(&self.inputs)?;
+        let inputs = sources
+            .iter()
+            .map(Input::open)
+            .collect::<Result<Vec<_>>>()?;
+        let first = &inputs[0];
+        let schema = first.schema();
+        let (key_idx, time_idx) = key_time_indices(&schema, &self.keys, &self.time, first.name())?;
+        let payload: Vec<String> = match &self.columns {
+            Some(cols) => cols.clone(),
+            None => schema
+                .fields()
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !key_idx.contains(i) && *i != time_idx)
+                .map(|(_, f)| f.name().clone())
+                .collect(),
+        };
+        let mut projection: Vec<String> = self.keys.clone();
+        projection.push(self.time.clone());
+        projection.extend(payload);
+        let total_rows: Option<u64> = inputs.iter().map(|i| i.total_rows()).sum();
+
+        // Under --sort the decoded batch is part of the budget.
+        let batch_bytes = if self.sort {
+            self.batch_bytes
+                .min((self.memory_limit / 16).max(1024) as usize)
+        } else {
+            self.batch_bytes
+        };
+        let mut readers = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let r = input.reader(Some(&projection), batch_bytes)?;
+            readers.push(r);
+        }
+        let proj_schema: Arc<Schema> = readers[0].schema();
+        for r in &readers[1..] {
+            check_same_types(&proj_schema, readers[0].name(), &r.schema(), r.name())?;
+        }
+        let out_schema = output_schema(&proj_schema, self.keys.len());
+        let layout = Arc::new(Layout {
+            n_keys: self.keys.len(),
+            key_names: self.keys.clone(),
+            time_name: self.time.clone(),
+        });
+        let empty = arrow::record_batch::RecordBatch::new_empty(proj_schema.clone());
+        let converter = Arc::new(key_converter(&empty, self.keys.len())?);
+
+        let progress = Progress::new("probe-group", self.quiet, total_rows);
+        let opts = OutputOptions {
+            compression: self.compression,
+            ..Default::default()
+        };
+        let mut output = Output::create(self.output.as_deref(), out_schema.clone(), &opts)?;
+        let mut report = Report::default();
+
+        let sources: Vec<Box<dyn BatchSource>> = if self.sort {
+            let sorted = sort::sort_inputs(readers, &proj_schema, self, &layout, &progress)?;
+            report.spilled_runs = sorted.runs;
+            report.merge_passes = sorted.passes;
+            report.spilled_bytes = sorted.bytes;
+            sorted.sources
+        } else {
+            readers
+                .into_iter()
+                .map(|r| Box::new(r) as Box<dyn BatchSource>)
+                .collect()
+        };
+        let cursors: Vec<Cursor> = sources
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| Cursor::new(s, i, converter.clone(), layout.clone(), advice(self.sort)))
+            .collect();
+
+        let mut emit = |b: arrow::record_batch::RecordBatch| output.write(&b);
+        let mut grouper = Grouper::new(out_schema, self.keys.len(), batch_bytes, &mut emit);
+        let counting = !self.sort;
+        merge::merge(cursors, &mut grouper, &mut |n| {
+            if counting {
+                progress.inc(n)
+            }
+        })?;
+        let (keys, rows, largest) = grouper.finish()?;
+        output.finish()?;
+        report.rows = rows;
+        report.keys = keys;
+        report.largest_group = largest;
+        let mut fields = vec![
+            ("keys", keys.to_string()),
+            ("largest key", format!("{largest} rows")),
+        ];
+        if self.sort {
+            fields.push(("spilled runs", report.spilled_runs.to_string()));
+            fields.push(("merge passes", report.merge_passes.to_string()));
+            fields.push((
+                "spilled",
+                probe_core::cli::human_bytes(report.spilled_bytes),
+            ));
+            fields.push((
+                "memory limit",
+                probe_core::cli::human_bytes(self.memory_limit),
+            ));
+        }
+        progress.finish(rows, &fields);
+        Ok(report)
+    }
+}

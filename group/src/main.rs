@@ -1,1 +1,7 @@
-fn main() {}
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    probe_core::main("probe-group", || {
+        probe_group::Args::parse().into_config()?.run().map(|_| ())
+    })
+}

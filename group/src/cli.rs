@@ -1,0 +1,74 @@
+//! Command-line options of `probe-group`.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use probe_core::cli::{parse_size, InputArgs, KeyArgs, LogArgs, OutputArgs};
+
+/// Group measurements into probe rows: one row per key with its measurements as a
+/// time-ordered list.
+///
+/// Output: the key column(s), then `measurements: List<Struct<time, payload...>>`, time
+/// ascending, ties in input order (inputs in the order given, rows in file order), null times
+/// last, a null key as one group after all others: what DuckDB's
+/// `GROUP BY key` with `LIST(STRUCT_PACK(...) ORDER BY time)` returns, in bounded memory.
+///
+/// By default every input must be sorted by (key, time); several sorted inputs (overlapping
+/// daily exports) are merged, no sort needed. The order is checked as rows stream and a
+/// violation stops the run naming the file and row. `--sort` accepts any order with an external
+/// sort bounded by `--memory-limit`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "probe-group",
+    version,
+    after_long_help = "Example:\n  probe-check-order data/ && probe-group data/ | probe-split --out-dir work/\n  probe-group --sort --memory-limit 2GiB shuffled/ -o grouped.parquet"
+)]
+pub struct Args {
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    #[command(flatten)]
+    pub keys: KeyArgs,
+
+    /// Payload columns to keep, in this order (default: every column but the key and time);
+    /// pushed down into the Parquet reader.
+    #[arg(
+        short = 'c',
+        long = "columns",
+        value_name = "COLUMN",
+        value_delimiter = ','
+    )]
+    pub columns: Option<Vec<String>>,
+
+    /// Accept input in any order: external sort bounded by --memory-limit, spilling sorted runs
+    /// to --temp-dir as compressed Arrow IPC.
+    #[arg(long)]
+    pub sort: bool,
+
+    /// Memory budget for --sort (`512MiB`, `2GB`); default: a quarter of physical memory,
+    /// at most 4 GiB.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory_limit: Option<u64>,
+
+    /// Directory for --sort's spill files (default: the system temp dir, $TMPDIR).
+    #[arg(long, value_name = "DIR")]
+    pub temp_dir: Option<PathBuf>,
+
+    /// Parquet compression for a `.parquet` output: zstd, zstd:LEVEL, snappy, lz4, gzip, none.
+    #[arg(long, value_name = "CODEC", default_value = "zstd")]
+    pub compression: String,
+
+    /// Target size of one decoded batch (input and output).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "8MiB", hide = true)]
+    pub batch_size: u64,
+
+    /// Maximum merge fan-in for --sort (runs merged at once).
+    #[arg(long, value_name = "N", default_value_t = 64, hide = true)]
+    pub fan_in: usize,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}

@@ -1,0 +1,296 @@
+//! Turns rows in (key, time) order into probe rows: one output row per key, its measurements
+//! as a `List<Struct<time, payload...>>`.
+//!
+//! Rows arrive as runs (a slice of one decoded batch). The grouper keeps the runs of the
+//! groups not yet written plus the open group, and writes every complete group once they hold
+//! about one output batch of data. Memory: the open group (the largest group, at worst) plus one
+//! output batch plus the input batches those runs point into.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, ListArray, StructArray};
+use arrow::buffer::OffsetBuffer;
+use arrow::compute::interleave;
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+
+use probe_core::{Error, Result};
+
+use crate::merge::{format_key, gather, RunSink, SortedBatch};
+
+/// The output schema for key fields, a time field and payload fields.
+pub fn output_schema(input: &Schema, n_keys: usize) -> SchemaRef {
+    let mut fields: Vec<Field> = input.fields()[..n_keys]
+        .iter()
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    let item: Fields = input.fields()[n_keys..]
+        .iter()
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect::<Vec<_>>()
+        .into();
+    fields.push(Field::new(
+        "measurements",
+        DataType::List(Arc::new(Field::new_list_field(
+            DataType::Struct(item),
+            false,
+        ))),
+        false,
+    ));
+    Arc::new(Schema::new(fields))
+}
+
+struct Run {
+    batch: Arc<SortedBatch>,
+    start: usize,
+    len: usize,
+}
+
+/// Builds output batches of whole groups and hands them to `emit`.
+pub struct Grouper<'a> {
+    schema: SchemaRef,
+    n_keys: usize,
+    target_bytes: usize,
+    runs: VecDeque<Run>,
+    /// Start offset (in pending rows) of each pending group, the open one last.
+    group_starts: Vec<usize>,
+    /// Where each pending group's key is: (batch, row).
+    group_keys: Vec<(Arc<SortedBatch>, usize)>,
+    pending_rows: usize,
+    /// Estimated bytes of the complete pending groups (all but the open one).
+    complete_bytes: usize,
+    open_bytes: usize,
+    emit: &'a mut dyn FnMut(RecordBatch) -> Result<()>,
+    /// Groups written so far.
+    pub groups: u64,
+    /// Rows (measurements) written so far.
+    pub rows: u64,
+    /// Rows in the largest group seen.
+    pub largest_group: u64,
+}
+
+impl<'a> Grouper<'a> {
+    /// A grouper writing batches of about `target_bytes`.
+    pub fn new(
+        schema: SchemaRef,
+        n_keys: usize,
+        target_bytes: usize,
+        emit: &'a mut dyn FnMut(RecordBatch) -> Result<()>,
+    ) -> Self {
+        Grouper {
+            schema,
+            n_keys,
+            target_bytes,
+            runs: VecDeque::new(),
+            group_starts: Vec::new(),
+            group_keys: Vec::new(),
+            pending_rows: 0,
+            complete_bytes: 0,
+            open_bytes: 0,
+            emit,
+            groups: 0,
+            rows: 0,
+            largest_group: 0,
+        }
+    }
+
+    fn start_group(&mut self, batch: &Arc<SortedBatch>, row: usize) -> Result<()> {
+        if let Some(&open_start) = self.group_starts.last() {
+            let open_rows = (self.pending_rows - open_start) as u64;
+            self.largest_group = self.largest_group.max(open_rows);
+            self.complete_bytes += self.open_bytes;
+            self.open_bytes = 0;
+            if self.complete_bytes >= self.target_bytes {
+                self.flush(self.pending_rows)?;
+            }
+        }
+        self.group_starts.push(self.pending_rows);
+        self.group_keys.push((batch.clone(), row));
+        Ok(())
+    }
+
+    /// Write every complete group, and the open one too; returns (groups, rows, largest group).
+    pub fn finish(mut self) -> Result<(u64, u64, u64)> {
+        if let Some(&open_start) = self.group_starts.last() {
+            self.largest_group = self
+                .largest_group
+                .max((self.pending_rows - open_start) as u64);
+        }
+        if self.pending_rows > 0 {
+            self.flush(self.pending_rows)?;
+        }
+        Ok((self.groups, self.rows, self.largest_group))
+    }
+
+    /// Write the pending groups that end at or before row `upto` (a group boundary).
+    fn flush(&mut self, upto: usize) -> Result<()> {
+        let n_groups = self.group_starts.iter().take_while(|&&s| s < upto).count();
+        if n_groups == 0 {
+            return Ok(());
+        }
+        if upto > i32::MAX as usize {
+            let (b, r) = &self.group_keys[n_groups - 1];
+            return Err(Error::data(format!(
+                "key {} has more than {} measurements, more than one Arrow list can hold; \
+                 split the key (add a column to --key) or filter the input",
+                format_key(&b.data, self.n_keys, *r),
+                i32::MAX
+            )));
+        }
+        // Which runs make up the first `upto` rows.
+        let mut take = Vec::new();
+        let mut left = upto;
+        for run in &self.runs {
+            if left == 0 {
+                break;
+            }
+            let n = run.len.min(left);
+            take.push((run.batch.clone(), run.start, n));
+            left -= n;
+        }
+        let batch_cols = take[0].0.data.num_columns();
+        let children = gather(&take, self.n_keys..batch_cols).map_err(|e| self.too_big(e))?;
+        // Key columns: one value per group.
+        let mut key_cols: Vec<ArrayRef> = Vec::with_capacity(self.n_keys);
+        let groups = &self.group_keys[..n_groups];
+        let mut sources: Vec<&Arc<SortedBatch>> = Vec::new();
+        let mut indices = Vec::with_capacity(n_groups);
+        for (b, r) in groups {
+            let idx = match sources.iter().rposition(|s| Arc::ptr_eq(s, b)) {
+                Some(i) => i,
+                None => {
+                    sources.push(b);
+                    sources.len() - 1
+                }
+            };
+            indices.push((idx, *r));
+        }
+        for c in 0..self.n_keys {
+            let arrays: Vec<&dyn Array> =
+                sources.iter().map(|b| b.data.column(c).as_ref()).collect();
+            key_cols.push(interleave(&arrays, &indices).map_err(|e| self.too_big(e))?);
+        }
+        let item_fields = match self.schema.field(self.n_keys).data_type() {
+            DataType::List(f) => f.clone(),
+            _ => {
+                return Err(Error::data(
+                    "internal error: output schema without a list column",
+                ))
+            }
+        };
+        let struct_fields = match item_fields.data_type() {
+            DataType::Struct(fs) => fs.clone(),
+            _ => return Err(Error::data("internal error: list items are not structs")),
+        };
+        let items =
+            StructArray::try_new(struct_fields, children, None).map_err(|e| self.too_big(e))?;
+        let mut offsets: Vec<i32> = self.group_starts[..n_groups]
+            .iter()
+            .map(|&s| s as i32)
+            .collect();
+        offsets.push(upto as i32);
+        let list = ListArray::try_new(
+            item_fields,
+            OffsetBuffer::new(offsets.into()),
+            Arc::new(items),
+            None,
+        )
+        .map_err(|e| self.too_big(e))?;
+        key_cols.push(Arc::new(list));
+        let out =
+            RecordBatch::try_new(self.schema.clone(), key_cols).map_err(|e| self.too_big(e))?;
+
+        // Drop what was written.
+        let mut left = upto;
+        while left > 0 {
+            let Some(run) = self.runs.front_mut() else {
+                break;
+            };
+            if run.len <= left {
+                left -= run.len;
+                self.runs.pop_front();
+            } else {
+                run.start += left;
+                run.len -= left;
+                left = 0;
+            }
+        }
+        self.group_starts.drain(..n_groups);
+        self.group_keys.drain(..n_groups);
+        for s in &mut self.group_starts {
+            *s -= upto;
+        }
+        self.pending_rows -= upto;
+        self.complete_bytes = 0;
+        self.groups += n_groups as u64;
+        self.rows += upto as u64;
+        (self.emit)(out)
+    }
+
+    fn too_big(&self, e: arrow::error::ArrowError) -> Error {
+        Error::data(format!(
+            "cannot build an output batch ({e}); a single key's measurements are too large for one Arrow list: \
+             split the key (add a column to --key) or filter the input"
+        ))
+    }
+}
+
+impl RunSink for Grouper<'_> {
+    fn push_run(&mut self, batch: &Arc<SortedBatch>, start: usize, len: usize) -> Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        // Does the first row start a new group?
+        let new_first = match self.group_keys.last() {
+            None => true,
+            Some(_) => match self.runs.back() {
+                Some(last) => {
+                    last.batch.keys.row(last.start + last.len - 1) != batch.keys.row(start)
+                }
+                None => true,
+            },
+        };
+        // Key changes inside the run.
+        let lo = batch
+            .key_changes
+            .partition_point(|&i| (i as usize) <= start);
+        let hi = batch
+            .key_changes
+            .partition_point(|&i| (i as usize) < start + len);
+        let mut seg_start = start;
+        let mut pending_new = new_first;
+        for &ch in &batch.key_changes[lo..hi] {
+            let ch = ch as usize;
+            self.append(batch, seg_start, ch - seg_start, pending_new)?;
+            seg_start = ch;
+            pending_new = true;
+        }
+        self.append(batch, seg_start, start + len - seg_start, pending_new)
+    }
+}
+
+impl Grouper<'_> {
+    fn append(
+        &mut self,
+        batch: &Arc<SortedBatch>,
+        start: usize,
+        len: usize,
+        new_group: bool,
+    ) -> Result<()> {
+        if new_group {
+            self.start_group(batch, start)?;
+        }
+        match self.runs.back_mut() {
+            Some(r) if Arc::ptr_eq(&r.batch, batch) && r.start + r.len == start => r.len += len,
+            _ => self.runs.push_back(Run {
+                batch: batch.clone(),
+                start,
+                len,
+            }),
+        }
+        self.pending_rows += len;
+        self.open_bytes += len * batch.row_bytes;
+        Ok(())
+    }
+}

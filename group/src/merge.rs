@@ -1,0 +1,500 @@
+//! Sorted inputs, checked as they stream, and their k-way merge into runs of rows.
+//!
+//! Every input yields batches sorted by (key, time), nulls last. A [`Cursor`] decodes the key
+//! columns into arrow's row format (so any key type and composite keys compare as `memcmp`),
+//! checks the order inside each batch and across batch boundaries, and notes where the key
+//! changes. The [`Merger`] repeatedly takes the smallest (key, time, input index) and hands
+//! the longest run of rows from one batch that stays below the other inputs' heads to a
+//! [`RunSink`]: ties go to the earlier input, so equal timestamps keep input order.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, Int64Array};
+use arrow::compute::{concat, interleave, SortOptions};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+use arrow::row::{OwnedRow, RowConverter, Rows, SortField};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+
+use probe_core::columns::time_as_i64;
+use probe_core::{Error, Result};
+
+/// Where the merged rows go.
+pub trait RunSink {
+    /// Rows `start..start + len` of `batch` come next in merged order.
+    fn push_run(&mut self, batch: &Arc<SortedBatch>, start: usize, len: usize) -> Result<()>;
+}
+
+/// Something that yields batches sorted by (key, time): an input file, stdin, a spill run.
+pub trait BatchSource {
+    /// The next batch, or `None` at the end.
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>>;
+    /// Name for messages (a path, `stdin`, a spill run).
+    fn name(&self) -> &str;
+    /// Row number within the source of the next batch's first row.
+    fn rows_read(&self) -> u64;
+}
+
+impl BatchSource for probe_core::input::BatchReader {
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        probe_core::input::BatchReader::next_batch(self)
+    }
+    fn name(&self) -> &str {
+        probe_core::input::BatchReader::name(self)
+    }
+    fn rows_read(&self) -> u64 {
+        probe_core::input::BatchReader::rows_read(self)
+    }
+}
+
+/// The column layout every batch in the merge shares: key columns first, then time, then
+/// payload.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// Number of key columns at the front.
+    pub n_keys: usize,
+    /// Names of the key columns (for messages).
+    pub key_names: Vec<String>,
+    /// Name of the time column.
+    pub time_name: String,
+}
+
+impl Layout {
+    /// Index of the time column.
+    pub fn time_idx(&self) -> usize {
+        self.n_keys
+    }
+}
+
+/// A decoded batch with its keys in row format and its times as i64.
+#[derive(Debug)]
+pub struct SortedBatch {
+    /// The projected columns: keys, time, payload.
+    pub data: RecordBatch,
+    /// Key columns in arrow's row format.
+    pub keys: Rows,
+    /// Time values (nulls kept).
+    pub times: Int64Array,
+    /// Rows `i > 0` where the key differs from row `i - 1`, ascending.
+    pub key_changes: Vec<u32>,
+    /// Which merge input it came from.
+    pub input: usize,
+    /// Estimated in-memory bytes per row.
+    pub row_bytes: usize,
+}
+
+impl SortedBatch {
+    /// Rows in the batch.
+    pub fn len(&self) -> usize {
+        self.data.num_rows()
+    }
+
+    /// Whether the batch has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.data.num_rows() == 0
+    }
+
+    fn time(&self, i: usize) -> Option<i64> {
+        self.times.is_valid(i).then(|| self.times.value(i))
+    }
+
+    /// Compare row `i` here with row `j` of `other` by (key, time), nulls last.
+    pub fn cmp_rows(&self, i: usize, other: &SortedBatch, j: usize) -> Ordering {
+        self.keys
+            .row(i)
+            .cmp(&other.keys.row(j))
+            .then_with(|| cmp_time(self.time(i), other.time(j)))
+    }
+
+    /// Memory held by this batch.
+    pub fn memory_size(&self) -> usize {
+        self.data.get_array_memory_size() + self.keys.size() + self.key_changes.capacity() * 4
+    }
+}
+
+/// Time order with nulls last.
+pub fn cmp_time(a: Option<i64>, b: Option<i64>) -> Ordering {
+    match (a, b) {
+        (Some(x), Some(y)) => x.cmp(&y),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
+}
+
+/// The row converter for the key columns of `data`, ascending, nulls last.
+pub fn key_converter(data: &RecordBatch, n_keys: usize) -> Result<RowConverter> {
+    let fields = (0..n_keys)
+        .map(|i| {
+            SortField::new_with_options(
+                data.column(i).data_type().clone(),
+                SortOptions {
+                    descending: false,
+                    nulls_first: false,
+                },
+            )
+        })
+        .collect();
+    RowConverter::new(fields).map_err(|e| Error::arrow("key columns", e))
+}
+
+/// Render the key of row `row` for messages: `"10.0.0.1"` or `("a", 3)`.
+pub fn format_key(data: &RecordBatch, n_keys: usize, row: usize) -> String {
+    let opts = FormatOptions::default().with_null("null");
+    let parts: Vec<String> = (0..n_keys)
+        .map(|c| {
+            let col = data.column(c);
+            match ArrayFormatter::try_new(col.as_ref(), &opts) {
+                Ok(f)
+                    if col.is_valid(row)
+                        && matches!(
+                            col.data_type(),
+                            arrow::datatypes::DataType::Utf8
+                                | arrow::datatypes::DataType::LargeUtf8
+                                | arrow::datatypes::DataType::Utf8View
+                        ) =>
+                {
+                    format!("{:?}", f.value(row).to_string())
+                }
+                Ok(f) => f.value(row).to_string(),
+                Err(_) => "?".to_string(),
+            }
+        })
+        .collect();
+    if parts.len() == 1 {
+        parts.into_iter().next().unwrap_or_default()
+    } else {
+        format!("({})", parts.join(", "))
+    }
+}
+
+fn format_time(data: &RecordBatch, col: usize, row: usize) -> String {
+    let opts = FormatOptions::default().with_null("null");
+    match ArrayFormatter::try_new(data.column(col).as_ref(), &opts) {
+        Ok(f) => f.value(row).to_string(),
+        Err(_) => "?".to_string(),
+    }
+}
+
+/// The previous row of an input, kept across batch boundaries for the order check.
+struct LastRow {
+    key: OwnedRow,
+    time: Option<i64>,
+    data: RecordBatch,
+}
+
+/// One input being read: its current batch and position.
+pub struct Cursor {
+    source: Box<dyn BatchSource>,
+    input: usize,
+    converter: Arc<RowConverter>,
+    layout: Arc<Layout>,
+    last: Option<LastRow>,
+    /// Message suffix for an order violation (what to do).
+    advice: Arc<str>,
+    rows: u64,
+}
+
+impl Cursor {
+    /// Wrap a source as merge input number `input`.
+    pub fn new(
+        source: Box<dyn BatchSource>,
+        input: usize,
+        converter: Arc<RowConverter>,
+        layout: Arc<Layout>,
+        advice: Arc<str>,
+    ) -> Cursor {
+        Cursor {
+            source,
+            input,
+            converter,
+            layout,
+            last: None,
+            advice,
+            rows: 0,
+        }
+    }
+
+    /// Rows read from this input so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Decode the next non-empty batch and check its order.
+    pub fn next(&mut self) -> Result<Option<Arc<SortedBatch>>> {
+        loop {
+            let first_row = self.source.rows_read();
+            let Some(data) = self.source.next_batch()? else {
+                return Ok(None);
+            };
+            if data.num_rows() == 0 {
+                continue;
+            }
+            self.rows += data.num_rows() as u64;
+            let batch = self.prepare(data, first_row)?;
+            return Ok(Some(Arc::new(batch)));
+        }
+    }
+
+    fn prepare(&mut self, data: RecordBatch, first_row: u64) -> Result<SortedBatch> {
+        let n_keys = self.layout.n_keys;
+        let name = self.source.name().to_string();
+        let key_cols: Vec<ArrayRef> = data.columns()[..n_keys].to_vec();
+        let keys = self
+            .converter
+            .convert_columns(&key_cols)
+            .map_err(|e| Error::arrow(format!("{name}: key columns"), e))?;
+        let times = time_as_i64(data.column(self.layout.time_idx()))
+            .map_err(|e| Error::data(format!("{name}: {e}")))?;
+        let n = data.num_rows();
+        let mut key_changes = Vec::new();
+        // Check the first row against the previous batch's last row.
+        if let Some(last) = &self.last {
+            let t0 = times.is_valid(0).then(|| times.value(0));
+            match last.key.row().cmp(&keys.row(0)) {
+                Ordering::Greater => {
+                    return Err(self.key_violation(&name, first_row, &last.data, 0, &data, 0));
+                }
+                Ordering::Equal => {
+                    if cmp_time(last.time, t0) == Ordering::Greater {
+                        return Err(self.time_violation(&name, first_row, &last.data, 0, &data, 0));
+                    }
+                }
+                Ordering::Less => {}
+            }
+        }
+        let tv = times.values();
+        let tnull = times.nulls();
+        for i in 1..n {
+            match keys.row(i - 1).cmp(&keys.row(i)) {
+                Ordering::Less => key_changes.push(i as u32),
+                Ordering::Equal => {
+                    let bad = match tnull {
+                        None => tv[i - 1] > tv[i],
+                        Some(nb) => {
+                            cmp_time(
+                                nb.is_valid(i - 1).then(|| tv[i - 1]),
+                                nb.is_valid(i).then(|| tv[i]),
+                            ) == Ordering::Greater
+                        }
+                    };
+                    if bad {
+                        return Err(self.time_violation(
+                            &name,
+                            first_row + i as u64,
+                            &data,
+                            i - 1,
+                            &data,
+                            i,
+                        ));
+                    }
+                }
+                Ordering::Greater => {
+                    return Err(self.key_violation(
+                        &name,
+                        first_row + i as u64,
+                        &data,
+                        i - 1,
+                        &data,
+                        i,
+                    ));
+                }
+            }
+        }
+        self.last = Some(LastRow {
+            key: keys.row(n - 1).owned(),
+            time: times.is_valid(n - 1).then(|| times.value(n - 1)),
+            data: data.slice(n - 1, 1),
+        });
+        let row_bytes = (data.get_array_memory_size() / n).max(1);
+        Ok(SortedBatch {
+            data,
+            keys,
+            times,
+            key_changes,
+            input: self.input,
+            row_bytes,
+        })
+    }
+
+    fn key_violation(
+        &self,
+        name: &str,
+        row: u64,
+        prev: &RecordBatch,
+        pi: usize,
+        cur: &RecordBatch,
+        ci: usize,
+    ) -> Error {
+        let l = &self.layout;
+        Error::data(format!(
+            "{name}: row {row}: key {} comes after key {}: the input is not sorted by ({}, {}); {}",
+            format_key(cur, l.n_keys, ci),
+            format_key(prev, l.n_keys, pi),
+            l.key_names.join(", "),
+            l.time_name,
+            self.advice
+        ))
+    }
+
+    fn time_violation(
+        &self,
+        name: &str,
+        row: u64,
+        prev: &RecordBatch,
+        pi: usize,
+        cur: &RecordBatch,
+        ci: usize,
+    ) -> Error {
+        let l = &self.layout;
+        Error::data(format!(
+            "{name}: row {row}: key {}: {} {} comes after {}: the input is not sorted by ({}, {}); {}",
+            format_key(cur, l.n_keys, ci),
+            l.time_name,
+            format_time(cur, l.time_idx(), ci),
+            format_time(prev, l.time_idx(), pi),
+            l.key_names.join(", "),
+            l.time_name,
+            self.advice
+        ))
+    }
+}
+
+/// A heap entry: an input's current batch and position.
+struct Head {
+    batch: Arc<SortedBatch>,
+    pos: usize,
+    cursor: usize,
+}
+
+impl Head {
+    fn cmp_key(&self, other: &Head) -> Ordering {
+        self.batch
+            .cmp_rows(self.pos, &other.batch, other.pos)
+            .then_with(|| self.batch.input.cmp(&other.batch.input))
+    }
+}
+
+impl PartialEq for Head {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp_key(other) == Ordering::Equal
+    }
+}
+impl Eq for Head {}
+impl PartialOrd for Head {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Head {
+    // BinaryHeap is a max-heap: reverse so the smallest row is on top.
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.cmp_key(self)
+    }
+}
+
+/// Merge the cursors (in input order) into `sink`; calls `on_batch(rows)` per decoded batch.
+pub fn merge(
+    mut cursors: Vec<Cursor>,
+    sink: &mut dyn RunSink,
+    on_batch: &mut dyn FnMut(usize),
+) -> Result<()> {
+    if cursors.len() == 1 {
+        let c = &mut cursors[0];
+        while let Some(b) = c.next()? {
+            on_batch(b.len());
+            sink.push_run(&b, 0, b.len())?;
+        }
+        return Ok(());
+    }
+    let mut heap = BinaryHeap::with_capacity(cursors.len());
+    for (i, c) in cursors.iter_mut().enumerate() {
+        if let Some(b) = c.next()? {
+            on_batch(b.len());
+            heap.push(Head {
+                batch: b,
+                pos: 0,
+                cursor: i,
+            });
+        }
+    }
+    while let Some(mut head) = heap.pop() {
+        let start = head.pos;
+        let n = head.batch.len();
+        let mut end = start + 1;
+        match heap.peek() {
+            None => end = n,
+            Some(next) => {
+                // Extend the run while this input's rows stay before the next input's head.
+                let ours_first = head.batch.input < next.batch.input;
+                while end < n {
+                    let c = head.batch.cmp_rows(end, &next.batch, next.pos);
+                    if c == Ordering::Less || (c == Ordering::Equal && ours_first) {
+                        end += 1;
+                    } else {
+                        break;
+                    }
+                }
+            }
+        }
+        sink.push_run(&head.batch, start, end - start)?;
+        if end < n {
+            head.pos = end;
+            heap.push(head);
+        } else if let Some(b) = cursors[head.cursor].next()? {
+            on_batch(b.len());
+            heap.push(Head {
+                batch: b,
+                pos: 0,
+                cursor: head.cursor,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Columns `cols` of consecutive pieces `(batch, start, len)`, concatenated: a slice when there
+/// is one piece, `concat` of slices for long pieces, a row-by-row gather for short ones (a
+/// many-way merge of interleaved inputs).
+pub fn gather(
+    take: &[(Arc<SortedBatch>, usize, usize)],
+    cols: std::ops::Range<usize>,
+) -> std::result::Result<Vec<ArrayRef>, ArrowError> {
+    let rows: usize = take.iter().map(|t| t.2).sum();
+    if take.len() == 1 {
+        let (b, s, n) = &take[0];
+        return Ok(cols.map(|c| b.data.column(c).slice(*s, *n)).collect());
+    }
+    if take.len() * 8 > rows {
+        let mut srcs: Vec<&Arc<SortedBatch>> = Vec::new();
+        let mut idx = Vec::with_capacity(rows);
+        for (b, s, n) in take {
+            let i = match srcs.iter().rposition(|x| Arc::ptr_eq(x, b)) {
+                Some(i) => i,
+                None => {
+                    srcs.push(b);
+                    srcs.len() - 1
+                }
+            };
+            idx.extend((*s..*s + *n).map(|r| (i, r)));
+        }
+        return cols
+            .map(|c| {
+                let arrays: Vec<&dyn Array> =
+                    srcs.iter().map(|b| b.data.column(c).as_ref()).collect();
+                interleave(&arrays, &idx)
+            })
+            .collect();
+    }
+    cols.map(|c| {
+        let slices: Vec<ArrayRef> = take
+            .iter()
+            .map(|(b, s, n)| b.data.column(c).slice(*s, *n))
+            .collect();
+        let refs: Vec<&dyn Array> = slices.iter().map(|a| a.as_ref()).collect();
+        concat(&refs)
+    })
+    .collect()
+}

@@ -1,0 +1,520 @@
+//! External sort for `probe-group --sort`: input in any order -> sorted runs -> merge.
+//!
+//! 1. **Runs.** Input batches (all inputs, in the order given) are decoded and their
+//!    (key, time) columns converted to arrow's row format until the run budget (half of
+//!    `--memory-limit`) is used; the rows are then stable-sorted (ties keep input order) and
+//!    written as a compressed Arrow IPC file in `--temp-dir`. When all input fits in one run,
+//!    nothing is spilled: the sorted run is served from memory.
+//! 2. **Merge passes.** While there are more runs than `--fan-in`, groups of `fan-in`
+//!    *consecutive* runs are merged into one (consecutive, so that ties still resolve to the
+//!    earlier run and input order survives); each pass halves the disk needed twice over.
+//! 3. The last `fan-in` runs feed the same checked merge and grouper as sorted input.
+//!
+//! Budget: the run buffer is half the limit; spill batches are sized so that `fan-in` of them
+//! (decoded, with their row-format keys) fit in a quarter. What is not counted is the fixed
+//! overhead of the process (code, allocator, Parquet page buffers): the README documents it.
+//!
+//! Spill files live in a private directory under `--temp-dir`, removed when the stage ends,
+//! fails, or is interrupted (SIGINT/SIGTERM via `probe_core::cleanup`).
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, RecordBatch};
+use arrow::compute::{interleave, SortOptions};
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::ipc::reader::FileReader;
+use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
+use arrow::ipc::CompressionType;
+use arrow::row::{RowConverter, Rows, SortField};
+
+use probe_core::cleanup;
+use probe_core::cli::human_bytes;
+use probe_core::input::BatchReader;
+use probe_core::output::disk_error;
+use probe_core::progress::Progress;
+use probe_core::{Error, Result};
+
+use crate::merge::{
+    gather, key_converter, merge, BatchSource, Cursor, Layout, RunSink, SortedBatch,
+};
+use crate::Config;
+
+/// Sorted runs ready for the final merge.
+pub struct Sorted {
+    /// One source per run, in input order.
+    pub sources: Vec<Box<dyn BatchSource>>,
+    /// Runs spilled to disk (0 when everything fit in memory).
+    pub runs: u64,
+    /// Intermediate merge passes.
+    pub passes: u64,
+    /// Bytes written to spill files, all passes.
+    pub bytes: u64,
+}
+
+/// How the budget is split.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// Bytes of decoded input (plus sort keys) gathered into one run.
+    pub run_bytes: usize,
+    /// Target bytes of one spilled batch.
+    pub spill_batch_bytes: usize,
+    /// Runs merged at once.
+    pub fan_in: usize,
+}
+
+impl Budget {
+    /// Split `--memory-limit` among the phases.
+    pub fn new(limit: u64, fan_in: usize) -> Budget {
+        let limit = limit as usize;
+        // Decoded batch + its row-format keys + a little slack: ~3x the batch's bytes each.
+        let spill_batch_bytes = (limit / 4 / (3 * fan_in)).clamp(1024, 8 << 20);
+        Budget {
+            run_bytes: (limit / 2).max(1024),
+            spill_batch_bytes,
+            fan_in,
+        }
+    }
+}
+
+/// The private spill directory, removed with the last reference.
+struct SpillDir {
+    dir: tempfile::TempDir,
+}
+
+impl Drop for SpillDir {
+    fn drop(&mut self) {
+        cleanup::forget(self.dir.path());
+    }
+}
+
+impl SpillDir {
+    fn new(parent: &Path) -> Result<Arc<SpillDir>> {
+        let dir = tempfile::Builder::new().prefix("probe-group-spill-").tempdir_in(parent).map_err(|e| {
+            Error::data(format!(
+                "{}: cannot create a spill directory ({e}); pass --temp-dir with a writable directory",
+                parent.display()
+            ))
+        })?;
+        cleanup::register(dir.path());
+        Ok(Arc::new(SpillDir { dir }))
+    }
+}
+
+/// Writes one sorted run as a compressed Arrow IPC file.
+struct RunWriter {
+    path: PathBuf,
+    writer: FileWriter<BufWriter<File>>,
+    budget_dir: PathBuf,
+}
+
+impl RunWriter {
+    fn create(spill: &SpillDir, n: usize, schema: &Schema) -> Result<RunWriter> {
+        let path = spill.dir.path().join(format!("run-{n:06}.arrow"));
+        let file = File::create(&path).map_err(|e| disk_error(&path, e))?;
+        let opts = IpcWriteOptions::default()
+            .try_with_compression(Some(CompressionType::LZ4_FRAME))
+            .map_err(|e| Error::arrow("spill options", e))?;
+        let writer =
+            FileWriter::try_new_with_options(BufWriter::with_capacity(1 << 20, file), schema, opts)
+                .map_err(|e| spill_error(&path, spill.dir.path(), e))?;
+        Ok(RunWriter {
+            path,
+            writer,
+            budget_dir: spill.dir.path().to_path_buf(),
+        })
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.writer
+            .write(batch)
+            .map_err(|e| spill_error(&self.path, &self.budget_dir, e))
+    }
+
+    fn finish(mut self) -> Result<(PathBuf, u64)> {
+        self.writer
+            .finish()
+            .map_err(|e| spill_error(&self.path, &self.budget_dir, e))?;
+        let size = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+        Ok((self.path, size))
+    }
+}
+
+fn spill_error(path: &Path, dir: &Path, e: arrow::error::ArrowError) -> Error {
+    if let arrow::error::ArrowError::IoError(_, io) = &e {
+        if io.raw_os_error() == Some(libc_enospc()) {
+            return Error::data(format!(
+                "{}: no space left for spill files (the sort needs about as much free space as the input's \
+                 uncompressed size); free space there or pass --temp-dir on a larger disk",
+                dir.display()
+            ));
+        }
+    }
+    Error::arrow(format!("writing spill file {}", path.display()), e)
+}
+
+fn libc_enospc() -> i32 {
+    28 // ENOSPC on Linux and the BSDs
+}
+
+/// Reads a spilled run back.
+struct RunReader {
+    name: String,
+    reader: FileReader<BufReader<File>>,
+    rows: u64,
+    _spill: Arc<SpillDir>,
+    path: PathBuf,
+    delete_on_drop: bool,
+}
+
+impl Drop for RunReader {
+    fn drop(&mut self) {
+        if self.delete_on_drop {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl RunReader {
+    fn open(path: &Path, spill: &Arc<SpillDir>) -> Result<RunReader> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let reader = FileReader::try_new_buffered(file, None)
+            .map_err(|e| Error::arrow(format!("reading spill file {}", path.display()), e))?;
+        Ok(RunReader {
+            name: format!("spill run {}", path.display()),
+            reader,
+            rows: 0,
+            _spill: spill.clone(),
+            path: path.to_path_buf(),
+            delete_on_drop: true,
+        })
+    }
+}
+
+impl BatchSource for RunReader {
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        match self.reader.next() {
+            None => Ok(None),
+            Some(Err(e)) => Err(Error::arrow(self.name.clone(), e)),
+            Some(Ok(b)) => {
+                self.rows += b.num_rows() as u64;
+                Ok(Some(b))
+            }
+        }
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn rows_read(&self) -> u64 {
+        self.rows
+    }
+}
+
+/// A run gathered in memory: batches plus the sorted order of their rows.
+struct MemRun {
+    batches: Vec<RecordBatch>,
+    order: Vec<(usize, usize)>,
+    pos: usize,
+    chunk_rows: usize,
+}
+
+impl MemRun {
+    fn next_chunk(&mut self) -> Result<Option<RecordBatch>> {
+        if self.pos >= self.order.len() {
+            return Ok(None);
+        }
+        let end = (self.pos + self.chunk_rows).min(self.order.len());
+        let idx = &self.order[self.pos..end];
+        let schema = self.batches[0].schema();
+        let mut cols: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+        for c in 0..schema.fields().len() {
+            let arrays: Vec<&dyn Array> =
+                self.batches.iter().map(|b| b.column(c).as_ref()).collect();
+            cols.push(interleave(&arrays, idx).map_err(|e| Error::arrow("sorting a run", e))?);
+        }
+        self.pos = end;
+        RecordBatch::try_new(schema, cols)
+            .map(Some)
+            .map_err(|e| Error::arrow("sorting a run", e))
+    }
+}
+
+impl BatchSource for MemRun {
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        self.next_chunk()
+    }
+    fn name(&self) -> &str {
+        "in-memory sorted run"
+    }
+    fn rows_read(&self) -> u64 {
+        self.pos as u64
+    }
+}
+
+/// Collects input until the run budget is used.
+struct RunBuilder {
+    converter: RowConverter,
+    n_keys: usize,
+    batches: Vec<RecordBatch>,
+    rows: Vec<Rows>,
+    bytes: usize,
+    count: usize,
+}
+
+impl RunBuilder {
+    fn new(schema: &Schema, n_keys: usize) -> Result<RunBuilder> {
+        let opts = SortOptions {
+            descending: false,
+            nulls_first: false,
+        };
+        let fields = (0..=n_keys)
+            .map(|i| SortField::new_with_options(schema.field(i).data_type().clone(), opts))
+            .collect();
+        let converter = RowConverter::new(fields).map_err(|e| Error::arrow("sort keys", e))?;
+        Ok(RunBuilder {
+            converter,
+            n_keys,
+            batches: Vec::new(),
+            rows: Vec::new(),
+            bytes: 0,
+            count: 0,
+        })
+    }
+
+    fn push(&mut self, batch: RecordBatch) -> Result<()> {
+        let cols: Vec<ArrayRef> = batch.columns()[..=self.n_keys].to_vec();
+        let rows = self
+            .converter
+            .convert_columns(&cols)
+            .map_err(|e| Error::arrow("sort keys", e))?;
+        // Decoded data, its sort keys, and 16 bytes a row for the order and the sort's scratch.
+        self.bytes += batch.get_array_memory_size() + rows.size() + 16 * batch.num_rows();
+        self.count += batch.num_rows();
+        self.batches.push(batch);
+        self.rows.push(rows);
+        Ok(())
+    }
+
+    /// Stable sort of everything gathered: ties keep the order rows arrived in.
+    fn sorted(&mut self) -> MemRun {
+        let mut order: Vec<(usize, usize)> = Vec::with_capacity(self.count);
+        for (b, batch) in self.batches.iter().enumerate() {
+            order.extend((0..batch.num_rows()).map(|r| (b, r)));
+        }
+        let rows = &self.rows;
+        order.sort_by(|a, b| rows[a.0].row(a.1).cmp(&rows[b.0].row(b.1)));
+        self.rows.clear();
+        self.bytes = 0;
+        self.count = 0;
+        MemRun {
+            batches: std::mem::take(&mut self.batches),
+            order,
+            pos: 0,
+            chunk_rows: 0,
+        }
+    }
+}
+
+/// Rows per output chunk for a target size, from the batches' average row size.
+fn chunk_rows(batches: &[RecordBatch], target: usize) -> usize {
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let bytes: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
+    let per_row = (bytes / rows.max(1)).max(1);
+    (target / per_row).clamp(1, 1 << 20)
+}
+
+/// Turn the inputs into sorted runs (spilling when they do not fit) ready for the final merge.
+pub fn sort_inputs(
+    readers: Vec<BatchReader>,
+    schema: &Arc<Schema>,
+    cfg: &Config,
+    layout: &Arc<Layout>,
+    progress: &Progress,
+) -> Result<Sorted> {
+    let budget = Budget::new(cfg.memory_limit, cfg.fan_in);
+    let mut builder = RunBuilder::new(schema, layout.n_keys)?;
+    let mut spill: Option<Arc<SpillDir>> = None;
+    let mut runs: Vec<PathBuf> = Vec::new();
+    let mut spilled_bytes = 0u64;
+    for mut reader in readers {
+        while let Some(batch) = reader.next_batch()? {
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            progress.inc(batch.num_rows());
+            builder.push(batch)?;
+            if builder.bytes >= budget.run_bytes {
+                let dir = match &spill {
+                    Some(d) => d.clone(),
+                    None => {
+                        let d = SpillDir::new(&cfg.temp_dir)?;
+                        spill = Some(d.clone());
+                        d
+                    }
+                };
+                let mut run = builder.sorted();
+                run.chunk_rows = chunk_rows(&run.batches, budget.spill_batch_bytes);
+                let mut w = RunWriter::create(&dir, runs.len(), schema)?;
+                while let Some(chunk) = run.next_chunk()? {
+                    w.write(&chunk)?;
+                }
+                drop(run);
+                let (path, size) = w.finish()?;
+                spilled_bytes += size;
+                runs.push(path);
+            }
+        }
+    }
+    let mut last = builder.sorted();
+    let Some(dir) = spill else {
+        // Everything fit: serve the one run from memory, nothing touches the disk.
+        last.chunk_rows = chunk_rows(&last.batches, cfg.batch_bytes);
+        let sources: Vec<Box<dyn BatchSource>> = if last.order.is_empty() {
+            Vec::new()
+        } else {
+            vec![Box::new(last)]
+        };
+        return Ok(Sorted {
+            sources,
+            runs: 0,
+            passes: 0,
+            bytes: 0,
+        });
+    };
+    if !last.order.is_empty() {
+        last.chunk_rows = chunk_rows(&last.batches, budget.spill_batch_bytes);
+        let mut w = RunWriter::create(&dir, runs.len(), schema)?;
+        while let Some(chunk) = last.next_chunk()? {
+            w.write(&chunk)?;
+        }
+        drop(last);
+        let (path, size) = w.finish()?;
+        spilled_bytes += size;
+        runs.push(path);
+    }
+    let run_count = runs.len() as u64;
+    progress.log(&format!(
+        "sorted {run_count} runs ({} spilled to {})",
+        human_bytes(spilled_bytes),
+        dir.dir.path().display()
+    ));
+
+    // Intermediate passes until one final merge of at most fan-in runs remains.
+    let mut passes = 0u64;
+    let mut next_id = runs.len();
+    let converter = Arc::new(key_converter(
+        &RecordBatch::new_empty(schema.clone()),
+        layout.n_keys,
+    )?);
+    while runs.len() > budget.fan_in {
+        passes += 1;
+        let mut merged = Vec::with_capacity(runs.len().div_ceil(budget.fan_in));
+        for group in runs.chunks(budget.fan_in) {
+            if group.len() == 1 {
+                merged.push(group[0].clone());
+                continue;
+            }
+            let cursors = open_cursors(group, &dir, &converter, layout)?;
+            let mut sink = SpillSink::new(
+                RunWriter::create(&dir, next_id, schema)?,
+                schema.clone(),
+                budget.spill_batch_bytes,
+            );
+            next_id += 1;
+            merge(cursors, &mut sink, &mut |_| {})?;
+            let (path, size) = sink.finish()?;
+            spilled_bytes += size;
+            merged.push(path);
+        }
+        runs = merged;
+    }
+    let sources = runs
+        .iter()
+        .map(|p| RunReader::open(p, &dir).map(|r| Box::new(r) as Box<dyn BatchSource>))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Sorted {
+        sources,
+        runs: run_count,
+        passes,
+        bytes: spilled_bytes,
+    })
+}
+
+fn open_cursors(
+    paths: &[PathBuf],
+    dir: &Arc<SpillDir>,
+    converter: &Arc<RowConverter>,
+    layout: &Arc<Layout>,
+) -> Result<Vec<Cursor>> {
+    let advice: Arc<str> =
+        Arc::from("internal error: a sorted run is out of order; please report it");
+    paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let r = RunReader::open(p, dir)?;
+            Ok(Cursor::new(
+                Box::new(r),
+                i,
+                converter.clone(),
+                layout.clone(),
+                advice.clone(),
+            ))
+        })
+        .collect()
+}
+
+/// Writes merged rows to a new run in batches of about `target` bytes.
+struct SpillSink {
+    writer: RunWriter,
+    schema: SchemaRef,
+    pending: Vec<(Arc<SortedBatch>, usize, usize)>,
+    pending_bytes: usize,
+    target: usize,
+}
+
+impl SpillSink {
+    fn new(writer: RunWriter, schema: SchemaRef, target: usize) -> SpillSink {
+        SpillSink {
+            writer,
+            schema,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            target,
+        }
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let cols = gather(&self.pending, 0..self.schema.fields().len())
+            .map_err(|e| Error::arrow("merging runs", e))?;
+        let batch = RecordBatch::try_new(self.schema.clone(), cols)
+            .map_err(|e| Error::arrow("merging runs", e))?;
+        self.pending.clear();
+        self.pending_bytes = 0;
+        self.writer.write(&batch)
+    }
+
+    fn finish(mut self) -> Result<(PathBuf, u64)> {
+        self.flush()?;
+        self.writer.finish()
+    }
+}
+
+impl RunSink for SpillSink {
+    fn push_run(&mut self, batch: &Arc<SortedBatch>, start: usize, len: usize) -> Result<()> {
+        match self.pending.last_mut() {
+            Some((b, s, n)) if Arc::ptr_eq(b, batch) && *s + *n == start => *n += len,
+            _ => self.pending.push((batch.clone(), start, len)),
+        }
+        self.pending_bytes += len * batch.row_bytes;
+        if self.pending_bytes >= self.target {
+            self.flush()?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,466 @@
+//! End-to-end tests of `probe-group` (default mode and `--sort`): the real binary on files and
+//! pipes, its decoded output compared with the in-test oracle.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use proptest::prelude::*;
+
+use probe_tests::harness::{decode_ipc, encode_ipc, list_dir, read_file, run, sh, write_parquet};
+use probe_tests::oracle::{self, assert_groups_eq, decode_groups, Val};
+
+/// Columns: src_addr (key), event_time, dst_addr, rtt_ms, seq (row identity, to check ties).
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("src_addr", DataType::Utf8, true),
+        Field::new(
+            "event_time",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        ),
+        Field::new("dst_addr", DataType::Utf8, true),
+        Field::new("rtt_ms", DataType::Float64, true),
+        Field::new("seq", DataType::Int64, false),
+    ]))
+}
+
+/// One measurement as plain values (key, time, dst, rtt, seq).
+type Row = (
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<f64>,
+    i64,
+);
+
+fn batch(rows: &[Row]) -> RecordBatch {
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(
+            rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+        )),
+        Arc::new(
+            TimestampMicrosecondArray::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())
+                .with_timezone("UTC"),
+        ),
+        Arc::new(StringArray::from(
+            rows.iter().map(|r| r.2.clone()).collect::<Vec<_>>(),
+        )),
+        Arc::new(Float64Array::from(
+            rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+        )),
+        Arc::new(Int64Array::from(
+            rows.iter().map(|r| r.4).collect::<Vec<_>>(),
+        )),
+    ];
+    RecordBatch::try_new(schema(), cols).expect("batch")
+}
+
+fn vals(rows: &[Row]) -> Vec<Vec<Val>> {
+    rows.iter()
+        .map(|r| {
+            vec![
+                r.0.clone().map_or(Val::Null, Val::S),
+                r.1.map_or(Val::Null, Val::I),
+                r.2.clone().map_or(Val::Null, Val::S),
+                r.3.map_or(Val::Null, Val::F),
+                Val::I(r.4),
+            ]
+        })
+        .collect()
+}
+
+/// Sort rows by (key, time), nulls last, stably: what a sorted export looks like.
+fn sort_rows(rows: &mut [Row]) {
+    rows.sort_by(|a, b| {
+        let k = |r: &Row| r.0.clone().map_or(Val::Null, Val::S);
+        let t = |r: &Row| r.1.map_or(Val::Null, Val::I);
+        k(a).cmp_nulls_last(&k(b))
+            .then_with(|| t(a).cmp_nulls_last(&t(b)))
+    });
+}
+
+/// Write one input file: Parquet with small row groups, or an IPC stream.
+fn write_input(path: &Path, rows: &[Row], parquet: bool, chunk: usize) {
+    let chunks: Vec<RecordBatch> = rows.chunks(chunk.max(1)).map(batch).collect();
+    if parquet {
+        write_parquet(path, schema(), &chunks, chunk);
+    } else {
+        std::fs::write(path, encode_ipc(schema(), &chunks)).expect("write ipc");
+    }
+}
+
+fn expected(files: &[Vec<Row>]) -> Vec<oracle::Group> {
+    let v: Vec<Vec<Vec<Val>>> = files.iter().map(|f| vals(f)).collect();
+    oracle::group(&v, &[0], 1, &[2, 3, 4])
+}
+
+fn row_strategy(
+    keys: usize,
+) -> impl Strategy<Value = (Option<usize>, Option<i64>, Option<u8>, Option<f64>)> {
+    (
+        prop::option::weighted(0.9, 0..keys),
+        prop::option::weighted(0.9, 0i64..6),
+        prop::option::weighted(0.8, 0u8..4),
+        prop::option::weighted(0.8, -1.0f64..100.0),
+    )
+}
+
+fn key_name(k: usize) -> String {
+    // Mixed IPv4/IPv6 strings whose byte order differs from numeric order.
+    match k % 3 {
+        0 => format!("10.0.{}.{}", k, 255 - k),
+        1 => format!("2001:db8::{k:x}"),
+        _ => format!("9.{k}.0.1"),
+    }
+}
+
+fn make_files(
+    spec: Vec<Vec<(Option<usize>, Option<i64>, Option<u8>, Option<f64>)>>,
+) -> Vec<Vec<Row>> {
+    let mut seq = 0i64;
+    spec.into_iter()
+        .map(|f| {
+            let mut rows: Vec<Row> = f
+                .into_iter()
+                .map(|(k, t, d, r)| {
+                    seq += 1;
+                    (
+                        k.map(key_name),
+                        t.map(|t| 1_700_000_000_000_000 + t * 1_000_000),
+                        d.map(|d| format!("192.0.2.{d}")),
+                        r,
+                        seq,
+                    )
+                })
+                .collect();
+            sort_rows(&mut rows);
+            rows
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Several overlapping sorted inputs (Parquet and IPC mixed), ties, null keys and times,
+    /// batches cut at awkward places: output equals the oracle.
+    #[test]
+    fn sorted_inputs_match_oracle(
+        spec in prop::collection::vec(prop::collection::vec(row_strategy(7), 0..40), 1..4),
+        chunk in 1usize..17,
+        batch_bytes in prop::sample::select(vec![64u64, 300, 1000, 8 << 20]),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let files = make_files(spec);
+        let mut args = vec!["--batch-size".to_string(), batch_bytes.to_string(), "-q".into()];
+        for (i, f) in files.iter().enumerate() {
+            let p = dir.path().join(format!("in{i}"));
+            write_input(&p, f, i % 2 == 0, chunk);
+            args.push(p.display().to_string());
+        }
+        let out = run("probe-group", &args, None);
+        out.assert_ok();
+        prop_assert!(out.stderr.is_empty(), "-q must silence stderr: {}", out.stderr);
+        let (_, batches) = decode_ipc(&out.stdout);
+        assert_groups_eq(&decode_groups(&batches, 1), &expected(&files));
+    }
+
+    /// Shuffled input through --sort with a tiny memory budget gives the same as the oracle.
+    #[test]
+    fn sort_mode_matches_oracle(
+        spec in prop::collection::vec(prop::collection::vec(row_strategy(9), 0..120), 1..3),
+        chunk in 1usize..40,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = make_files(spec);
+        // Unsort: reverse and interleave, keeping seq as the input order witness.
+        for f in &mut files {
+            f.reverse();
+            let n = f.len();
+            if n > 2 { f.swap(0, n / 2); }
+        }
+        let mut args = vec!["--sort".to_string(), "--memory-limit".into(), "3KiB".into(), "--fan-in".into(), "2".into(), "--batch-size".into(), "500".into(), "-q".into(), "--temp-dir".into(), dir.path().join("spill").display().to_string()];
+        std::fs::create_dir(dir.path().join("spill")).unwrap();
+        for (i, f) in files.iter().enumerate() {
+            let p = dir.path().join(format!("in{i}.parquet"));
+            write_input(&p, f, true, chunk);
+            args.push(p.display().to_string());
+        }
+        let out = run("probe-group", &args, None);
+        out.assert_ok();
+        let (_, batches) = decode_ipc(&out.stdout);
+        assert_groups_eq(&decode_groups(&batches, 1), &expected(&files));
+        prop_assert!(list_dir(&dir.path().join("spill")).is_empty(), "spill files left behind");
+    }
+}
+
+#[test]
+fn composite_key_matches_oracle() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("site", DataType::Utf8, true),
+        Field::new("probe", DataType::Int64, true),
+        Field::new("t", DataType::Int64, true),
+        Field::new("v", DataType::Float64, true),
+    ]));
+    let mut rows: Vec<(Option<&str>, Option<i64>, Option<i64>, f64)> = Vec::new();
+    let mut x = 7u64;
+    for i in 0..500 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let site = [Some("ams"), Some("fra"), None, Some("lhr")][(x >> 33) as usize % 4];
+        let probe = if (x >> 20) % 11 == 0 {
+            None
+        } else {
+            Some(((x >> 40) % 5) as i64 - 2)
+        };
+        let t = if (x >> 10) % 13 == 0 {
+            None
+        } else {
+            Some(((x >> 50) % 8) as i64)
+        };
+        rows.push((site, probe, t, i as f64));
+    }
+    let key = |r: &(Option<&str>, Option<i64>, Option<i64>, f64)| {
+        (
+            r.0.map_or(Val::Null, |s| Val::S(s.into())),
+            r.1.map_or(Val::Null, Val::I),
+            r.2.map_or(Val::Null, Val::I),
+        )
+    };
+    rows.sort_by(|a, b| {
+        let (a0, a1, a2) = key(a);
+        let (b0, b1, b2) = key(b);
+        a0.cmp_nulls_last(&b0)
+            .then(a1.cmp_nulls_last(&b1))
+            .then(a2.cmp_nulls_last(&b2))
+    });
+    let make = |rs: &[(Option<&str>, Option<i64>, Option<i64>, f64)]| {
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(
+                    rs.iter().map(|r| r.0).collect::<Vec<_>>(),
+                )) as ArrayRef,
+                Arc::new(Int64Array::from(rs.iter().map(|r| r.1).collect::<Vec<_>>())),
+                Arc::new(Int64Array::from(rs.iter().map(|r| r.2).collect::<Vec<_>>())),
+                Arc::new(Float64Array::from(
+                    rs.iter().map(|r| r.3).collect::<Vec<_>>(),
+                )),
+            ],
+        )
+        .unwrap()
+    };
+    let p = dir.path().join("c.parquet");
+    let chunks: Vec<RecordBatch> = rows.chunks(37).map(make).collect();
+    write_parquet(&p, schema.clone(), &chunks, 37);
+    let vals: Vec<Vec<Val>> = rows
+        .iter()
+        .map(|r| {
+            let (a, b, c) = key(r);
+            vec![a, b, c, Val::F(r.3)]
+        })
+        .collect();
+    let want = oracle::group(&[vals.clone()], &[0, 1], 2, &[3]);
+    for extra in [
+        vec![],
+        vec![
+            "--sort".to_string(),
+            "--memory-limit".into(),
+            "8KiB".into(),
+            "--fan-in".into(),
+            "3".into(),
+        ],
+    ] {
+        let mut args: Vec<String> = vec![
+            "--key".into(),
+            "site,probe".into(),
+            "--time".into(),
+            "t".into(),
+            "--batch-size".into(),
+            "200".into(),
+        ];
+        args.extend(extra.clone());
+        args.push(p.display().to_string());
+        let out = run("probe-group", &args, None);
+        out.assert_ok();
+        let (schema_out, batches) = decode_ipc(&out.stdout);
+        assert_eq!(schema_out.field(0).name(), "site");
+        assert_eq!(schema_out.field(1).name(), "probe");
+        assert_eq!(schema_out.field(2).name(), "measurements");
+        assert_groups_eq(&decode_groups(&batches, 2), &want);
+    }
+}
+
+#[test]
+fn unsorted_input_fails_naming_file_and_row_and_leaves_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rows: Vec<Row> = (0..100)
+        .map(|i| (Some(format!("k{:03}", i / 10)), Some(i), None, None, i))
+        .collect();
+    rows.swap(57, 83); // key k008 at row 57
+    let p = dir.path().join("bad.parquet");
+    write_input(&p, &rows, true, 30);
+    let target = dir.path().join("out.parquet");
+    let out = run(
+        "probe-group",
+        &[p.to_str().unwrap(), "-o", target.to_str().unwrap()],
+        None,
+    );
+    let line = out.assert_error("probe-group", &["bad.parquet", "row 58", "--sort"]);
+    assert!(
+        line.contains("\"k005\"") && line.contains("\"k008\""),
+        "{line}"
+    );
+    assert_eq!(
+        list_dir(dir.path()),
+        vec!["bad.parquet"],
+        "no output or temp file may remain"
+    );
+
+    // Time order within a key is checked too.
+    let mut rows: Vec<Row> = (0..10)
+        .map(|i| (Some("a".into()), Some(i), None, None, i))
+        .collect();
+    rows.swap(3, 4);
+    write_input(&p, &rows, true, 4);
+    let out = run("probe-group", &[p.to_str().unwrap()], None);
+    out.assert_error(
+        "probe-group",
+        &["bad.parquet", "row 4", "event_time", "--sort"],
+    );
+}
+
+#[test]
+fn empty_parquet_gives_empty_output_with_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("empty.parquet");
+    write_parquet(&p, schema(), &[], 10);
+    let out = run("probe-group", &[p.to_str().unwrap(), "-q"], None);
+    out.assert_ok();
+    let (s, batches) = decode_ipc(&out.stdout);
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
+    assert_eq!(s.fields().len(), 2);
+    assert_eq!(s.field(1).name(), "measurements");
+}
+
+#[test]
+fn one_key_with_many_rows_and_file_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<Row> = (0..150_000)
+        .map(|i| {
+            (
+                Some("big".into()),
+                Some(i / 3),
+                Some("d".into()),
+                Some(i as f64),
+                i,
+            )
+        })
+        .collect();
+    let p = dir.path().join("big.parquet");
+    write_input(&p, &rows, true, 10_000);
+    let want = expected(&[rows]);
+    for ext in ["parquet", "arrow", "arrows"] {
+        let o = dir.path().join(format!("out.{ext}"));
+        let out = run(
+            "probe-group",
+            &[p.to_str().unwrap(), "-o", o.to_str().unwrap()],
+            None,
+        );
+        out.assert_ok();
+        assert!(
+            out.stderr.contains("rows 150000") && out.stderr.contains("keys 1"),
+            "summary: {}",
+            out.stderr
+        );
+        let (_, batches) = read_file(&o);
+        assert_groups_eq(&decode_groups(&batches, 1), &want);
+    }
+}
+
+#[test]
+fn missing_column_corrupt_and_truncated_inputs_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<Row> = (0..1000)
+        .map(|i| (Some(format!("k{:04}", i / 7)), Some(i), None, None, i))
+        .collect();
+    let good = dir.path().join("good.parquet");
+    write_input(&good, &rows, true, 100);
+    let g = good.to_str().unwrap();
+    run("probe-group", &[g, "--key", "nope"], None)
+        .assert_error("probe-group", &["good.parquet", "`nope`"]);
+    run("probe-group", &[g, "--time", "dst_addr"], None)
+        .assert_error("probe-group", &["good.parquet", "dst_addr", "type"]);
+
+    let bytes = std::fs::read(&good).unwrap();
+    let cut = dir.path().join("cut.parquet");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    run("probe-group", &[cut.to_str().unwrap()], None)
+        .assert_error("probe-group", &["cut.parquet"]);
+
+    let chunks: Vec<RecordBatch> = rows.chunks(100).map(batch).collect();
+    let stream = encode_ipc(schema(), &chunks);
+    // Cut at a message boundary (drop the end-of-stream marker) and in the middle of a batch.
+    for (name, len) in [
+        ("eos.arrows", stream.len() - 8),
+        ("mid.arrows", stream.len() / 2),
+    ] {
+        let p = dir.path().join(name);
+        std::fs::write(&p, &stream[..len]).unwrap();
+        let o = dir.path().join("o.parquet");
+        run(
+            "probe-group",
+            &[p.to_str().unwrap(), "-o", o.to_str().unwrap()],
+            None,
+        )
+        .assert_error("probe-group", &[name, "truncated"]);
+        assert!(!o.exists());
+        // The same through stdin.
+        run("probe-group", &["-"], Some(stream[..len].to_vec()))
+            .assert_error("probe-group", &["stdin", "truncated"]);
+    }
+    // The complete stream through stdin works.
+    let out = run("probe-group", &["-q"], Some(stream));
+    out.assert_ok();
+    let (_, batches) = decode_ipc(&out.stdout);
+    assert_groups_eq(&decode_groups(&batches, 1), &expected(&[rows]));
+}
+
+#[test]
+fn closed_downstream_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<Row> = (0..200_000)
+        .map(|i| {
+            (
+                Some(format!("key{:07}", i / 5)),
+                Some(i),
+                Some("x".repeat(20)),
+                Some(1.0),
+                i,
+            )
+        })
+        .collect();
+    write_input(&dir.path().join("d.parquet"), &rows, true, 20_000);
+    let out = sh(
+        "probe-group -q d.parquet | head -c 1000 > /dev/null; echo \"status ${PIPESTATUS[0]}\"",
+        dir.path(),
+    );
+    out.assert_ok();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "status 0");
+    assert!(
+        out.stderr.is_empty(),
+        "stderr noise on a closed pipe: {}",
+        out.stderr
+    );
+}
+
+#[test]
+fn refuses_binary_output_to_a_terminal_and_bad_flags() {
+    let out = run("probe-group", &["--sort", "--memory-limit", "lots"], None);
+    assert_eq!(out.code(), 2, "usage errors exit 2: {}", out.stderr);
+}
