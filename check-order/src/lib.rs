@@ -1,1 +1,161 @@
-//! placeholder
+//! probe-check-order: is the input ordered by (key, time), and which `probe-group` mode does it need?
+//!
+//! Streams every input once, in the order given, reading only the key and time columns, and
+//! reports rows, files, key runs, distinct keys, key-order and time-order violations, ties,
+//! nulls, a verdict per file, the first violations with file and row, and the overall
+//! [`Verdict`] with the exact `probe-group` command to run.
+//!
+//! ```text
+//! let cfg = Config::new(vec!["data/".into()], vec!["src_addr".into()], "event_time".into())?;
+//! let report = probe_check_order::run(&cfg)?;   // Report: counts, files, verdict, command
+//! report.exit_code();                             // 0 plain probe-group, 1 needs --sort
+//! ```
+//!
+//! Exit status of the binary: 0 when plain `probe-group` accepts the input, 1 when it needs
+//! `--sort`, 2 on error (so a script can branch on it without parsing the report).
+
+pub mod check;
+pub mod cli;
+pub mod report;
+
+use std::io::Write;
+
+use probe_core::columns::{check_same_types, key_time_indices};
+use probe_core::input::{discover, Input, DEFAULT_BATCH_BYTES};
+use probe_core::progress::Progress;
+use probe_core::{Error, Result};
+
+pub use report::{FileReport, FileVerdict, Report, Verdict, Violation, ViolationKind};
+
+/// The stage name, used in messages.
+pub const STAGE: &str = "probe-check-order";
+
+/// Exit status for an error (usage errors also exit 2, through clap).
+pub const EXIT_ERROR: u8 = 2;
+
+/// A validated configuration: what [`run`] needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Inputs as given on the command line (files, directories, `-`; empty = stdin).
+    pub inputs: Vec<String>,
+    /// Key columns, in comparison order.
+    pub keys: Vec<String>,
+    /// The time column.
+    pub time: String,
+    /// Print the report as one JSON object.
+    pub json: bool,
+    /// How many violations to list with file and row.
+    pub max_violations: usize,
+    /// No progress and no summary on stderr.
+    pub quiet: bool,
+}
+
+impl Config {
+    /// A configuration with the default report options (text, 5 violations listed, quiet),
+    /// after checking the column names make sense together.
+    pub fn new(inputs: Vec<String>, keys: Vec<String>, time: String) -> Result<Config> {
+        if keys.is_empty() {
+            return Err(Error::config("no key column given; pass --key COLUMN"));
+        }
+        if keys.iter().any(|k| k.is_empty()) || time.is_empty() {
+            return Err(Error::config("a column name is empty; check the commas in --key and the --time value"));
+        }
+        for (i, k) in keys.iter().enumerate() {
+            if keys[..i].contains(k) {
+                return Err(Error::config(format!("key column `{k}` is given more than once in --key")));
+            }
+        }
+        if keys.contains(&time) {
+            return Err(Error::config(format!("`{time}` is given as both a key and the time column")));
+        }
+        Ok(Config { inputs, keys, time, json: false, max_violations: 5, quiet: true })
+    }
+}
+
+/// Check the order of every input and build the report.
+pub fn run(cfg: &Config) -> Result<Report> {
+    let sources = discover(&cfg.inputs)?;
+    let progress = Progress::new(STAGE, cfg.quiet, None);
+    let mut columns = cfg.keys.clone();
+    columns.push(cfg.time.clone());
+
+    let mut checker: Option<check::Checker> = None;
+    // The first input's key/time schema, which every later input must match.
+    let mut first: Option<(arrow::datatypes::Schema, String)> = None;
+    for source in &sources {
+        let input = Input::open(source)?;
+        let name = input.name().to_string();
+        let schema = input.schema();
+        let (key_idx, time_idx) = key_time_indices(&schema, &cfg.keys, &cfg.time, &name)?;
+        let mut idx = key_idx;
+        idx.push(time_idx);
+        let projected = schema.project(&idx).map_err(|e| Error::arrow(name.clone(), e))?;
+        match &first {
+            None => {
+                checker = Some(check::Checker::new(&projected, cfg.keys.len(), cfg.max_violations, &name)?);
+                first = Some((projected, name.clone()));
+            }
+            Some((first_schema, first_name)) => check_same_types(first_schema, first_name, &projected, &name)?,
+        }
+        let Some(checker) = checker.as_mut() else {
+            return Err(Error::data(format!("{name}: internal error: no checker")));
+        };
+        checker.start_file(&name);
+        let mut reader = input.reader(Some(&columns), DEFAULT_BATCH_BYTES)?;
+        while let Some(batch) = reader.next_batch()? {
+            checker.batch(&batch)?;
+            progress.inc(batch.num_rows());
+        }
+    }
+    let report = match checker {
+        Some(c) => c.into_report(cfg),
+        // discover() always yields at least one source, so this is only a safe default.
+        None => check::Checker::empty_report(cfg),
+    };
+    progress.finish(
+        report.rows,
+        &[
+            ("files", report.files.len().to_string()),
+            ("keys", report.distinct_keys.to_string()),
+            ("verdict", report.verdict.as_str().to_string()),
+        ],
+    );
+    Ok(report)
+}
+
+/// Print the report: text by default, one JSON object with `json`.
+pub fn print(report: &Report, json: bool, out: &mut dyn Write) -> Result<()> {
+    if json {
+        serde_json::to_writer(&mut *out, report).map_err(|e| Error::Stdout(e.into()))?;
+        writeln!(out).map_err(Error::Stdout)?;
+    } else {
+        report::write_text(report, out).map_err(Error::Stdout)?;
+    }
+    out.flush().map_err(Error::Stdout)
+}
+
+/// The whole binary: validate, run, print to `out`, and return the exit status
+/// (0 plain `probe-group` accepts the input, 1 it needs `--sort`, 2 error). Errors are
+/// printed to stderr as one line, `probe-check-order: error: ...`.
+pub fn main_with(args: &cli::Args, out: &mut dyn Write) -> u8 {
+    let report = match args.config().and_then(|cfg| run(&cfg).map(|r| (cfg, r))) {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    let (cfg, report) = report;
+    match print(&report, cfg.json, out) {
+        Ok(()) => report.exit_code(),
+        // A closed pipe (`| head`): the reader has what it wanted; the verdict still stands.
+        Err(e) if e.is_broken_pipe() => report.exit_code(),
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &Error) -> u8 {
+    probe_core::cleanup::remove_all();
+    eprintln!("{STAGE}: error: {}", probe_core::error::one_line(&e.to_string()));
+    EXIT_ERROR
+}
+
+#[cfg(test)]
+mod tests;

@@ -34,22 +34,11 @@ pub struct LogArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct KeyArgs {
     /// Key column; repeat it or separate with commas for a composite key.
-    #[arg(
-        short = 'k',
-        long = "key",
-        value_name = "COLUMN",
-        value_delimiter = ',',
-        default_value = "src_addr"
-    )]
+    #[arg(short = 'k', long = "key", value_name = "COLUMN", value_delimiter = ',', default_value = "src_addr")]
     pub key: Vec<String>,
 
     /// Time column (a timestamp, date or integer column).
-    #[arg(
-        short = 't',
-        long = "time",
-        value_name = "COLUMN",
-        default_value = "event_time"
-    )]
+    #[arg(short = 't', long = "time", value_name = "COLUMN", default_value = "event_time")]
     pub time: String,
 }
 

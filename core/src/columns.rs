@@ -13,8 +13,26 @@ use crate::input::column_index;
 pub fn check_key_type(field: &Field, file: &str) -> Result<()> {
     use DataType::*;
     match field.data_type() {
-        Utf8 | LargeUtf8 | Utf8View | Binary | LargeBinary | BinaryView | FixedSizeBinary(_) | Boolean | Int8 | Int16
-        | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64 | Date32 | Date64 | Timestamp(_, _) | Decimal128(_, _) => Ok(()),
+        Utf8
+        | LargeUtf8
+        | Utf8View
+        | Binary
+        | LargeBinary
+        | BinaryView
+        | FixedSizeBinary(_)
+        | Boolean
+        | Int8
+        | Int16
+        | Int32
+        | Int64
+        | UInt8
+        | UInt16
+        | UInt32
+        | UInt64
+        | Date32
+        | Date64
+        | Timestamp(_, _)
+        | Decimal128(_, _) => Ok(()),
         Dictionary(_, v) if matches!(v.as_ref(), Utf8 | LargeUtf8 | Binary | Int32 | Int64) => Ok(()),
         other => Err(Error::data(format!(
             "{file}: key column `{}` has type {other}, which cannot be a key; use a string, binary, integer or \
@@ -28,7 +46,9 @@ pub fn check_key_type(field: &Field, file: &str) -> Result<()> {
 pub fn check_time_type(field: &Field, file: &str) -> Result<()> {
     use DataType::*;
     match field.data_type() {
-        Timestamp(_, _) | Date32 | Date64 | Int64 | Int32 | UInt32 | Int16 | Time64(_) | Time32(_) | Duration(_) => Ok(()),
+        Timestamp(_, _) | Date32 | Date64 | Int64 | Int32 | UInt32 | Int16 | Time64(_) | Time32(_) | Duration(_) => {
+            Ok(())
+        }
         other => Err(Error::data(format!(
             "{file}: time column `{}` has type {other}; it must be a timestamp, date or integer column \
              (pass --time with the right column, or cast it when exporting)",
@@ -38,12 +58,7 @@ pub fn check_time_type(field: &Field, file: &str) -> Result<()> {
 }
 
 /// Indices of the key columns and the time column, with their types checked.
-pub fn key_time_indices(
-    schema: &Schema,
-    keys: &[String],
-    time: &str,
-    file: &str,
-) -> Result<(Vec<usize>, usize)> {
+pub fn key_time_indices(schema: &Schema, keys: &[String], time: &str, file: &str) -> Result<(Vec<usize>, usize)> {
     let mut key_idx = Vec::with_capacity(keys.len());
     for k in keys {
         let i = column_index(schema, k, file)?;
@@ -52,9 +67,7 @@ pub fn key_time_indices(
     }
     let t = column_index(schema, time, file)?;
     if keys.iter().any(|k| k == time) {
-        return Err(Error::config(format!(
-            "`{time}` is given as both a key and the time column"
-        )));
+        return Err(Error::config(format!("`{time}` is given as both a key and the time column")));
     }
     check_time_type(schema.field(t), file)?;
     Ok((key_idx, t))
@@ -65,32 +78,22 @@ pub fn time_as_i64(col: &ArrayRef) -> Result<Int64Array> {
     let data_type = col.data_type().clone();
     let as_i64 = match &data_type {
         DataType::Int64 => col.clone(),
-        DataType::Date32 | DataType::Time32(_) => cast(
-            &cast(col, &DataType::Int32).map_err(|e| Error::arrow("time column", e))?,
-            &DataType::Int64,
-        )
-        .map_err(|e| Error::arrow("time column", e))?,
+        DataType::Date32 | DataType::Time32(_) => {
+            cast(&cast(col, &DataType::Int32).map_err(|e| Error::arrow("time column", e))?, &DataType::Int64)
+                .map_err(|e| Error::arrow("time column", e))?
+        }
         _ => cast(col, &DataType::Int64).map_err(|e| Error::arrow("time column", e))?,
     };
     let arr = as_i64
         .as_any()
         .downcast_ref::<Int64Array>()
         .cloned()
-        .ok_or_else(|| {
-            Error::data(format!(
-                "time column of type {data_type} could not be read as integers"
-            ))
-        })?;
+        .ok_or_else(|| Error::data(format!("time column of type {data_type} could not be read as integers")))?;
     Ok(arr)
 }
 
 /// Two schemas' listed columns agree on type; otherwise name the column and both types.
-pub fn check_same_types(
-    first: &Schema,
-    first_name: &str,
-    other: &Schema,
-    other_name: &str,
-) -> Result<()> {
+pub fn check_same_types(first: &Schema, first_name: &str, other: &Schema, other_name: &str) -> Result<()> {
     for f in first.fields() {
         match other.field_with_name(f.name()) {
             Ok(o) if o.data_type() == f.data_type() => {}
@@ -115,11 +118,5 @@ pub fn check_same_types(
 
 /// A schema with every field nullable (outputs may carry nulls from any input).
 pub fn nullable(schema: &Schema) -> Schema {
-    Schema::new(
-        schema
-            .fields()
-            .iter()
-            .map(|f| Arc::new(f.as_ref().clone().with_nullable(true)))
-            .collect::<Vec<_>>(),
-    )
+    Schema::new(schema.fields().iter().map(|f| Arc::new(f.as_ref().clone().with_nullable(true))).collect::<Vec<_>>())
 }

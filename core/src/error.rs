@@ -74,26 +74,17 @@ impl Error {
 
     /// Wrap an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 
     /// Wrap an arrow error with context.
     pub fn arrow(context: impl Into<String>, source: ArrowError) -> Self {
-        Error::Arrow {
-            context: context.into(),
-            source,
-        }
+        Error::Arrow { context: context.into(), source }
     }
 
     /// Wrap a parquet error with context.
     pub fn parquet(context: impl Into<String>, source: ParquetError) -> Self {
-        Error::Parquet {
-            context: context.into(),
-            source,
-        }
+        Error::Parquet { context: context.into(), source }
     }
 
     /// True when the error (anywhere in its chain) is a closed downstream pipe: the consumer
@@ -129,10 +120,7 @@ impl Error {
         match self {
             Error::Stdout(e) | Error::Io { source: e, .. } => io_is_pipe(e),
             Error::Arrow { source, .. } => arrow_is_pipe(source),
-            Error::Parquet {
-                source: ParquetError::External(e),
-                ..
-            } => chain_is_pipe(e.as_ref()),
+            Error::Parquet { source: ParquetError::External(e), .. } => chain_is_pipe(e.as_ref()),
             _ => false,
         }
     }
@@ -157,12 +145,7 @@ pub fn exit_with(stage: &str, result: Result<()>) -> std::process::ExitCode {
 /// Fold a message onto one line: library errors sometimes carry newlines.
 pub fn one_line(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for (i, part) in s
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .enumerate()
-    {
+    for (i, part) in s.lines().map(str::trim).filter(|l| !l.is_empty()).enumerate() {
         if i > 0 {
             out.push_str("; ");
         }

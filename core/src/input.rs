@@ -162,20 +162,14 @@ pub struct Input {
 
 impl std::fmt::Debug for Input {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Input")
-            .field("name", &self.name)
-            .field("format", &self.format)
-            .finish()
+        f.debug_struct("Input").field("name", &self.name).field("format", &self.format).finish()
     }
 }
 
 enum Kind {
     Parquet(ParquetRecordBatchReaderBuilder<File>),
     IpcFile(FileReader<BufReader<File>>),
-    IpcStream(
-        StreamReader<BufReader<EofWatch<Box<dyn Read + Send>>>>,
-        Arc<AtomicBool>,
-    ),
+    IpcStream(StreamReader<BufReader<EofWatch<Box<dyn Read + Send>>>>, Arc<AtomicBool>),
 }
 
 fn truncated_msg(name: &str) -> String {
@@ -197,8 +191,7 @@ impl Input {
                          Re-create it or leave it out"
                     )));
                 }
-                file.seek(SeekFrom::Start(0))
-                    .map_err(|e| Error::io(path, e))?;
+                file.seek(SeekFrom::Start(0)).map_err(|e| Error::io(path, e))?;
                 let Some(format) = detect(&head[..n]) else {
                     return Err(unknown_format(&name, &head[..n]));
                 };
@@ -218,8 +211,7 @@ impl Input {
                 let Some(format) = detect(&head[..n]) else {
                     return Err(unknown_format("stdin", &head[..n]));
                 };
-                let rest: Box<dyn Read + Send> =
-                    Box::new(io::Cursor::new(head[..n].to_vec()).chain(stdin));
+                let rest: Box<dyn Read + Send> = Box::new(io::Cursor::new(head[..n].to_vec()).chain(stdin));
                 if format == Format::IpcStream {
                     return Self::from_parts(name, format, rest, None, None);
                 }
@@ -248,9 +240,7 @@ impl Input {
         let reopen = |p: &Path| File::open(p).map_err(|e| open_error(p, e));
         let (schema, total_rows, kind) = match format {
             Format::Parquet => {
-                let Some(p) = path else {
-                    unreachable_format(&name)?
-                };
+                let Some(p) = path else { unreachable_format(&name)? };
                 let file = reopen(p)?;
                 let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
                     Error::data(format!(
@@ -261,9 +251,7 @@ impl Input {
                 (builder.schema().clone(), Some(rows), Kind::Parquet(builder))
             }
             Format::IpcFile => {
-                let Some(p) = path else {
-                    unreachable_format(&name)?
-                };
+                let Some(p) = path else { unreachable_format(&name)? };
                 let file = reopen(p)?;
                 let reader = FileReader::try_new_buffered(file, None).map_err(|e| {
                     Error::data(format!(
@@ -275,31 +263,18 @@ impl Input {
             }
             Format::IpcStream => {
                 let flag = Arc::new(AtomicBool::new(false));
-                let watch = EofWatch {
-                    inner: reader,
-                    hit_eof: flag.clone(),
-                };
-                let reader = StreamReader::try_new(BufReader::with_capacity(1 << 16, watch), None)
-                    .map_err(|e| {
-                        if flag.load(Ordering::Relaxed) {
-                            Error::data(truncated_msg(&name))
-                        } else {
-                            Error::data(format!(
-                                "{name}: not a readable Arrow IPC stream ({e}); re-create it"
-                            ))
-                        }
-                    })?;
+                let watch = EofWatch { inner: reader, hit_eof: flag.clone() };
+                let reader = StreamReader::try_new(BufReader::with_capacity(1 << 16, watch), None).map_err(|e| {
+                    if flag.load(Ordering::Relaxed) {
+                        Error::data(truncated_msg(&name))
+                    } else {
+                        Error::data(format!("{name}: not a readable Arrow IPC stream ({e}); re-create it"))
+                    }
+                })?;
                 (reader.schema(), None, Kind::IpcStream(reader, flag))
             }
         };
-        Ok(Input {
-            name,
-            format,
-            schema,
-            total_rows,
-            kind,
-            _spool: spool,
-        })
+        Ok(Input { name, format, schema, total_rows, kind, _spool: spool })
     }
 
     /// The name used in messages.
@@ -327,19 +302,13 @@ impl Input {
     pub fn reader(self, columns: Option<&[String]>, batch_bytes: usize) -> Result<BatchReader> {
         let indices = match columns {
             None => None,
-            Some(cols) => Some(
-                cols.iter()
-                    .map(|c| column_index(&self.schema, c, &self.name))
-                    .collect::<Result<Vec<usize>>>()?,
-            ),
+            Some(cols) => {
+                Some(cols.iter().map(|c| column_index(&self.schema, c, &self.name)).collect::<Result<Vec<usize>>>()?)
+            }
         };
         let out_schema = match &indices {
             None => self.schema.clone(),
-            Some(idx) => Arc::new(
-                self.schema
-                    .project(idx)
-                    .map_err(|e| Error::arrow(self.name.clone(), e))?,
-            ),
+            Some(idx) => Arc::new(self.schema.project(idx).map_err(|e| Error::arrow(self.name.clone(), e))?),
         };
         let name = self.name;
         let inner = match self.kind {
@@ -363,46 +332,34 @@ impl Input {
                 }
                 let per_row = (bytes.max(1) as usize / rows).max(1);
                 let batch_rows = (batch_bytes / per_row).clamp(1, 1 << 20);
-                let reader = builder
-                    .with_projection(mask)
-                    .with_batch_size(batch_rows)
-                    .build()
-                    .map_err(|e| {
-                        Error::data(format!(
-                            "{name}: cannot read Parquet data ({e}); re-create the file"
-                        ))
+                let reader =
+                    builder.with_projection(mask).with_batch_size(batch_rows).build().map_err(|e| {
+                        Error::data(format!("{name}: cannot read Parquet data ({e}); re-create the file"))
                     })?;
                 // The Parquet reader keeps file order; reorder to the requested order.
                 let reorder = indices.as_ref().map(|idx| {
                     let mut sorted = idx.clone();
                     sorted.sort_unstable();
-                    idx.iter()
-                        .map(|i| sorted.binary_search(i).unwrap_or(0))
-                        .collect::<Vec<_>>()
+                    idx.iter().map(|i| sorted.binary_search(i).unwrap_or(0)).collect::<Vec<_>>()
                 });
                 Inner::Parquet(reader, reorder)
             }
             Kind::IpcFile(reader) => Inner::IpcFile(reader, indices),
             Kind::IpcStream(reader, flag) => Inner::IpcStream(reader, flag, indices),
         };
-        Ok(BatchReader {
-            name,
-            schema: out_schema,
-            inner,
-            rows: 0,
-        })
+        Ok(BatchReader { name, schema: out_schema, inner, rows: 0 })
     }
 }
 
 fn unreachable_format<T>(name: &str) -> Result<T> {
-    Err(Error::data(format!(
-        "{name}: internal error: random-access format without a file"
-    )))
+    Err(Error::data(format!("{name}: internal error: random-access format without a file")))
 }
 
 fn open_error(path: &Path, e: io::Error) -> Error {
     match e.kind() {
-        io::ErrorKind::NotFound => Error::data(format!("{}: no such file or directory; check the path", path.display())),
+        io::ErrorKind::NotFound => {
+            Error::data(format!("{}: no such file or directory; check the path", path.display()))
+        }
         io::ErrorKind::PermissionDenied => Error::data(format!(
             "{}: permission denied; make the file readable (chmod +r) or run as a user who can read it",
             path.display()
@@ -446,11 +403,7 @@ pub fn column_index(schema: &arrow::datatypes::Schema, column: &str, file: &str)
 enum Inner {
     Parquet(ParquetRecordBatchReader, Option<Vec<usize>>),
     IpcFile(FileReader<BufReader<File>>, Option<Vec<usize>>),
-    IpcStream(
-        StreamReader<BufReader<EofWatch<Box<dyn Read + Send>>>>,
-        Arc<AtomicBool>,
-        Option<Vec<usize>>,
-    ),
+    IpcStream(StreamReader<BufReader<EofWatch<Box<dyn Read + Send>>>>, Arc<AtomicBool>, Option<Vec<usize>>),
 }
 
 /// Yields record batches from one input, with the projection applied.
@@ -463,10 +416,7 @@ pub struct BatchReader {
 
 impl std::fmt::Debug for BatchReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BatchReader")
-            .field("name", &self.name)
-            .field("rows", &self.rows)
-            .finish()
+        f.debug_struct("BatchReader").field("name", &self.name).field("rows", &self.rows).finish()
     }
 }
 
@@ -542,8 +492,6 @@ impl BatchReader {
 fn project(b: RecordBatch, proj: Option<&[usize]>, name: &str) -> Result<RecordBatch> {
     match proj {
         None => Ok(b),
-        Some(idx) => b
-            .project(idx)
-            .map_err(|e| Error::arrow(name.to_string(), e)),
+        Some(idx) => b.project(idx).map_err(|e| Error::arrow(name.to_string(), e)),
     }
 }

@@ -19,9 +19,9 @@
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{
-    DataType, Date32Type, Date64Type, Int16Type, Int32Type, Int64Type, Int8Type, TimeUnit,
-    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
-    TimestampSecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
+    DataType, Date32Type, Date64Type, Int16Type, Int32Type, Int64Type, Int8Type, TimeUnit, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt16Type, UInt32Type, UInt64Type,
+    UInt8Type,
 };
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
@@ -80,9 +80,7 @@ pub fn part_bytes(col: &dyn Array, row: usize, buf: &mut Vec<u8>) -> Result<bool
         DataType::Binary => buf.extend_from_slice(col.as_binary::<i32>().value(row)),
         DataType::LargeBinary => buf.extend_from_slice(col.as_binary::<i64>().value(row)),
         DataType::BinaryView => buf.extend_from_slice(col.as_binary_view().value(row)),
-        DataType::FixedSizeBinary(_) => {
-            buf.extend_from_slice(col.as_fixed_size_binary().value(row))
-        }
+        DataType::FixedSizeBinary(_) => buf.extend_from_slice(col.as_fixed_size_binary().value(row)),
         DataType::Boolean => buf.push(col.as_boolean().value(row) as u8),
         DataType::Int8 => signed!(Int8Type),
         DataType::Int16 => signed!(Int16Type),
@@ -103,11 +101,7 @@ pub fn part_bytes(col: &dyn Array, row: usize, buf: &mut Vec<u8>) -> Result<bool
             let key = dict.normalized_keys()[row];
             return part_bytes(dict.values().as_ref(), key, buf);
         }
-        other => {
-            return Err(Error::data(format!(
-                "key columns of type {other} cannot be hashed"
-            )))
-        }
+        other => return Err(Error::data(format!("key columns of type {other} cannot be hashed"))),
     }
     Ok(true)
 }

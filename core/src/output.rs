@@ -39,11 +39,7 @@ pub enum OutFormat {
 impl OutFormat {
     /// The format a path's extension asks for.
     pub fn for_path(path: &Path) -> OutFormat {
-        match path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(|e| e.to_ascii_lowercase())
-        {
+        match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()) {
             Some(e) if e == "parquet" => OutFormat::Parquet,
             Some(e) if e == "arrow" || e == "ipc" || e == "feather" => OutFormat::IpcFile,
             _ => OutFormat::IpcStream,
@@ -72,27 +68,17 @@ impl Default for OutputOptions {
 /// Parse a compression name (`zstd`, `zstd:3`, `snappy`, `lz4`, `gzip`, `none`).
 pub fn parse_compression(s: &str) -> std::result::Result<Compression, String> {
     let (name, level) = match s.split_once(':') {
-        Some((n, l)) => (
-            n,
-            Some(
-                l.parse::<i32>()
-                    .map_err(|_| format!("bad compression level `{l}`"))?,
-            ),
-        ),
+        Some((n, l)) => (n, Some(l.parse::<i32>().map_err(|_| format!("bad compression level `{l}`"))?)),
         None => (s, None),
     };
     Ok(match name.to_ascii_lowercase().as_str() {
-        "zstd" => {
-            Compression::ZSTD(ZstdLevel::try_new(level.unwrap_or(1)).map_err(|e| e.to_string())?)
-        }
+        "zstd" => Compression::ZSTD(ZstdLevel::try_new(level.unwrap_or(1)).map_err(|e| e.to_string())?),
         "snappy" => Compression::SNAPPY,
         "lz4" => Compression::LZ4_RAW,
         "gzip" => Compression::GZIP(Default::default()),
         "none" | "uncompressed" => Compression::UNCOMPRESSED,
         other => {
-            return Err(format!(
-                "unknown compression `{other}` (use zstd, zstd:LEVEL, snappy, lz4, gzip or none)"
-            ))
+            return Err(format!("unknown compression `{other}` (use zstd, zstd:LEVEL, snappy, lz4, gzip or none)"))
         }
     })
 }
@@ -113,10 +99,7 @@ pub struct Output {
 
 impl std::fmt::Debug for Output {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Output")
-            .field("name", &self.name)
-            .field("rows", &self.rows)
-            .finish()
+        f.debug_struct("Output").field("name", &self.name).field("rows", &self.rows).finish()
     }
 }
 
@@ -137,18 +120,10 @@ impl Output {
             None => {
                 check_stdout_not_terminal(None)?;
                 let sink: Box<dyn Write + Send> = Box::new(io::stdout());
-                let w = StreamWriter::try_new_with_options(
-                    BufWriter::with_capacity(1 << 20, sink),
-                    &schema,
-                    ipc_options(),
-                )
-                .map_err(|e| Error::arrow("writing to standard output", e))?;
-                Ok(Output {
-                    writer: Some(Writer::Stream(w)),
-                    name: "stdout".into(),
-                    temp: None,
-                    rows: 0,
-                })
+                let w =
+                    StreamWriter::try_new_with_options(BufWriter::with_capacity(1 << 20, sink), &schema, ipc_options())
+                        .map_err(|e| Error::arrow("writing to standard output", e))?;
+                Ok(Output { writer: Some(Writer::Stream(w)), name: "stdout".into(), temp: None, rows: 0 })
             }
             Some(path) => {
                 let name = path.display().to_string();
@@ -184,12 +159,7 @@ impl Output {
                         )
                     }
                 };
-                Ok(Output {
-                    writer: Some(writer),
-                    name,
-                    temp: Some((temp_path, path.to_path_buf())),
-                    rows: 0,
-                })
+                Ok(Output { writer: Some(writer), name, temp: Some((temp_path, path.to_path_buf())), rows: 0 })
             }
         }
     }
@@ -200,14 +170,8 @@ impl Output {
         match self.writer.as_mut() {
             Some(Writer::Stream(w)) => w.write(batch).map_err(|e| write_err(name, e))?,
             Some(Writer::File(w)) => w.write(batch).map_err(|e| write_err(name, e))?,
-            Some(Writer::Parquet(w)) => w
-                .write(batch)
-                .map_err(|e| Error::parquet(format!("writing {name}"), e))?,
-            None => {
-                return Err(Error::data(format!(
-                    "{name}: internal error: write after finish"
-                )))
-            }
+            Some(Writer::Parquet(w)) => w.write(batch).map_err(|e| Error::parquet(format!("writing {name}"), e))?,
+            None => return Err(Error::data(format!("{name}: internal error: write after finish"))),
         }
         self.rows += batch.num_rows() as u64;
         Ok(())
@@ -234,8 +198,7 @@ impl Output {
     /// A no-op for IPC outputs.
     pub fn flush_row_group(&mut self) -> Result<()> {
         if let Some(Writer::Parquet(w)) = self.writer.as_mut() {
-            w.flush()
-                .map_err(|e| Error::parquet(format!("writing {}", self.name), e))?;
+            w.flush().map_err(|e| Error::parquet(format!("writing {}", self.name), e))?;
         }
         Ok(())
     }
@@ -260,8 +223,7 @@ impl Output {
                 inner.flush().map_err(|e| flush_err(&name, e))?;
             }
             Some(Writer::Parquet(w)) => {
-                w.close()
-                    .map_err(|e| Error::parquet(format!("writing {name}"), e))?;
+                w.close().map_err(|e| Error::parquet(format!("writing {name}"), e))?;
             }
             None => {}
         }
@@ -309,10 +271,7 @@ fn flush_err(name: &str, e: io::Error) -> Error {
 /// An I/O error while writing, with a hint when the disk is full.
 pub fn disk_error(path: &Path, e: io::Error) -> Error {
     if e.raw_os_error() == Some(libc::ENOSPC) {
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         Error::data(format!(
             "{}: no space left on device while writing; free space in {} or write elsewhere",
             path.display(),
@@ -337,10 +296,7 @@ pub fn temp_beside(path: &Path) -> Result<(File, tempfile::TempPath)> {
             dir.display()
         )));
     }
-    let fname = path
-        .file_name()
-        .map(|f| f.to_string_lossy().to_string())
-        .unwrap_or_else(|| "output".into());
+    let fname = path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_else(|| "output".into());
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".{fname}."))
         .suffix(".tmp")

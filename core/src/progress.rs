@@ -25,20 +25,16 @@ impl Progress {
     pub fn new(stage: &'static str, quiet: bool, total: Option<u64>) -> Progress {
         let bar = if !quiet && std::io::stderr().is_terminal() {
             let bar = match total {
-                Some(t) => ProgressBar::with_draw_target(Some(t), ProgressDrawTarget::stderr())
-                    .with_style(
-                        ProgressStyle::with_template(
-                            "{prefix} [{bar:30}] {human_pos}/{human_len} rows {per_sec} eta {eta}",
-                        )
-                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-                    ),
-                None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
-                    .with_style(
-                        ProgressStyle::with_template(
-                            "{prefix} {spinner} {human_pos} rows {per_sec} {elapsed}",
-                        )
+                Some(t) => ProgressBar::with_draw_target(Some(t), ProgressDrawTarget::stderr()).with_style(
+                    ProgressStyle::with_template(
+                        "{prefix} [{bar:30}] {human_pos}/{human_len} rows {per_sec} eta {eta}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ),
+                None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
+                    ProgressStyle::with_template("{prefix} {spinner} {human_pos} rows {per_sec} {elapsed}")
                         .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                    ),
+                ),
             };
             bar.set_prefix(stage);
             bar.enable_steady_tick(Duration::from_millis(200));
@@ -46,12 +42,7 @@ impl Progress {
         } else {
             None
         };
-        Progress {
-            stage,
-            quiet,
-            bar,
-            start: Instant::now(),
-        }
+        Progress { stage, quiet, bar, start: Instant::now() }
     }
 
     /// Count processed rows.
@@ -90,15 +81,9 @@ impl Progress {
         let mut parts = vec![format!("rows {rows}")];
         parts.extend(fields.iter().map(|(k, v)| format!("{k} {v}")));
         parts.push(format!("{secs:.2} s"));
-        parts.push(format!(
-            "{} rows/s",
-            human_rate(rows as f64 / secs.max(1e-9))
-        ));
+        parts.push(format!("{} rows/s", human_rate(rows as f64 / secs.max(1e-9))));
         if let Some(peak) = peak_rss_bytes() {
-            parts.push(format!(
-                "peak memory {}",
-                bytesize::ByteSize::b(peak).display().iec()
-            ));
+            parts.push(format!("peak memory {}", bytesize::ByteSize::b(peak).display().iec()));
         }
         eprintln!("{}: {}", self.stage, parts.join(", "));
     }
@@ -127,23 +112,12 @@ pub fn current_rss_bytes() -> Option<u64> {
 fn read_status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
-    line[field.len()..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
+    line[field.len()..].trim().trim_end_matches("kB").trim().parse().ok()
 }
 
 /// Physical memory of the machine (MemTotal), where the OS reports it.
 pub fn physical_memory_bytes() -> Option<u64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
-    line["MemTotal:".len()..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(|k| k * 1024)
+    line["MemTotal:".len()..].trim().trim_end_matches("kB").trim().parse::<u64>().ok().map(|k| k * 1024)
 }

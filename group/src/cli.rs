@@ -35,12 +35,7 @@ pub struct Args {
 
     /// Payload columns to keep, in this order (default: every column but the key and time);
     /// pushed down into the Parquet reader.
-    #[arg(
-        short = 'c',
-        long = "columns",
-        value_name = "COLUMN",
-        value_delimiter = ','
-    )]
+    #[arg(short = 'c', long = "columns", value_name = "COLUMN", value_delimiter = ',')]
     pub columns: Option<Vec<String>>,
 
     /// Accept input in any order: external sort bounded by --memory-limit, spilling sorted runs

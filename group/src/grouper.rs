@@ -21,21 +21,13 @@ use crate::merge::{format_key, gather, RunSink, SortedBatch};
 
 /// The output schema for key fields, a time field and payload fields.
 pub fn output_schema(input: &Schema, n_keys: usize) -> SchemaRef {
-    let mut fields: Vec<Field> = input.fields()[..n_keys]
-        .iter()
-        .map(|f| f.as_ref().clone().with_nullable(true))
-        .collect();
-    let item: Fields = input.fields()[n_keys..]
-        .iter()
-        .map(|f| f.as_ref().clone().with_nullable(true))
-        .collect::<Vec<_>>()
-        .into();
+    let mut fields: Vec<Field> =
+        input.fields()[..n_keys].iter().map(|f| f.as_ref().clone().with_nullable(true)).collect();
+    let item: Fields =
+        input.fields()[n_keys..].iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>().into();
     fields.push(Field::new(
         "measurements",
-        DataType::List(Arc::new(Field::new_list_field(
-            DataType::Struct(item),
-            false,
-        ))),
+        DataType::List(Arc::new(Field::new_list_field(DataType::Struct(item), false))),
         false,
     ));
     Arc::new(Schema::new(fields))
@@ -113,9 +105,7 @@ impl<'a> Grouper<'a> {
     /// Write every complete group, and the open one too; returns (groups, rows, largest group).
     pub fn finish(mut self) -> Result<(u64, u64, u64)> {
         if let Some(&open_start) = self.group_starts.last() {
-            self.largest_group = self
-                .largest_group
-                .max((self.pending_rows - open_start) as u64);
+            self.largest_group = self.largest_group.max((self.pending_rows - open_start) as u64);
         }
         if self.pending_rows > 0 {
             self.flush(self.pending_rows)?;
@@ -167,39 +157,24 @@ impl<'a> Grouper<'a> {
             indices.push((idx, *r));
         }
         for c in 0..self.n_keys {
-            let arrays: Vec<&dyn Array> =
-                sources.iter().map(|b| b.data.column(c).as_ref()).collect();
+            let arrays: Vec<&dyn Array> = sources.iter().map(|b| b.data.column(c).as_ref()).collect();
             key_cols.push(interleave(&arrays, &indices).map_err(|e| self.too_big(e))?);
         }
         let item_fields = match self.schema.field(self.n_keys).data_type() {
             DataType::List(f) => f.clone(),
-            _ => {
-                return Err(Error::data(
-                    "internal error: output schema without a list column",
-                ))
-            }
+            _ => return Err(Error::data("internal error: output schema without a list column")),
         };
         let struct_fields = match item_fields.data_type() {
             DataType::Struct(fs) => fs.clone(),
             _ => return Err(Error::data("internal error: list items are not structs")),
         };
-        let items =
-            StructArray::try_new(struct_fields, children, None).map_err(|e| self.too_big(e))?;
-        let mut offsets: Vec<i32> = self.group_starts[..n_groups]
-            .iter()
-            .map(|&s| s as i32)
-            .collect();
+        let items = StructArray::try_new(struct_fields, children, None).map_err(|e| self.too_big(e))?;
+        let mut offsets: Vec<i32> = self.group_starts[..n_groups].iter().map(|&s| s as i32).collect();
         offsets.push(upto as i32);
-        let list = ListArray::try_new(
-            item_fields,
-            OffsetBuffer::new(offsets.into()),
-            Arc::new(items),
-            None,
-        )
-        .map_err(|e| self.too_big(e))?;
+        let list = ListArray::try_new(item_fields, OffsetBuffer::new(offsets.into()), Arc::new(items), None)
+            .map_err(|e| self.too_big(e))?;
         key_cols.push(Arc::new(list));
-        let out =
-            RecordBatch::try_new(self.schema.clone(), key_cols).map_err(|e| self.too_big(e))?;
+        let out = RecordBatch::try_new(self.schema.clone(), key_cols).map_err(|e| self.too_big(e))?;
 
         // Drop what was written.
         let mut left = upto;
@@ -245,19 +220,13 @@ impl RunSink for Grouper<'_> {
         let new_first = match self.group_keys.last() {
             None => true,
             Some(_) => match self.runs.back() {
-                Some(last) => {
-                    last.batch.keys.row(last.start + last.len - 1) != batch.keys.row(start)
-                }
+                Some(last) => last.batch.keys.row(last.start + last.len - 1) != batch.keys.row(start),
                 None => true,
             },
         };
         // Key changes inside the run.
-        let lo = batch
-            .key_changes
-            .partition_point(|&i| (i as usize) <= start);
-        let hi = batch
-            .key_changes
-            .partition_point(|&i| (i as usize) < start + len);
+        let lo = batch.key_changes.partition_point(|&i| (i as usize) <= start);
+        let hi = batch.key_changes.partition_point(|&i| (i as usize) < start + len);
         let mut seg_start = start;
         let mut pending_new = new_first;
         for &ch in &batch.key_changes[lo..hi] {
@@ -271,23 +240,13 @@ impl RunSink for Grouper<'_> {
 }
 
 impl Grouper<'_> {
-    fn append(
-        &mut self,
-        batch: &Arc<SortedBatch>,
-        start: usize,
-        len: usize,
-        new_group: bool,
-    ) -> Result<()> {
+    fn append(&mut self, batch: &Arc<SortedBatch>, start: usize, len: usize, new_group: bool) -> Result<()> {
         if new_group {
             self.start_group(batch, start)?;
         }
         match self.runs.back_mut() {
             Some(r) if Arc::ptr_eq(&r.batch, batch) && r.start + r.len == start => r.len += len,
-            _ => self.runs.push_back(Run {
-                batch: batch.clone(),
-                start,
-                len,
-            }),
+            _ => self.runs.push_back(Run { batch: batch.clone(), start, len }),
         }
         self.pending_rows += len;
         self.open_bytes += len * batch.row_bytes;

@@ -136,10 +136,7 @@ impl Config {
     /// Run the stage.
     pub fn run(&self) -> Result<Report> {
         let sources = discover(&self.inputs)?;
-        let inputs = sources
-            .iter()
-            .map(Input::open)
-            .collect::<Result<Vec<_>>>()?;
+        let inputs = sources.iter().map(Input::open).collect::<Result<Vec<_>>>()?;
         let first = &inputs[0];
         let schema = first.schema();
         let (key_idx, time_idx) = key_time_indices(&schema, &self.keys, &self.time, first.name())?;
@@ -160,8 +157,7 @@ impl Config {
 
         // Under --sort the decoded batch is part of the budget.
         let batch_bytes = if self.sort {
-            self.batch_bytes
-                .min((self.memory_limit / 16).max(1024) as usize)
+            self.batch_bytes.min((self.memory_limit / 16).max(1024) as usize)
         } else {
             self.batch_bytes
         };
@@ -175,19 +171,13 @@ impl Config {
             check_same_types(&proj_schema, readers[0].name(), &r.schema(), r.name())?;
         }
         let out_schema = output_schema(&proj_schema, self.keys.len());
-        let layout = Arc::new(Layout {
-            n_keys: self.keys.len(),
-            key_names: self.keys.clone(),
-            time_name: self.time.clone(),
-        });
+        let layout =
+            Arc::new(Layout { n_keys: self.keys.len(), key_names: self.keys.clone(), time_name: self.time.clone() });
         let empty = arrow::record_batch::RecordBatch::new_empty(proj_schema.clone());
         let converter = Arc::new(key_converter(&empty, self.keys.len())?);
 
         let progress = Progress::new("probe-group", self.quiet, total_rows);
-        let opts = OutputOptions {
-            compression: self.compression,
-            ..Default::default()
-        };
+        let opts = OutputOptions { compression: self.compression, ..Default::default() };
         let mut output = Output::create(self.output.as_deref(), out_schema.clone(), &opts)?;
         let mut report = Report::default();
 
@@ -198,10 +188,7 @@ impl Config {
             report.spilled_bytes = sorted.bytes;
             sorted.sources
         } else {
-            readers
-                .into_iter()
-                .map(|r| Box::new(r) as Box<dyn BatchSource>)
-                .collect()
+            readers.into_iter().map(|r| Box::new(r) as Box<dyn BatchSource>).collect()
         };
         let cursors: Vec<Cursor> = sources
             .into_iter()
@@ -222,21 +209,12 @@ impl Config {
         report.rows = rows;
         report.keys = keys;
         report.largest_group = largest;
-        let mut fields = vec![
-            ("keys", keys.to_string()),
-            ("largest key", format!("{largest} rows")),
-        ];
+        let mut fields = vec![("keys", keys.to_string()), ("largest key", format!("{largest} rows"))];
         if self.sort {
             fields.push(("spilled runs", report.spilled_runs.to_string()));
             fields.push(("merge passes", report.merge_passes.to_string()));
-            fields.push((
-                "spilled",
-                probe_core::cli::human_bytes(report.spilled_bytes),
-            ));
-            fields.push((
-                "memory limit",
-                probe_core::cli::human_bytes(self.memory_limit),
-            ));
+            fields.push(("spilled", probe_core::cli::human_bytes(report.spilled_bytes)));
+            fields.push(("memory limit", probe_core::cli::human_bytes(self.memory_limit)));
         }
         progress.finish(rows, &fields);
         Ok(report)

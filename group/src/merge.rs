@@ -102,10 +102,7 @@ impl SortedBatch {
 
     /// Compare row `i` here with row `j` of `other` by (key, time), nulls last.
     pub fn cmp_rows(&self, i: usize, other: &SortedBatch, j: usize) -> Ordering {
-        self.keys
-            .row(i)
-            .cmp(&other.keys.row(j))
-            .then_with(|| cmp_time(self.time(i), other.time(j)))
+        self.keys.row(i).cmp(&other.keys.row(j)).then_with(|| cmp_time(self.time(i), other.time(j)))
     }
 
     /// Memory held by this batch.
@@ -130,10 +127,7 @@ pub fn key_converter(data: &RecordBatch, n_keys: usize) -> Result<RowConverter> 
         .map(|i| {
             SortField::new_with_options(
                 data.column(i).data_type().clone(),
-                SortOptions {
-                    descending: false,
-                    nulls_first: false,
-                },
+                SortOptions { descending: false, nulls_first: false },
             )
         })
         .collect();
@@ -206,15 +200,7 @@ impl Cursor {
         layout: Arc<Layout>,
         advice: Arc<str>,
     ) -> Cursor {
-        Cursor {
-            source,
-            input,
-            converter,
-            layout,
-            last: None,
-            advice,
-            rows: 0,
-        }
+        Cursor { source, input, converter, layout, last: None, advice, rows: 0 }
     }
 
     /// Rows read from this input so far.
@@ -223,7 +209,7 @@ impl Cursor {
     }
 
     /// Decode the next non-empty batch and check its order.
-    pub fn next(&mut self) -> Result<Option<Arc<SortedBatch>>> {
+    pub fn next_batch(&mut self) -> Result<Option<Arc<SortedBatch>>> {
         loop {
             let first_row = self.source.rows_read();
             let Some(data) = self.source.next_batch()? else {
@@ -242,12 +228,10 @@ impl Cursor {
         let n_keys = self.layout.n_keys;
         let name = self.source.name().to_string();
         let key_cols: Vec<ArrayRef> = data.columns()[..n_keys].to_vec();
-        let keys = self
-            .converter
-            .convert_columns(&key_cols)
-            .map_err(|e| Error::arrow(format!("{name}: key columns"), e))?;
-        let times = time_as_i64(data.column(self.layout.time_idx()))
-            .map_err(|e| Error::data(format!("{name}: {e}")))?;
+        let keys =
+            self.converter.convert_columns(&key_cols).map_err(|e| Error::arrow(format!("{name}: key columns"), e))?;
+        let times =
+            time_as_i64(data.column(self.layout.time_idx())).map_err(|e| Error::data(format!("{name}: {e}")))?;
         let n = data.num_rows();
         let mut key_changes = Vec::new();
         // Check the first row against the previous batch's last row.
@@ -274,32 +258,16 @@ impl Cursor {
                     let bad = match tnull {
                         None => tv[i - 1] > tv[i],
                         Some(nb) => {
-                            cmp_time(
-                                nb.is_valid(i - 1).then(|| tv[i - 1]),
-                                nb.is_valid(i).then(|| tv[i]),
-                            ) == Ordering::Greater
+                            cmp_time(nb.is_valid(i - 1).then(|| tv[i - 1]), nb.is_valid(i).then(|| tv[i]))
+                                == Ordering::Greater
                         }
                     };
                     if bad {
-                        return Err(self.time_violation(
-                            &name,
-                            first_row + i as u64,
-                            &data,
-                            i - 1,
-                            &data,
-                            i,
-                        ));
+                        return Err(self.time_violation(&name, first_row + i as u64, &data, i - 1, &data, i));
                     }
                 }
                 Ordering::Greater => {
-                    return Err(self.key_violation(
-                        &name,
-                        first_row + i as u64,
-                        &data,
-                        i - 1,
-                        &data,
-                        i,
-                    ));
+                    return Err(self.key_violation(&name, first_row + i as u64, &data, i - 1, &data, i));
                 }
             }
         }
@@ -309,14 +277,7 @@ impl Cursor {
             data: data.slice(n - 1, 1),
         });
         let row_bytes = (data.get_array_memory_size() / n).max(1);
-        Ok(SortedBatch {
-            data,
-            keys,
-            times,
-            key_changes,
-            input: self.input,
-            row_bytes,
-        })
+        Ok(SortedBatch { data, keys, times, key_changes, input: self.input, row_bytes })
     }
 
     fn key_violation(
@@ -371,9 +332,7 @@ struct Head {
 
 impl Head {
     fn cmp_key(&self, other: &Head) -> Ordering {
-        self.batch
-            .cmp_rows(self.pos, &other.batch, other.pos)
-            .then_with(|| self.batch.input.cmp(&other.batch.input))
+        self.batch.cmp_rows(self.pos, &other.batch, other.pos).then_with(|| self.batch.input.cmp(&other.batch.input))
     }
 }
 
@@ -396,14 +355,10 @@ impl Ord for Head {
 }
 
 /// Merge the cursors (in input order) into `sink`; calls `on_batch(rows)` per decoded batch.
-pub fn merge(
-    mut cursors: Vec<Cursor>,
-    sink: &mut dyn RunSink,
-    on_batch: &mut dyn FnMut(usize),
-) -> Result<()> {
+pub fn merge(mut cursors: Vec<Cursor>, sink: &mut dyn RunSink, on_batch: &mut dyn FnMut(usize)) -> Result<()> {
     if cursors.len() == 1 {
         let c = &mut cursors[0];
-        while let Some(b) = c.next()? {
+        while let Some(b) = c.next_batch()? {
             on_batch(b.len());
             sink.push_run(&b, 0, b.len())?;
         }
@@ -411,13 +366,9 @@ pub fn merge(
     }
     let mut heap = BinaryHeap::with_capacity(cursors.len());
     for (i, c) in cursors.iter_mut().enumerate() {
-        if let Some(b) = c.next()? {
+        if let Some(b) = c.next_batch()? {
             on_batch(b.len());
-            heap.push(Head {
-                batch: b,
-                pos: 0,
-                cursor: i,
-            });
+            heap.push(Head { batch: b, pos: 0, cursor: i });
         }
     }
     while let Some(mut head) = heap.pop() {
@@ -443,13 +394,9 @@ pub fn merge(
         if end < n {
             head.pos = end;
             heap.push(head);
-        } else if let Some(b) = cursors[head.cursor].next()? {
+        } else if let Some(b) = cursors[head.cursor].next_batch()? {
             on_batch(b.len());
-            heap.push(Head {
-                batch: b,
-                pos: 0,
-                cursor: head.cursor,
-            });
+            heap.push(Head { batch: b, pos: 0, cursor: head.cursor });
         }
     }
     Ok(())
@@ -482,17 +429,13 @@ pub fn gather(
         }
         return cols
             .map(|c| {
-                let arrays: Vec<&dyn Array> =
-                    srcs.iter().map(|b| b.data.column(c).as_ref()).collect();
+                let arrays: Vec<&dyn Array> = srcs.iter().map(|b| b.data.column(c).as_ref()).collect();
                 interleave(&arrays, &idx)
             })
             .collect();
     }
     cols.map(|c| {
-        let slices: Vec<ArrayRef> = take
-            .iter()
-            .map(|(b, s, n)| b.data.column(c).slice(*s, *n))
-            .collect();
+        let slices: Vec<ArrayRef> = take.iter().map(|(b, s, n)| b.data.column(c).slice(*s, *n)).collect();
         let refs: Vec<&dyn Array> = slices.iter().map(|a| a.as_ref()).collect();
         concat(&refs)
     })

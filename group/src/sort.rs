@@ -37,9 +37,7 @@ use probe_core::output::disk_error;
 use probe_core::progress::Progress;
 use probe_core::{Error, Result};
 
-use crate::merge::{
-    gather, key_converter, merge, BatchSource, Cursor, Layout, RunSink, SortedBatch,
-};
+use crate::merge::{gather, key_converter, merge, BatchSource, Cursor, Layout, RunSink, SortedBatch};
 use crate::Config;
 
 /// Sorted runs ready for the final merge.
@@ -71,11 +69,7 @@ impl Budget {
         let limit = limit as usize;
         // Decoded batch + its row-format keys + a little slack: ~3x the batch's bytes each.
         let spill_batch_bytes = (limit / 4 / (3 * fan_in)).clamp(1024, 8 << 20);
-        Budget {
-            run_bytes: (limit / 2).max(1024),
-            spill_batch_bytes,
-            fan_in,
-        }
+        Budget { run_bytes: (limit / 2).max(1024), spill_batch_bytes, fan_in }
     }
 }
 
@@ -117,26 +111,17 @@ impl RunWriter {
         let opts = IpcWriteOptions::default()
             .try_with_compression(Some(CompressionType::LZ4_FRAME))
             .map_err(|e| Error::arrow("spill options", e))?;
-        let writer =
-            FileWriter::try_new_with_options(BufWriter::with_capacity(1 << 20, file), schema, opts)
-                .map_err(|e| spill_error(&path, spill.dir.path(), e))?;
-        Ok(RunWriter {
-            path,
-            writer,
-            budget_dir: spill.dir.path().to_path_buf(),
-        })
+        let writer = FileWriter::try_new_with_options(BufWriter::with_capacity(1 << 20, file), schema, opts)
+            .map_err(|e| spill_error(&path, spill.dir.path(), e))?;
+        Ok(RunWriter { path, writer, budget_dir: spill.dir.path().to_path_buf() })
     }
 
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.writer
-            .write(batch)
-            .map_err(|e| spill_error(&self.path, &self.budget_dir, e))
+        self.writer.write(batch).map_err(|e| spill_error(&self.path, &self.budget_dir, e))
     }
 
     fn finish(mut self) -> Result<(PathBuf, u64)> {
-        self.writer
-            .finish()
-            .map_err(|e| spill_error(&self.path, &self.budget_dir, e))?;
+        self.writer.finish().map_err(|e| spill_error(&self.path, &self.budget_dir, e))?;
         let size = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
         Ok((self.path, size))
     }
@@ -230,14 +215,11 @@ impl MemRun {
         let schema = self.batches[0].schema();
         let mut cols: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
         for c in 0..schema.fields().len() {
-            let arrays: Vec<&dyn Array> =
-                self.batches.iter().map(|b| b.column(c).as_ref()).collect();
+            let arrays: Vec<&dyn Array> = self.batches.iter().map(|b| b.column(c).as_ref()).collect();
             cols.push(interleave(&arrays, idx).map_err(|e| Error::arrow("sorting a run", e))?);
         }
         self.pos = end;
-        RecordBatch::try_new(schema, cols)
-            .map(Some)
-            .map_err(|e| Error::arrow("sorting a run", e))
+        RecordBatch::try_new(schema, cols).map(Some).map_err(|e| Error::arrow("sorting a run", e))
     }
 }
 
@@ -265,30 +247,16 @@ struct RunBuilder {
 
 impl RunBuilder {
     fn new(schema: &Schema, n_keys: usize) -> Result<RunBuilder> {
-        let opts = SortOptions {
-            descending: false,
-            nulls_first: false,
-        };
-        let fields = (0..=n_keys)
-            .map(|i| SortField::new_with_options(schema.field(i).data_type().clone(), opts))
-            .collect();
+        let opts = SortOptions { descending: false, nulls_first: false };
+        let fields =
+            (0..=n_keys).map(|i| SortField::new_with_options(schema.field(i).data_type().clone(), opts)).collect();
         let converter = RowConverter::new(fields).map_err(|e| Error::arrow("sort keys", e))?;
-        Ok(RunBuilder {
-            converter,
-            n_keys,
-            batches: Vec::new(),
-            rows: Vec::new(),
-            bytes: 0,
-            count: 0,
-        })
+        Ok(RunBuilder { converter, n_keys, batches: Vec::new(), rows: Vec::new(), bytes: 0, count: 0 })
     }
 
     fn push(&mut self, batch: RecordBatch) -> Result<()> {
         let cols: Vec<ArrayRef> = batch.columns()[..=self.n_keys].to_vec();
-        let rows = self
-            .converter
-            .convert_columns(&cols)
-            .map_err(|e| Error::arrow("sort keys", e))?;
+        let rows = self.converter.convert_columns(&cols).map_err(|e| Error::arrow("sort keys", e))?;
         // Decoded data, its sort keys, and 16 bytes a row for the order and the sort's scratch.
         self.bytes += batch.get_array_memory_size() + rows.size() + 16 * batch.num_rows();
         self.count += batch.num_rows();
@@ -308,12 +276,7 @@ impl RunBuilder {
         self.rows.clear();
         self.bytes = 0;
         self.count = 0;
-        MemRun {
-            batches: std::mem::take(&mut self.batches),
-            order,
-            pos: 0,
-            chunk_rows: 0,
-        }
+        MemRun { batches: std::mem::take(&mut self.batches), order, pos: 0, chunk_rows: 0 }
     }
 }
 
@@ -371,17 +334,8 @@ pub fn sort_inputs(
     let Some(dir) = spill else {
         // Everything fit: serve the one run from memory, nothing touches the disk.
         last.chunk_rows = chunk_rows(&last.batches, cfg.batch_bytes);
-        let sources: Vec<Box<dyn BatchSource>> = if last.order.is_empty() {
-            Vec::new()
-        } else {
-            vec![Box::new(last)]
-        };
-        return Ok(Sorted {
-            sources,
-            runs: 0,
-            passes: 0,
-            bytes: 0,
-        });
+        let sources: Vec<Box<dyn BatchSource>> = if last.order.is_empty() { Vec::new() } else { vec![Box::new(last)] };
+        return Ok(Sorted { sources, runs: 0, passes: 0, bytes: 0 });
     };
     if !last.order.is_empty() {
         last.chunk_rows = chunk_rows(&last.batches, budget.spill_batch_bytes);
@@ -404,10 +358,7 @@ pub fn sort_inputs(
     // Intermediate passes until one final merge of at most fan-in runs remains.
     let mut passes = 0u64;
     let mut next_id = runs.len();
-    let converter = Arc::new(key_converter(
-        &RecordBatch::new_empty(schema.clone()),
-        layout.n_keys,
-    )?);
+    let converter = Arc::new(key_converter(&RecordBatch::new_empty(schema.clone()), layout.n_keys)?);
     while runs.len() > budget.fan_in {
         passes += 1;
         let mut merged = Vec::with_capacity(runs.len().div_ceil(budget.fan_in));
@@ -417,11 +368,8 @@ pub fn sort_inputs(
                 continue;
             }
             let cursors = open_cursors(group, &dir, &converter, layout)?;
-            let mut sink = SpillSink::new(
-                RunWriter::create(&dir, next_id, schema)?,
-                schema.clone(),
-                budget.spill_batch_bytes,
-            );
+            let mut sink =
+                SpillSink::new(RunWriter::create(&dir, next_id, schema)?, schema.clone(), budget.spill_batch_bytes);
             next_id += 1;
             merge(cursors, &mut sink, &mut |_| {})?;
             let (path, size) = sink.finish()?;
@@ -434,12 +382,7 @@ pub fn sort_inputs(
         .iter()
         .map(|p| RunReader::open(p, &dir).map(|r| Box::new(r) as Box<dyn BatchSource>))
         .collect::<Result<Vec<_>>>()?;
-    Ok(Sorted {
-        sources,
-        runs: run_count,
-        passes,
-        bytes: spilled_bytes,
-    })
+    Ok(Sorted { sources, runs: run_count, passes, bytes: spilled_bytes })
 }
 
 fn open_cursors(
@@ -448,20 +391,13 @@ fn open_cursors(
     converter: &Arc<RowConverter>,
     layout: &Arc<Layout>,
 ) -> Result<Vec<Cursor>> {
-    let advice: Arc<str> =
-        Arc::from("internal error: a sorted run is out of order; please report it");
+    let advice: Arc<str> = Arc::from("internal error: a sorted run is out of order; please report it");
     paths
         .iter()
         .enumerate()
         .map(|(i, p)| {
             let r = RunReader::open(p, dir)?;
-            Ok(Cursor::new(
-                Box::new(r),
-                i,
-                converter.clone(),
-                layout.clone(),
-                advice.clone(),
-            ))
+            Ok(Cursor::new(Box::new(r), i, converter.clone(), layout.clone(), advice.clone()))
         })
         .collect()
 }
@@ -477,23 +413,15 @@ struct SpillSink {
 
 impl SpillSink {
     fn new(writer: RunWriter, schema: SchemaRef, target: usize) -> SpillSink {
-        SpillSink {
-            writer,
-            schema,
-            pending: Vec::new(),
-            pending_bytes: 0,
-            target,
-        }
+        SpillSink { writer, schema, pending: Vec::new(), pending_bytes: 0, target }
     }
 
     fn flush(&mut self) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let cols = gather(&self.pending, 0..self.schema.fields().len())
-            .map_err(|e| Error::arrow("merging runs", e))?;
-        let batch = RecordBatch::try_new(self.schema.clone(), cols)
-            .map_err(|e| Error::arrow("merging runs", e))?;
+        let cols = gather(&self.pending, 0..self.schema.fields().len()).map_err(|e| Error::arrow("merging runs", e))?;
+        let batch = RecordBatch::try_new(self.schema.clone(), cols).map_err(|e| Error::arrow("merging runs", e))?;
         self.pending.clear();
         self.pending_bytes = 0;
         self.writer.write(&batch)

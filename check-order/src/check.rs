@@ -1,0 +1,344 @@
+//! The streaming check: one pass over the key and time columns of every input.
+//!
+//! ```text
+//! let mut c = Checker::new(&key_time_schema, n_keys, max_violations, "a.parquet")?;
+//! c.start_file("a.parquet"); c.batch(&batch)?; ...   // batches: key columns, then time
+//! let report = c.into_report(&cfg);
+//! ```
+//!
+//! Keys are compared in arrow's row format (ascending, nulls last), the same comparison
+//! `probe-group` uses, so composite keys and every key type order alike in both stages. The
+//! last row of a batch is carried over to the next batch and the next file, so a violation at
+//! a batch boundary is seen and the files can be checked as one concatenated stream too.
+//!
+//! Whether each key's rows are contiguous is decided exactly up to 64-bit hash collisions: a
+//! set of the XXH3-64 hashes of every key seen (about 16 bytes per distinct key). A key is seen
+//! again after its run ended exactly when a new run starts with a hash already in the set,
+//! and the same set gives the distinct-key count.
+
+use std::cmp::Ordering;
+use std::collections::HashSet;
+
+use arrow::array::{Array, ArrayRef, Int64Array};
+use arrow::compute::{cast, SortOptions};
+use arrow::datatypes::{DataType, Schema};
+use arrow::record_batch::RecordBatch;
+use arrow::row::{OwnedRow, Row, RowConverter, SortField};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use probe_core::columns::time_as_i64;
+use probe_core::keyhash::key_hash;
+use probe_core::{Error, Result};
+
+use crate::report::{self, FileReport, FileVerdict, Reappearance, Report, Verdict, Violation, ViolationKind};
+use crate::Config;
+
+/// The order `probe-group` relies on: ascending, nulls last.
+pub const SORT_OPTIONS: SortOptions = SortOptions { descending: false, nulls_first: false };
+
+/// Per-file counters.
+#[derive(Debug, Default, Clone)]
+struct FileState {
+    name: String,
+    rows: u64,
+    key_runs: u64,
+    key_order_violations: u64,
+    time_order_violations: u64,
+    ties: u64,
+    null_keys: u64,
+    null_times: u64,
+    first_key: Option<OwnedRow>,
+    last_key: Option<OwnedRow>,
+    overlaps_previous: bool,
+}
+
+/// The last row seen, carried across batches and files.
+#[derive(Debug)]
+struct Prev {
+    key: OwnedRow,
+    time: Option<i64>,
+    file: usize,
+}
+
+/// State of the one pass over all inputs.
+#[derive(Debug)]
+pub struct Checker {
+    converter: RowConverter,
+    n_keys: usize,
+    time_type: DataType,
+    max_violations: usize,
+    files: Vec<FileState>,
+    prev: Option<Prev>,
+    /// Hashes of every key seen so far (the null key of a one-column key is tracked apart,
+    /// because its key bytes are empty like those of an empty string).
+    seen: HashSet<u64>,
+    null_key_seen: bool,
+    reappearances: u64,
+    first_reappearance: Option<Reappearance>,
+    violations: Vec<Violation>,
+    hash_buf: Vec<u8>,
+}
+
+/// Time order: ascending, nulls last.
+pub fn cmp_time(a: Option<i64>, b: Option<i64>) -> Ordering {
+    match (a, b) {
+        (Some(x), Some(y)) => x.cmp(&y),
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Greater,
+        (Some(_), None) => Ordering::Less,
+    }
+}
+
+impl Checker {
+    /// `schema` holds the key columns then the time column (as the batches will).
+    pub fn new(schema: &Schema, n_keys: usize, max_violations: usize, name: &str) -> Result<Checker> {
+        let fields = schema.fields();
+        if fields.len() != n_keys + 1 {
+            return Err(Error::data(format!("{name}: internal error: expected {} key/time columns", n_keys + 1)));
+        }
+        let sort_fields =
+            fields[..n_keys].iter().map(|f| SortField::new_with_options(f.data_type().clone(), SORT_OPTIONS)).collect();
+        let converter = RowConverter::new(sort_fields)
+            .map_err(|e| Error::arrow(format!("{name}: the key columns cannot be compared"), e))?;
+        Ok(Checker {
+            converter,
+            n_keys,
+            time_type: fields[n_keys].data_type().clone(),
+            max_violations,
+            files: Vec::new(),
+            prev: None,
+            seen: HashSet::new(),
+            null_key_seen: false,
+            reappearances: 0,
+            first_reappearance: None,
+            violations: Vec::new(),
+            hash_buf: Vec::new(),
+        })
+    }
+
+    /// The next input begins; rows are numbered from 0 again.
+    pub fn start_file(&mut self, name: &str) {
+        self.files.push(FileState { name: name.to_string(), ..FileState::default() });
+    }
+
+    /// Check one batch of the current file: the key columns, then the time column.
+    pub fn batch(&mut self, batch: &RecordBatch) -> Result<()> {
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        let file_idx = self.files.len().saturating_sub(1);
+        let Some(file) = self.files.get_mut(file_idx) else {
+            return Err(Error::data("internal error: a batch before any file"));
+        };
+        let name = file.name.clone();
+        if batch.num_columns() != self.n_keys + 1 {
+            return Err(Error::data(format!("{name}: internal error: batch has {} columns", batch.num_columns())));
+        }
+        let keys: Vec<ArrayRef> = batch.columns()[..self.n_keys].to_vec();
+        let time = time_as_i64(batch.column(self.n_keys))?;
+        let rows = self
+            .converter
+            .convert_columns(&keys)
+            .map_err(|e| Error::arrow(format!("{name}: comparing keys near row {}", file.rows), e))?;
+        let nullable_keys: Vec<&ArrayRef> = keys.iter().filter(|c| c.null_count() > 0).collect();
+        let time_at = |i: usize| (!time.is_null(i)).then(|| time.value(i));
+        let base = file.rows;
+        let carried = self.prev.take();
+        if file.first_key.is_none() {
+            file.first_key = Some(rows.row(0).owned());
+        }
+
+        for i in 0..n {
+            let key = rows.row(i);
+            let t = time_at(i);
+            if nullable_keys.iter().any(|c| c.is_null(i)) {
+                file.null_keys += 1;
+            }
+            if t.is_none() {
+                file.null_times += 1;
+            }
+            let prev: Option<(Row<'_>, Option<i64>, bool)> = if i > 0 {
+                Some((rows.row(i - 1), time_at(i - 1), true))
+            } else {
+                carried.as_ref().map(|p| (p.key.row(), p.time, p.file == file_idx))
+            };
+            let row_no = base + i as u64;
+            let new_run = match prev {
+                None => {
+                    file.key_runs += 1;
+                    true
+                }
+                Some((prev_key, prev_t, same_file)) => {
+                    let ord = key.cmp(&prev_key);
+                    if same_file {
+                        match ord {
+                            Ordering::Less => {
+                                file.key_order_violations += 1;
+                                if self.violations.len() < self.max_violations {
+                                    self.violations.push(Violation {
+                                        file: name.clone(),
+                                        row: row_no,
+                                        kind: ViolationKind::KeyOrder,
+                                        key: None,
+                                        previous: display_key(&self.converter, prev_key),
+                                        current: display_key(&self.converter, key),
+                                    });
+                                }
+                            }
+                            Ordering::Equal => match cmp_time(t, prev_t) {
+                                Ordering::Less => {
+                                    file.time_order_violations += 1;
+                                    if self.violations.len() < self.max_violations {
+                                        self.violations.push(Violation {
+                                            file: name.clone(),
+                                            row: row_no,
+                                            kind: ViolationKind::TimeOrder,
+                                            key: Some(display_key(&self.converter, key)),
+                                            previous: display_time(prev_t, &self.time_type),
+                                            current: display_time(t, &self.time_type),
+                                        });
+                                    }
+                                }
+                                Ordering::Equal => file.ties += 1,
+                                Ordering::Greater => {}
+                            },
+                            Ordering::Greater => {}
+                        }
+                        if ord != Ordering::Equal {
+                            file.key_runs += 1;
+                        }
+                        ord != Ordering::Equal
+                    } else {
+                        // First row of a file, after the last row of an earlier file: a run of
+                        // this file starts, and the concatenation must stay in (key, time) order.
+                        file.key_runs += 1;
+                        if ord == Ordering::Less || (ord == Ordering::Equal && cmp_time(t, prev_t) == Ordering::Less) {
+                            file.overlaps_previous = true;
+                        }
+                        // A key continuing across the file boundary is still one contiguous run.
+                        ord != Ordering::Equal
+                    }
+                }
+            };
+            if new_run {
+                let fresh = if self.n_keys == 1 && keys[0].is_null(i) {
+                    !std::mem::replace(&mut self.null_key_seen, true)
+                } else {
+                    self.seen.insert(key_hash(&keys, i, 0, &mut self.hash_buf)?)
+                };
+                if !fresh {
+                    self.reappearances += 1;
+                    if self.first_reappearance.is_none() {
+                        self.first_reappearance = Some(Reappearance {
+                            file: name.clone(),
+                            row: row_no,
+                            key: display_key(&self.converter, key),
+                        });
+                    }
+                }
+            }
+        }
+
+        let last = rows.row(n - 1).owned();
+        file.last_key = Some(last.clone());
+        file.rows += n as u64;
+        self.prev = Some(Prev { key: last, time: time_at(n - 1), file: file_idx });
+        Ok(())
+    }
+
+    /// The report over everything seen.
+    pub fn into_report(self, cfg: &Config) -> Report {
+        let mut r = Report::empty();
+        let mut all_sorted = true;
+        for f in &self.files {
+            let sorted = f.key_order_violations == 0 && f.time_order_violations == 0;
+            all_sorted &= sorted;
+            r.rows += f.rows;
+            r.key_runs += f.key_runs;
+            r.key_order_violations += f.key_order_violations;
+            r.time_order_violations += f.time_order_violations;
+            r.ties += f.ties;
+            r.null_keys += f.null_keys;
+            r.null_times += f.null_times;
+            r.file_overlaps += u64::from(f.overlaps_previous);
+            r.files.push(FileReport {
+                file: f.name.clone(),
+                rows: f.rows,
+                key_runs: f.key_runs,
+                key_order_violations: f.key_order_violations,
+                time_order_violations: f.time_order_violations,
+                ties: f.ties,
+                null_keys: f.null_keys,
+                null_times: f.null_times,
+                first_key: f.first_key.as_ref().map(|k| display_key(&self.converter, k.row())),
+                last_key: f.last_key.as_ref().map(|k| display_key(&self.converter, k.row())),
+                overlaps_previous: f.overlaps_previous,
+                verdict: if sorted { FileVerdict::Sorted } else { FileVerdict::Unsorted },
+            });
+        }
+        r.file_count = r.files.len();
+        r.distinct_keys = self.seen.len() as u64 + u64::from(self.null_key_seen);
+        r.key_reappearances = self.reappearances;
+        r.first_reappearance = self.first_reappearance;
+        r.first_violations = self.violations;
+        r.verdict = if all_sorted && r.file_overlaps == 0 {
+            Verdict::Sorted
+        } else if all_sorted {
+            Verdict::SortedPerFile
+        } else if self.reappearances == 0 {
+            Verdict::Clustered
+        } else {
+            Verdict::Unordered
+        };
+        r.group_command = report::group_command(cfg, r.verdict.needs_sort());
+        r
+    }
+
+    /// The report when no input was opened at all.
+    pub fn empty_report(cfg: &Config) -> Report {
+        let mut r = Report::empty();
+        r.group_command = report::group_command(cfg, false);
+        r
+    }
+}
+
+/// A key for people: the value, or `(a, b)` for a composite key; nulls as `null`.
+fn display_key(converter: &RowConverter, row: Row<'_>) -> String {
+    let Ok(cols) = converter.convert_rows([row]) else {
+        return "<key not displayable>".to_string();
+    };
+    let options = FormatOptions::new().with_null("null");
+    let parts: Vec<String> = cols
+        .iter()
+        .map(|c| match ArrayFormatter::try_new(c.as_ref(), &options) {
+            Ok(f) if !c.is_empty() => f.value(0).to_string(),
+            _ => "?".to_string(),
+        })
+        .collect();
+    if parts.len() == 1 {
+        parts.into_iter().next().unwrap_or_default()
+    } else {
+        format!("({})", parts.join(", "))
+    }
+}
+
+/// A time for people, in the time column's own type (a timestamp shows as a date and time).
+fn display_time(t: Option<i64>, time_type: &DataType) -> String {
+    let Some(v) = t else {
+        return "null".to_string();
+    };
+    let arr: ArrayRef = std::sync::Arc::new(Int64Array::from(vec![v]));
+    let typed = match time_type {
+        DataType::Int64 => return v.to_string(),
+        DataType::Date32 | DataType::Time32(_) => cast(&arr, &DataType::Int32).and_then(|a| cast(&a, time_type)),
+        other => cast(&arr, other),
+    };
+    let options = FormatOptions::new().with_null("null");
+    match typed {
+        Ok(a) if a.len() == 1 && !a.is_null(0) => match ArrayFormatter::try_new(a.as_ref(), &options) {
+            Ok(f) => f.value(0).to_string(),
+            Err(_) => v.to_string(),
+        },
+        _ => v.to_string(),
+    }
+}
