@@ -297,7 +297,9 @@ pub fn temp_beside(path: &Path) -> Result<(File, tempfile::TempPath)> {
         )));
     }
     let fname = path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_else(|| "output".into());
+    // tempfile creates 0600 files; results should get the usual 0666 & ~umask.
     let tmp = tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
         .prefix(&format!(".{fname}."))
         .suffix(".tmp")
         .tempfile_in(&dir)

@@ -1,0 +1,114 @@
+//! Command-line options of `probe-merge`, and their check into a [`Config`].
+//!
+//! ```text
+//! probe-merge shards/ --out-dir out/train --max-file-size 512MiB
+//! ```
+
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Parser};
+use probe_core::cli::{parse_size, InputArgs, LogArgs};
+use probe_core::output::{parse_compression, OutFormat};
+use probe_core::{Error, Result};
+
+use crate::{Config, Target};
+
+/// Combine shard files (Parquet or Arrow IPC, any mix) into final Parquet file(s).
+///
+/// Every input must have the same columns with the same types (nullability may differ; column
+/// order follows the first input); the first input that differs is named with the column,
+/// before anything is written. Rows come out in input order (inputs in the order given,
+/// directories in name order), streamed one batch at a time; row groups are closed by size.
+///
+/// `-o FILE.parquet` writes one file. `--out-dir DIR` writes `part-00000.parquet`,
+/// `part-00001.parquet`, ... of at most about --max-file-size each, and `DIR/_manifest.json`
+/// (files with rows and bytes, inputs with rows, totals, schema). The directory is created if
+/// missing and must not hold `part-*.parquet` files already: nothing is removed, the run is
+/// refused. Every file is written under a temporary name and renamed on success; a failed run
+/// removes the parts it wrote.
+#[derive(Debug, Parser)]
+#[command(
+    name = "probe-merge",
+    version,
+    group(ArgGroup::new("target").required(true).args(["output", "out_dir"])),
+    after_long_help = "Example:\n  probe-merge work/train-rows.arrows --out-dir out/train"
+)]
+pub struct Args {
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// Write one Parquet file (the name must end in `.parquet`), under a temporary name renamed
+    /// on success.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Write `part-NNNNN.parquet` files and `_manifest.json` into DIR (created if missing). Refused
+    /// if DIR already holds `part-*.parquet` files: remove them or choose another directory.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+
+    /// With --out-dir: start a new part file before one would grow past SIZE (`512MiB`, `2GB`)
+    /// [default: 1GiB]. A file holds at least one row, so a single larger row makes a larger
+    /// file.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_file_size: Option<u64>,
+
+    /// Close a Parquet row group when its encoded size reaches SIZE.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "128MiB")]
+    pub row_group_size: u64,
+
+    /// Parquet compression: zstd, zstd:LEVEL, snappy, lz4, gzip, none.
+    #[arg(long, value_name = "CODEC", default_value = "zstd")]
+    pub compression: String,
+
+    /// Target size of one decoded input batch.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "8MiB", hide = true)]
+    pub batch_size: u64,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// The default --max-file-size.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 1 << 30;
+
+impl Args {
+    /// Check the flags and turn them into a config.
+    pub fn into_config(self) -> Result<Config> {
+        let compression =
+            parse_compression(&self.compression).map_err(|e| Error::config(format!("--compression: {e}")))?;
+        if self.row_group_size == 0 {
+            return Err(Error::config("--row-group-size must be above 0"));
+        }
+        let target = match (self.output, self.out_dir) {
+            (Some(path), None) => {
+                if self.max_file_size.is_some() {
+                    return Err(Error::config("--max-file-size is for --out-dir; -o writes one file"));
+                }
+                if OutFormat::for_path(&path) != OutFormat::Parquet {
+                    return Err(Error::config(format!(
+                        "-o {}: probe-merge writes Parquet; name the output FILE.parquet",
+                        path.display()
+                    )));
+                }
+                Target::File(path)
+            }
+            (None, Some(dir)) => {
+                let max_file_bytes = self.max_file_size.unwrap_or(DEFAULT_MAX_FILE_SIZE);
+                if max_file_bytes == 0 {
+                    return Err(Error::config("--max-file-size must be above 0"));
+                }
+                Target::Dir { dir, max_file_bytes }
+            }
+            _ => return Err(Error::config("give exactly one of -o FILE and --out-dir DIR")),
+        };
+        Ok(Config {
+            inputs: self.input.inputs,
+            target,
+            row_group_bytes: self.row_group_size.clamp(1, usize::MAX as u64) as usize,
+            compression,
+            batch_bytes: self.batch_size.clamp(1, 1 << 30) as usize,
+            quiet: self.log.quiet,
+        })
+    }
+}

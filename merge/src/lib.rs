@@ -1,0 +1,175 @@
+//! probe-merge: many shard files (Parquet or Arrow IPC, any mix) -> final Parquet file(s).
+//!
+//! ```text
+//! probe-merge work/train-rows.arrows --out-dir out/train     # part-00000.parquet ..., _manifest.json
+//! probe-merge shards/ -o train.parquet
+//! ```
+//!
+//! The stage is [`Config::run`] over a validated [`Config`]; `main.rs` only parses flags
+//! ([`cli`]). [`schema`] checks that the inputs agree, [`parts`] writes and rolls the output
+//! files, [`manifest`] describes them.
+
+pub mod cli;
+pub mod manifest;
+pub mod parts;
+pub mod schema;
+
+use std::path::PathBuf;
+
+use arrow::record_batch::RecordBatch;
+use parquet::basic::Compression;
+
+use probe_core::cli::human_bytes;
+use probe_core::input::{discover, Input, Source};
+use probe_core::output::OutputOptions;
+use probe_core::progress::Progress;
+use probe_core::{Error, Result};
+
+pub use cli::Args;
+
+use crate::manifest::{columns, FileEntry, InputEntry, Manifest};
+use crate::parts::{check_out_dir, Parts, Written};
+use crate::schema::common_schema;
+
+/// Where the merged rows go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// One Parquet file.
+    File(PathBuf),
+    /// Part files and a manifest in a directory.
+    Dir {
+        /// The directory, created if missing.
+        dir: PathBuf,
+        /// Start a new part before one grows past this many bytes.
+        max_file_bytes: u64,
+    },
+}
+
+/// A validated `probe-merge` run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Input paths as given (`-` for stdin).
+    pub inputs: Vec<String>,
+    /// One file or a directory of parts.
+    pub target: Target,
+    /// Parquet row groups are closed at this encoded size.
+    pub row_group_bytes: usize,
+    /// Parquet compression.
+    pub compression: Compression,
+    /// Target decoded batch size.
+    pub batch_bytes: usize,
+    /// No progress or summary.
+    pub quiet: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Rows written.
+    pub rows: u64,
+    /// Each input and the rows read from it, in order.
+    pub inputs: Vec<(String, u64)>,
+    /// Each output file, in row order.
+    pub files: Vec<Written>,
+    /// Total bytes of the output files.
+    pub bytes: u64,
+}
+
+impl Config {
+    /// Run the stage.
+    pub fn run(&self) -> Result<Report> {
+        if let Target::Dir { dir, .. } = &self.target {
+            check_out_dir(dir)?;
+        }
+        let sources = discover(&self.inputs)?;
+
+        // Open every input and check the schemas before writing anything. Files are opened
+        // again when their turn comes, so thousands of shards do not hold thousands of
+        // descriptors and footers; stdin can only be opened once and stays open.
+        let mut schemas = Vec::with_capacity(sources.len());
+        let mut kept: Vec<Option<Input>> = Vec::with_capacity(sources.len());
+        let mut total_rows = Some(0u64);
+        for source in &sources {
+            let input = Input::open(source)?;
+            schemas.push((input.name().to_string(), input.schema()));
+            total_rows = total_rows.zip(input.total_rows()).map(|(a, b)| a + b);
+            kept.push(if *source == Source::Stdin { Some(input) } else { None });
+        }
+        let schema = common_schema(&schemas)?;
+        let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+
+        // Row groups are closed by size (--row-group-size), not by a row count.
+        let opts = OutputOptions { compression: self.compression, max_row_group_rows: usize::MAX };
+        let mut parts = match &self.target {
+            Target::File(path) => Parts::single(path.clone(), schema.clone(), opts, self.row_group_bytes),
+            Target::Dir { dir, max_file_bytes } => {
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+                Parts::rolled(dir.clone(), *max_file_bytes, schema.clone(), opts, self.row_group_bytes)
+            }
+        };
+
+        let progress = Progress::new("probe-merge", self.quiet, total_rows);
+        let mut report = Report::default();
+        for (source, input) in sources.iter().zip(kept) {
+            let input = match input {
+                Some(i) => i,
+                None => Input::open(source)?,
+            };
+            let name = input.name().to_string();
+            // The file may have changed since the check; the reader would then fail on a
+            // missing column, and the batch rebuild below on a changed type.
+            let mut reader = input.reader(Some(&names), self.batch_bytes)?;
+            let mut rows = 0u64;
+            while let Some(batch) = reader.next_batch()? {
+                let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec()).map_err(|e| {
+                    Error::data(format!("{name}: its data does not fit the schema of the first input ({e}); all inputs must share one schema"))
+                })?;
+                parts.write(&batch)?;
+                rows += batch.num_rows() as u64;
+                progress.inc(batch.num_rows());
+            }
+            report.rows += rows;
+            report.inputs.push((name, rows));
+        }
+        report.files = parts.finish()?;
+        report.bytes = report.files.iter().map(|f| f.bytes).sum();
+
+        if let Target::Dir { dir, .. } = &self.target {
+            let manifest = Manifest {
+                files: report
+                    .files
+                    .iter()
+                    .map(|f| FileEntry {
+                        path: f
+                            .path
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_else(|| f.path.display().to_string()),
+                        rows: f.rows,
+                        bytes: f.bytes,
+                    })
+                    .collect(),
+                inputs: report
+                    .inputs
+                    .iter()
+                    .map(|(path, rows)| InputEntry { path: path.clone(), rows: *rows })
+                    .collect(),
+                rows: report.rows,
+                bytes: report.bytes,
+                schema: columns(&schema),
+            };
+            manifest.write(dir)?;
+        }
+        parts.commit();
+
+        progress.finish(
+            report.rows,
+            &[
+                ("input files", report.inputs.len().to_string()),
+                ("output files", report.files.len().to_string()),
+                ("bytes", human_bytes(report.bytes)),
+            ],
+        );
+        Ok(report)
+    }
+}

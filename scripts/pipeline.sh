@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# The whole probe-rows job: check-order -> group (| split) -> batch -> merge, per split.
+#
+#   scripts/pipeline.sh                    # generate sample data (ROWS, default 1M) and run on it
+#   scripts/pipeline.sh data/ out/         # run on data/, results in out/
+#   scripts/pipeline.sh a.parquet b.parquet out/
+#
+# With one argument it is the input and the output goes to ./out. Results: OUTDIR/<split>/
+# (Parquet parts + _manifest.json); intermediate files in OUTDIR/work/, stage logs in
+# OUTDIR/logs/. Environment: ROWS, KEYS, SEED (sample data), RATIOS (train=0.9,test=0.1),
+# MAX_LEN (512), MAX_GAP (none), MIN_LEN (1), MEMORY_LIMIT (for --sort), WORKERS (0 = all),
+# PROBE_BIN (directory of the binaries; default target/release, else PATH).
+# The same job with restartable steps: scripts/pipeline.mk.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(dirname "$here")"
+bin="${PROBE_BIN:-}"
+if [[ -z "$bin" ]]; then
+    if [[ -x "$root/target/release/probe-group" ]]; then bin="$root/target/release"
+    elif [[ -n "${CARGO_TARGET_DIR:-}" && -x "$CARGO_TARGET_DIR/release/probe-group" ]]; then bin="$CARGO_TARGET_DIR/release"
+    fi
+fi
+if [[ -n "$bin" ]]; then export PATH="$bin:$PATH"; fi
+for b in probe-check-order probe-group probe-split probe-batch probe-merge; do
+    command -v "$b" >/dev/null || { echo "pipeline: error: $b not found; run 'cargo build --release' first or set PROBE_BIN" >&2; exit 1; }
+done
+
+ratios="${RATIOS:-train=0.9,test=0.1}"
+max_len="${MAX_LEN:-512}"
+min_len="${MIN_LEN:-1}"
+workers="${WORKERS:-0}"
+
+if (( $# == 0 )); then
+    out="out"
+    inputs=("sample")
+    if [[ ! -f sample/.done-${ROWS:-1M}-${SEED:-0} ]]; then
+        command -v probe-gen >/dev/null || { echo "pipeline: error: probe-gen not found; run 'cargo build --release' first" >&2; exit 1; }
+        rm -rf sample
+        echo "pipeline: generating sample data: ${ROWS:-1M} rows in sample/" >&2
+        probe-gen --rows "${ROWS:-1M}" ${KEYS:+--keys "$KEYS"} --seed "${SEED:-0}" --order sorted-per-file --files 4 --out-dir sample -q
+        touch "sample/.done-${ROWS:-1M}-${SEED:-0}"
+    fi
+elif (( $# == 1 )); then
+    out="out"; inputs=("$1")
+else
+    out="${!#}"; inputs=("${@:1:$#-1}")
+fi
+
+work="$out/work"; logs="$out/logs"
+mkdir -p "$work" "$logs"
+t0=$(date +%s.%N)
+steps=0
+
+# Run one stage, its stderr (summary line) into logs/NAME.log and echoed.
+stage() {
+    local name="$1"; shift
+    local s=$(date +%s.%N)
+    local rc=0
+    "$@" 2> >(tee "$logs/$name.log" >&2) || rc=$?
+    wait
+    steps=$((steps + 1))
+    printf 'pipeline: step %-22s %6.1f s\n' "$name" "$(awk -v a="$(date +%s.%N)" -v b="$s" 'BEGIN{print a-b}')" >&2
+    return $rc
+}
+
+# 1. Which probe-group mode does the input need? (exit 0: sorted, 1: needs --sort, 2: error)
+sort_flag=()
+rc=0
+stage check-order probe-check-order -q "${inputs[@]}" > "$logs/check-order.txt" || rc=$?
+cat "$logs/check-order.txt" >&2
+case $rc in
+    0) ;;
+    1) sort_flag=(--sort ${MEMORY_LIMIT:+--memory-limit "$MEMORY_LIMIT"} --temp-dir "$work") ;;
+    *) echo "pipeline: error: probe-check-order failed (exit $rc)" >&2; exit 1 ;;
+esac
+
+# 2. Group and split in one pipe: one file per split in work/.
+rm -f "$work"/*.arrows
+stage group+split bash -o pipefail -c '
+    probe-group "$@" 2> "'"$logs"'/group.log" | probe-split --ratios "'"$ratios"'" --out-dir "'"$work"'"
+    ' _ "${sort_flag[@]}" "${inputs[@]}"
+cat "$logs/group.log" >&2
+
+# 3. and 4. Batch and merge every split.
+splits=$(echo "$ratios" | tr ',' '\n' | cut -d= -f1)
+for s in $splits; do
+    stage "batch-$s" probe-batch "$work/$s.arrows" --max-len "$max_len" --min-len "$min_len" \
+        ${MAX_GAP:+--max-gap "$MAX_GAP"} --workers "$workers" -o "$work/$s-rows.arrows"
+    rm -rf "$out/$s"
+    stage "merge-$s" probe-merge "$work/$s-rows.arrows" --out-dir "$out/$s"
+done
+
+# Report, in the seed's words.
+secs=$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN{print a-b}')
+measurements=$(grep -o 'rows [0-9]*' "$logs/group.log" | head -1 | cut -d' ' -f2)
+keys=$(grep -o 'keys [0-9]*' "$logs/group.log" | head -1 | cut -d' ' -f2)
+rows=0
+for s in $splits; do
+    r=$(grep -o '"rows": *[0-9]*' "$out/$s/_manifest.json" | tail -1 | grep -o '[0-9]*$')
+    rows=$((rows + r))
+done
+echo "pipeline: ---- report ----" >&2
+for f in "$logs"/*.log; do
+    line=$(grep -h 'peak memory' "$f" | tail -1 || true)
+    [[ -n "$line" ]] && echo "pipeline:   $line" >&2
+done
+printf 'pipeline: steps %d, keys %s, measurements %s, training rows %s, %.1f s, %.0f measurements/s\n' \
+    "$steps" "$keys" "$measurements" "$rows" "$secs" "$(awk -v m="$measurements" -v s="$secs" 'BEGIN{print m/s}')" >&2
+echo "pipeline: results in $out/{$(echo $splits | tr ' ' ',')}/" >&2

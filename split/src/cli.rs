@@ -1,0 +1,161 @@
+//! Command-line options of `probe-split`, and their check into a [`Config`].
+//!
+//! ```text
+//! probe-split --out-dir work/ --ratios train=0.8,val=0.1,test=0.1 --seed 7 grouped.arrows
+//! ```
+
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Parser, ValueEnum};
+use probe_core::cli::{parse_size, InputArgs, LogArgs, OutputArgs};
+use probe_core::output::{check_stdout_not_terminal, parse_compression};
+use probe_core::{Error, Result};
+
+use crate::ratios::parse_ratios;
+use crate::{Config, Mode};
+
+/// Assign every key to a named split (train/test/...) by a stable, documented hash of the key.
+///
+/// Input: probe rows, as `probe-group` writes them (key column(s), then
+/// `measurements: List<Struct<...>>`, one row per key); other columns are carried through.
+///
+/// A key's split depends only on its bytes and --seed: XXH3-64 of the key bytes with the
+/// seed, its top 53 bits as u in [0, 1), and the first split whose cumulative ratio exceeds u
+/// (the README shows how to reproduce it in a few lines of Python). The same key lands in the
+/// same split whatever the batch sizes, input order or machine.
+///
+/// `--out-dir DIR` writes one file per split, `DIR/<name>.arrows` (or `.parquet`), every one of
+/// them even when empty; `--tag` instead adds a `split` column and streams one output. The
+/// summary on stderr shows keys, measurements and shares per split.
+#[derive(Debug, Parser)]
+#[command(
+    name = "probe-split",
+    version,
+    group(ArgGroup::new("mode").required(true).args(["out_dir", "tag"])),
+    after_long_help = "Example:\n  probe-group data/ | probe-split --out-dir work/        # work/train.arrows, work/test.arrows"
+)]
+pub struct Args {
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// Write one file per split into DIR (created if missing): `DIR/<name>.arrows`, or
+    /// `DIR/<name>.parquet` with `--format parquet`. Every split's file is written, even when
+    /// empty, each under a temporary name renamed on success. Nothing goes to stdout.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+
+    /// Instead of one file per split, add a `split` column (dictionary of the split names) as
+    /// the last column and write every row to stdout or -o.
+    #[arg(long)]
+    pub tag: bool,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    /// Split names and their shares of the keys, in this order: `NAME=RATIO,...`. Any names
+    /// (letters, digits, `-`, `_`, `.`; not starting with `_` or `.`), any count; every ratio
+    /// above 0, together summing to 1.
+    #[arg(long, value_name = "NAME=RATIO,...", default_value = "train=0.9,test=0.1")]
+    pub ratios: String,
+
+    /// Seed of the key hash: another seed gives another, equally stable, assignment.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+
+    /// Key column; repeat it or separate with commas for a composite key.
+    #[arg(short = 'k', long = "key", value_name = "COLUMN", value_delimiter = ',', default_value = "src_addr")]
+    pub key: Vec<String>,
+
+    /// List column whose lengths are counted as each split's measurements.
+    #[arg(long, value_name = "COLUMN", default_value = "measurements")]
+    pub measurements: String,
+
+    /// File format for --out-dir: `arrows` (Arrow IPC stream) or `parquet` [default: arrows].
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<SplitFormat>,
+
+    /// Parquet compression: zstd, zstd:LEVEL, snappy, lz4, gzip, none.
+    #[arg(long, value_name = "CODEC", default_value = "zstd")]
+    pub compression: String,
+
+    /// Close a Parquet row group when its encoded size reaches SIZE (bounds the memory each
+    /// open Parquet output holds).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "128MiB")]
+    pub row_group_size: u64,
+
+    /// Target size of one decoded input batch.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "8MiB", hide = true)]
+    pub batch_size: u64,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// File format of the per-split files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SplitFormat {
+    /// Arrow IPC stream, `<name>.arrows`.
+    Arrows,
+    /// Parquet, `<name>.parquet`.
+    Parquet,
+}
+
+impl SplitFormat {
+    /// The file extension for this format.
+    pub fn extension(self) -> &'static str {
+        match self {
+            SplitFormat::Arrows => "arrows",
+            SplitFormat::Parquet => "parquet",
+        }
+    }
+}
+
+impl Args {
+    /// Check the flags and turn them into a config.
+    pub fn into_config(self) -> Result<Config> {
+        let compression =
+            parse_compression(&self.compression).map_err(|e| Error::config(format!("--compression: {e}")))?;
+        let splits = parse_ratios(&self.ratios)?;
+        if self.key.is_empty() || self.key.iter().any(|k| k.is_empty()) {
+            return Err(Error::config("--key needs at least one column name"));
+        }
+        if let Some(dup) = self.key.iter().enumerate().find(|(i, k)| self.key[..*i].contains(k)).map(|(_, k)| k) {
+            return Err(Error::config(format!("--key: column `{dup}` is given twice")));
+        }
+        if self.measurements.is_empty() {
+            return Err(Error::config("--measurements needs a column name"));
+        }
+        let mode = match (self.out_dir, self.tag) {
+            (Some(dir), false) => {
+                if self.output.output.is_some() {
+                    return Err(Error::config(
+                        "-o is for --tag; --out-dir names its files itself (DIR/<split>.arrows)",
+                    ));
+                }
+                Mode::OutDir { dir, format: self.format.unwrap_or(SplitFormat::Arrows) }
+            }
+            (None, true) => {
+                if self.format.is_some() {
+                    return Err(Error::config(
+                        "--format is for --out-dir; with --tag the -o extension picks the format (.parquet, .arrows)",
+                    ));
+                }
+                check_stdout_not_terminal(self.output.output.as_deref())?;
+                Mode::Tag { output: self.output.output }
+            }
+            _ => return Err(Error::config("give exactly one of --out-dir DIR and --tag")),
+        };
+        Ok(Config {
+            inputs: self.input.inputs,
+            mode,
+            keys: self.key,
+            splits,
+            seed: self.seed,
+            measurements: self.measurements,
+            compression,
+            row_group_bytes: self.row_group_size.clamp(1, usize::MAX as u64) as usize,
+            batch_bytes: self.batch_size.clamp(1, 1 << 30) as usize,
+            quiet: self.log.quiet,
+        })
+    }
+}

@@ -1,0 +1,305 @@
+//! probe-split: probe rows -> named splits (train/test/...) by a stable, documented key hash.
+//!
+//! ```text
+//! probe-group data/ | probe-split --out-dir work/                 # work/train.arrows, work/test.arrows
+//! probe-split --tag --ratios a=0.5,b=0.5 --seed 7 rows.arrows -o tagged.parquet
+//! ```
+//!
+//! The stage is [`Config::run`] over a validated [`Config`]; `main.rs` only parses flags
+//! ([`cli`]). [`ratios`] checks `--ratios`; [`route`] hashes keys with
+//! [`probe_core::keyhash`] and routes or tags rows, one batch at a time.
+
+pub mod cli;
+pub mod ratios;
+pub mod route;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use parquet::basic::Compression;
+
+use probe_core::columns::check_same_types;
+use probe_core::input::{column_index, discover, Input};
+use probe_core::output::{Output, OutputOptions};
+use probe_core::progress::Progress;
+use probe_core::{Error, Result};
+
+pub use cli::{Args, SplitFormat};
+pub use ratios::SplitSpec;
+
+use crate::route::{hashable, is_list, list_lengths, rows_of, Assigner, Tagger, TAG_COLUMN};
+
+/// Where the rows go.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    /// One file per split, `dir/<name>.<ext>`.
+    OutDir {
+        /// Output directory, created if missing.
+        dir: PathBuf,
+        /// Format of the split files.
+        format: SplitFormat,
+    },
+    /// One output with a `split` column appended; stdout when `output` is `None`.
+    Tag {
+        /// `-o PATH`, format by extension.
+        output: Option<PathBuf>,
+    },
+}
+
+/// A validated `probe-split` run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Input paths as given (`-` for stdin).
+    pub inputs: Vec<String>,
+    /// Files per split, or one tagged output.
+    pub mode: Mode,
+    /// Key column names, in hash order.
+    pub keys: Vec<String>,
+    /// The splits, in the order their ratios are walked.
+    pub splits: Vec<SplitSpec>,
+    /// Seed of the key hash.
+    pub seed: u64,
+    /// List column counted as measurements.
+    pub measurements: String,
+    /// Parquet compression.
+    pub compression: Compression,
+    /// Parquet row groups are closed at this encoded size.
+    pub row_group_bytes: usize,
+    /// Target decoded batch size.
+    pub batch_bytes: usize,
+    /// No progress or summary.
+    pub quiet: bool,
+}
+
+/// Counts of one split.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SplitCount {
+    /// Split name.
+    pub name: String,
+    /// Ratio asked for.
+    pub ratio: f64,
+    /// Keys (rows) assigned.
+    pub keys: u64,
+    /// Measurements (list entries) of those keys.
+    pub measurements: u64,
+    /// The file written, with --out-dir.
+    pub path: Option<PathBuf>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Report {
+    /// Per split, in `--ratios` order.
+    pub splits: Vec<SplitCount>,
+    /// Keys (rows) read.
+    pub keys: u64,
+    /// Measurements read.
+    pub measurements: u64,
+}
+
+impl Report {
+    /// The summary lines, `train: keys 9012 (90.1%), measurements 270000 (89.7%)`.
+    pub fn lines(&self) -> Vec<String> {
+        self.splits
+            .iter()
+            .map(|s| {
+                format!(
+                    "{}: keys {} ({}), measurements {} ({})",
+                    s.name,
+                    s.keys,
+                    percent(s.keys, self.keys),
+                    s.measurements,
+                    percent(s.measurements, self.measurements)
+                )
+            })
+            .collect()
+    }
+}
+
+fn percent(part: u64, total: u64) -> String {
+    if total == 0 {
+        "-".to_string()
+    } else {
+        format!("{:.1}%", part as f64 * 100.0 / total as f64)
+    }
+}
+
+/// The schema every input must have: the first input's columns, names and types; another
+/// input's columns may come in another order (they are read in the first's order) and differ
+/// in nullability (the output field is nullable if any input's is).
+pub fn common_schema(inputs: &[Input]) -> Result<SchemaRef> {
+    let Some(first) = inputs.first() else {
+        return Err(Error::data("no inputs"));
+    };
+    let schema = first.schema();
+    let mut nullable: Vec<bool> = schema.fields().iter().map(|f| f.is_nullable()).collect();
+    for other in &inputs[1..] {
+        let os = other.schema();
+        check_same_types(&schema, first.name(), &os, other.name())?;
+        if let Some(extra) = os.fields().iter().find(|f| schema.field_with_name(f.name()).is_err()) {
+            return Err(Error::data(format!(
+                "{}: column `{}` is not in {}; all inputs must share one schema",
+                other.name(),
+                extra.name(),
+                first.name()
+            )));
+        }
+        for (i, f) in schema.fields().iter().enumerate() {
+            if os.field_with_name(f.name()).is_ok_and(|o| o.is_nullable()) {
+                nullable[i] = true;
+            }
+        }
+    }
+    let fields: Vec<_> =
+        schema.fields().iter().zip(&nullable).map(|(f, &n)| Arc::new(f.as_ref().clone().with_nullable(n))).collect();
+    Ok(Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())))
+}
+
+enum Sink {
+    Files(Vec<Output>),
+    Tagged(Box<Output>, Tagger),
+}
+
+impl Config {
+    /// Run the stage.
+    pub fn run(&self) -> Result<Report> {
+        let sources = discover(&self.inputs)?;
+        let inputs = sources.iter().map(Input::open).collect::<Result<Vec<_>>>()?;
+        let schema = common_schema(&inputs)?;
+        let first = inputs.first().map(|i| i.name().to_string()).unwrap_or_default();
+
+        let mut key_idx = Vec::with_capacity(self.keys.len());
+        for k in &self.keys {
+            let i = column_index(&schema, k, &first)?;
+            let dt = schema.field(i).data_type();
+            if !hashable(dt) {
+                return Err(Error::data(format!(
+                    "{first}: key column `{k}` has type {dt}, which the key hash does not cover; use a string, \
+                     binary, integer, boolean, date or timestamp column"
+                )));
+            }
+            key_idx.push(i);
+        }
+        let m_idx = schema.index_of(&self.measurements).map_err(|_| {
+            Error::data(format!(
+                "{first}: no column `{}` to count measurements in; name the list column with --measurements",
+                self.measurements
+            ))
+        })?;
+        let m_type = schema.field(m_idx).data_type();
+        if !is_list(m_type) {
+            return Err(Error::data(format!(
+                "{first}: --measurements column `{}` has type {m_type}, not a list; name the list column with --measurements",
+                self.measurements
+            )));
+        }
+
+        let opts = OutputOptions { compression: self.compression, ..Default::default() };
+        let mut paths: Vec<Option<PathBuf>> = vec![None; self.splits.len()];
+        let mut sink = match &self.mode {
+            Mode::OutDir { dir, format } => {
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+                let mut outs = Vec::with_capacity(self.splits.len());
+                for (sp, slot) in self.splits.iter().zip(paths.iter_mut()) {
+                    let path = dir.join(format!("{}.{}", sp.name, format.extension()));
+                    outs.push(Output::create(Some(&path), schema.clone(), &opts)?);
+                    *slot = Some(path);
+                }
+                Sink::Files(outs)
+            }
+            Mode::Tag { output } => {
+                if schema.field_with_name(TAG_COLUMN).is_ok() {
+                    return Err(Error::data(format!(
+                        "{first}: already has a `{TAG_COLUMN}` column; drop it first, or use --out-dir"
+                    )));
+                }
+                let tagger = Tagger::new(&schema, &self.splits);
+                Sink::Tagged(Box::new(Output::create(output.as_deref(), tagger.schema(), &opts)?), tagger)
+            }
+        };
+
+        let total_rows: Option<u64> = inputs.iter().map(|i| i.total_rows()).sum();
+        let progress = Progress::new("probe-split", self.quiet, total_rows);
+        let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        let mut assigner = Assigner::new(key_idx, &self.splits, self.seed);
+        let mut keys = vec![0u64; self.splits.len()];
+        let mut meas = vec![0u64; self.splits.len()];
+        let (mut idx, mut lens) = (Vec::new(), Vec::new());
+
+        for input in inputs {
+            let mut reader = input.reader(Some(&names), self.batch_bytes)?;
+            while let Some(batch) = reader.next_batch()? {
+                let name = reader.name().to_string();
+                let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
+                    .map_err(|e| Error::arrow(format!("reading {name}"), e))?;
+                assigner.assign(&batch, &name, &mut idx)?;
+                list_lengths(batch.column(m_idx).as_ref(), &mut lens)?;
+                for (&i, &n) in idx.iter().zip(&lens) {
+                    keys[i as usize] += 1;
+                    meas[i as usize] += n;
+                }
+                match &mut sink {
+                    Sink::Files(outs) => {
+                        for (i, out) in outs.iter_mut().enumerate() {
+                            if let Some(part) = rows_of(&batch, &idx, i as u32)? {
+                                out.write(&part)?;
+                                if out.in_progress_bytes() >= self.row_group_bytes {
+                                    out.flush_row_group()?;
+                                }
+                            }
+                        }
+                    }
+                    Sink::Tagged(out, tagger) => {
+                        out.write(&tagger.tag(&batch, &idx)?)?;
+                        if out.in_progress_bytes() >= self.row_group_bytes {
+                            out.flush_row_group()?;
+                        }
+                    }
+                }
+                progress.inc(batch.num_rows());
+            }
+        }
+        match sink {
+            Sink::Files(outs) => {
+                for out in outs {
+                    out.finish()?;
+                }
+            }
+            Sink::Tagged(out, _) => {
+                out.finish()?;
+            }
+        }
+
+        let report = Report {
+            splits: self
+                .splits
+                .iter()
+                .zip(paths)
+                .enumerate()
+                .map(|(i, (sp, path))| SplitCount {
+                    name: sp.name.clone(),
+                    ratio: sp.ratio,
+                    keys: keys[i],
+                    measurements: meas[i],
+                    path,
+                })
+                .collect(),
+            keys: keys.iter().sum(),
+            measurements: meas.iter().sum(),
+        };
+        for line in report.lines() {
+            progress.log(&line);
+        }
+        progress.finish(
+            report.keys,
+            &[
+                ("keys", report.keys.to_string()),
+                ("measurements", report.measurements.to_string()),
+                ("splits", self.splits.len().to_string()),
+            ],
+        );
+        Ok(report)
+    }
+}
