@@ -1,0 +1,167 @@
+//! Command-line options of `probe-batch`, and their check into a [`Config`].
+
+use std::time::Duration;
+
+use clap::Parser;
+use probe_core::cli::{parse_size, InputArgs, LogArgs, OutputArgs};
+use probe_core::output::check_stdout_not_terminal;
+use probe_core::{Error, Result};
+
+use crate::window::IntUnit;
+use crate::Config;
+
+/// Turn probe rows into model-ready sequence rows (sessions cut into windows), in parallel.
+///
+/// Input: probe rows as `probe-group` or `probe-split` write them: the key column(s), then
+/// `measurements: List<Struct<event_time, payload...>>`, time ascending, null times last. Other
+/// columns (such as `split`) are ignored.
+///
+/// For each key, in order: measurements with a null time are left out of every window (they
+/// are counted in the summary); a key with fewer than --min-len timed measurements is dropped;
+/// the rest is cut into sessions wherever the gap between consecutive measurements exceeds
+/// --max-gap; each session is cut into windows of at most --max-len measurements, starting at
+/// 0, stride, 2*stride, ... and ending with the first window that reaches the session's end
+/// (a later start would give a window lying inside that one); windows shorter than --min-len
+/// are dropped.
+///
+/// Output: one row per window: the key column(s), `window` (UInt32, 0-based index of the kept
+/// windows of the key), `start_time` and `end_time` (the time field's type), `length`
+/// (UInt32), then one list column per measurement field, named after it, in struct order
+/// (`event_time: List<Timestamp>`, `dst_addr: List<Utf8>`, `rtt_ms: List<Float64>`, ...), and
+/// `dt: List<Float32>` with --delta-time. Rows come out in input order whatever --workers is.
+#[derive(Debug, Parser)]
+#[command(
+    name = "probe-batch",
+    version,
+    after_long_help = "Example:\n  probe-batch work/train.arrows --max-len 512 --max-gap 30m -o work/train-rows.arrows"
+)]
+pub struct Args {
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    /// Key column; repeat it or separate with commas for a composite key.
+    #[arg(short = 'k', long = "key", value_name = "COLUMN", value_delimiter = ',', default_value = "src_addr")]
+    pub key: Vec<String>,
+
+    /// Time field inside the measurements struct (a timestamp, date or integer field); times
+    /// must ascend within each key, null times last.
+    #[arg(short = 't', long = "time", value_name = "FIELD", default_value = "event_time")]
+    pub time: String,
+
+    /// The list-of-struct column holding each key's measurements (List or LargeList).
+    #[arg(long, value_name = "COLUMN", default_value = "measurements")]
+    pub measurements: String,
+
+    /// Drop keys with fewer than N timed measurements, and windows shorter than N.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub min_len: usize,
+
+    /// Start a new session where the gap between consecutive measurements exceeds DURATION
+    /// (`90s`, `30m`, `2h`, `1day`); a gap equal to it stays in the session. Default: no
+    /// cutting, the whole key is one session.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_gap: Option<Duration>,
+
+    /// Cut sessions into windows of at most N measurements. Default: one window per session.
+    #[arg(long, value_name = "N")]
+    pub max_len: Option<usize>,
+
+    /// Start a window every N measurements of a session (needs --max-len; at most --max-len).
+    /// Default: --max-len, so windows do not overlap; a smaller stride gives overlapping
+    /// windows.
+    #[arg(long, value_name = "N")]
+    pub stride: Option<usize>,
+
+    /// Add `dt: List<Float32>`: seconds since the previous measurement of the window, 0 for
+    /// the first.
+    #[arg(long)]
+    pub delta_time: bool,
+
+    /// Unit of an integer time field (s, ms, us, ns), for --max-gap and --delta-time.
+    /// Timestamp, date, time and duration fields carry their own unit. Default: s.
+    #[arg(long, value_name = "UNIT", value_parser = parse_unit)]
+    pub time_unit: Option<IntUnit>,
+
+    /// Worker threads; 0 = one per core.
+    #[arg(short = 'j', long, value_name = "N", default_value_t = 0)]
+    pub workers: usize,
+
+    /// Target size of one decoded batch (input and output).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "8MiB", hide = true)]
+    pub batch_size: u64,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("`{s}` is not a duration ({e}); write it like 90s, 30m, 2h or 1day"))
+}
+
+fn parse_unit(s: &str) -> std::result::Result<IntUnit, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "s" => Ok(IntUnit::Second),
+        "ms" => Ok(IntUnit::Millisecond),
+        "us" | "µs" => Ok(IntUnit::Microsecond),
+        "ns" => Ok(IntUnit::Nanosecond),
+        _ => Err(format!("`{s}` is not a time unit; use s, ms, us or ns")),
+    }
+}
+
+impl Args {
+    /// Check the flags and turn them into a config.
+    pub fn into_config(self) -> Result<Config> {
+        if self.key.is_empty() || self.key.iter().any(|k| k.is_empty()) {
+            return Err(Error::config("--key needs at least one column name"));
+        }
+        if self.key.contains(&self.measurements) {
+            return Err(Error::config(format!(
+                "`{}` is given as both a key and the --measurements column",
+                self.measurements
+            )));
+        }
+        if self.min_len == 0 {
+            return Err(Error::config("--min-len must be at least 1 (a window holds at least one measurement)"));
+        }
+        if self.max_len == Some(0) {
+            return Err(Error::config("--max-len must be at least 1"));
+        }
+        let stride = match (self.stride, self.max_len) {
+            (None, m) => m,
+            (Some(_), None) => {
+                return Err(Error::config(
+                    "--stride needs --max-len (without it each session is one window); add --max-len N",
+                ))
+            }
+            (Some(0), Some(_)) => return Err(Error::config("--stride must be at least 1")),
+            (Some(s), Some(m)) if s > m => {
+                return Err(Error::config(format!(
+                    "--stride {s} is larger than --max-len {m}, which would skip measurements between windows; \
+                     use a stride of at most {m}"
+                )))
+            }
+            (Some(s), Some(_)) => Some(s),
+        };
+        check_stdout_not_terminal(self.output.output.as_deref())?;
+        Ok(Config {
+            inputs: self.input.inputs,
+            output: self.output.output,
+            keys: self.key,
+            time: self.time,
+            measurements: self.measurements,
+            min_len: self.min_len,
+            max_gap: self.max_gap,
+            max_len: self.max_len,
+            stride,
+            delta_time: self.delta_time,
+            time_unit: self.time_unit,
+            workers: self.workers,
+            batch_bytes: self.batch_size.clamp(1, 1 << 30) as usize,
+            quiet: self.log.quiet,
+        })
+    }
+}

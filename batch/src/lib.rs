@@ -1,0 +1,301 @@
+//! probe-batch: probe rows -> model-ready sequence rows (sessions cut into windows), in parallel.
+//!
+//! ```text
+//! probe-batch work/train.arrows --max-len 512 --max-gap 30m -o work/train-rows.arrows
+//! ```
+//!
+//! The stage is [`Config::run`] over a validated [`Config`]; `main.rs` only parses flags.
+//! [`layout`] checks the input schema and derives the output schema, [`window`] holds the
+//! cutting rules, [`plan`] finds each batch's windows, [`build`] gathers them into output
+//! batches.
+//!
+//! Parallelism keeps the output order: up to `workers` input batches are read at a time and
+//! planned on the pool (each in row chunks); each batch's windows are cut into output batches
+//! by size alone (never by the number of workers), and those are built a wave of `workers` at a
+//! time, collected in order, and written by the calling thread while the pool builds the next
+//! wave (during the last wave the calling thread also reads the next input batches). Memory:
+//! two sets of `workers` input batches (one being read) with one set's window plans, and two
+//! waves of `workers` output batches, each about --batch-size.
+
+pub mod build;
+pub mod cli;
+pub mod layout;
+pub mod plan;
+pub mod window;
+
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use arrow::datatypes::Schema;
+use arrow::record_batch::RecordBatch;
+use rayon::prelude::*;
+
+use probe_core::columns::check_same_types;
+use probe_core::input::{discover, BatchReader, Input};
+use probe_core::output::{Output, OutputOptions};
+use probe_core::progress::Progress;
+use probe_core::{Error, Result};
+
+pub use cli::Args;
+
+use crate::build::build;
+use crate::layout::Layout;
+use crate::plan::{group, BatchView, Planned, Stats};
+use crate::window::{gap_ticks, IntUnit, Rules};
+
+/// A validated `probe-batch` run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Input paths as given (`-` for stdin).
+    pub inputs: Vec<String>,
+    /// Output file, or stdout.
+    pub output: Option<PathBuf>,
+    /// Key column names.
+    pub keys: Vec<String>,
+    /// Time field inside the measurement struct.
+    pub time: String,
+    /// The list-of-struct column.
+    pub measurements: String,
+    /// Shortest key and window kept (at least 1).
+    pub min_len: usize,
+    /// Session gap limit.
+    pub max_gap: Option<Duration>,
+    /// Longest window (None = whole session).
+    pub max_len: Option<usize>,
+    /// Distance between window starts (None exactly when `max_len` is None; at most `max_len`).
+    pub stride: Option<usize>,
+    /// Add the `dt` column.
+    pub delta_time: bool,
+    /// Unit of an integer time field (None = seconds).
+    pub time_unit: Option<IntUnit>,
+    /// Worker threads (0 = one per core).
+    pub workers: usize,
+    /// Target decoded batch size, input and output.
+    pub batch_bytes: usize,
+    /// No progress or summary.
+    pub quiet: bool,
+}
+
+impl Config {
+    /// A config with the CLI's defaults, for tests and embedding.
+    pub fn new(inputs: Vec<String>, output: Option<PathBuf>) -> Config {
+        Config {
+            inputs,
+            output,
+            keys: vec!["src_addr".into()],
+            time: "event_time".into(),
+            measurements: "measurements".into(),
+            min_len: 1,
+            max_gap: None,
+            max_len: None,
+            stride: None,
+            delta_time: false,
+            time_unit: None,
+            workers: 0,
+            batch_bytes: probe_core::input::DEFAULT_BATCH_BYTES,
+            quiet: true,
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Output rows (windows) written.
+    pub rows: u64,
+    /// Keys read, dropped, and sessions, windows and measurements counted.
+    pub stats: Stats,
+    /// Output batches written.
+    pub batches: u64,
+}
+
+impl Config {
+    /// Run the stage.
+    pub fn run(&self) -> Result<Report> {
+        self.check()?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(self.workers)
+            .thread_name(|i| format!("probe-batch-{i}"))
+            .build()
+            .map_err(|e| {
+                Error::config(format!("cannot start {} worker threads: {e}; lower --workers", self.workers))
+            })?;
+        let threads = pool.current_num_threads().max(1);
+
+        let sources = discover(&self.inputs)?;
+        let inputs = sources.iter().map(Input::open).collect::<Result<Vec<_>>>()?;
+        let Some(first) = inputs.first() else {
+            return Err(Error::config("no input given"));
+        };
+        let layout = Layout::new(&first.schema(), self, first.name())?;
+        let first_proj = project(&first.schema(), &layout, first.name())?;
+        for input in &inputs[1..] {
+            Layout::new(&input.schema(), self, input.name())?;
+            let proj = project(&input.schema(), &layout, input.name())?;
+            check_same_types(&first_proj, first.name(), &proj, input.name())?;
+        }
+        let total_rows: Option<u64> = inputs.iter().map(|i| i.total_rows()).sum();
+        let rules = Rules {
+            min_len: self.min_len,
+            max_gap_ticks: self.max_gap.map(|g| gap_ticks(g, layout.nanos_per_tick)),
+            max_len: self.max_len,
+            stride: self.stride,
+        };
+        let max_items = if layout.large { i64::MAX as usize } else { i32::MAX as usize };
+
+        let progress = Progress::new("probe-batch", self.quiet, total_rows);
+        let mut output = Output::create(self.output.as_deref(), layout.out_schema.clone(), &OutputOptions::default())?;
+        let mut report = Report::default();
+        let mut batches =
+            Batches { inputs: inputs.into_iter(), current: None, layout: &layout, batch_bytes: self.batch_bytes };
+        // Built output batches waiting to be written, in order.
+        let mut pending: Vec<RecordBatch> = Vec::new();
+        let mut set = batches.next_set(threads)?;
+        while !set.is_empty() {
+            let planned: Vec<Result<Planned>> =
+                pool.install(|| set.par_iter().map(|view| plan_parallel(view, &rules, threads)).collect());
+            let planned = planned.into_iter().collect::<Result<Vec<_>>>()?;
+            let mut groups: Vec<(usize, Range<usize>)> = Vec::new();
+            for (i, (view, plan)) in set.iter().zip(&planned).enumerate() {
+                report.stats += plan.stats;
+                let g = group(
+                    &plan.windows,
+                    view.bytes_per_measurement(),
+                    view.bytes_per_window(),
+                    self.batch_bytes,
+                    max_items,
+                );
+                groups.extend(g.into_iter().map(|r| (i, r)));
+            }
+            // Each wave is built on the pool while this thread writes the one before; during
+            // the last wave it also reads the next set of input batches.
+            let waves: Vec<&[(usize, Range<usize>)]> = groups.chunks(threads).collect();
+            let mut next: Option<Result<Vec<BatchView>>> = None;
+            for (w, wave) in waves.iter().enumerate() {
+                let mut built: Vec<Result<RecordBatch>> = Vec::new();
+                let written = pool.in_place_scope(|scope| {
+                    scope.spawn(|_| {
+                        built = wave
+                            .par_iter()
+                            .map(|(i, r)| build(&set[*i], &layout, &planned[*i].windows[r.clone()], self.delta_time))
+                            .collect();
+                    });
+                    let written = write_all(&mut output, &mut pending, &mut report);
+                    if w + 1 == waves.len() && written.is_ok() {
+                        next = Some(batches.next_set(threads));
+                    }
+                    written
+                });
+                written?;
+                // Errors in output order: a failed build comes before a failed read further on.
+                pending = built.into_iter().collect::<Result<Vec<_>>>()?;
+            }
+            progress.inc(set.iter().map(BatchView::rows).sum());
+            set = match next {
+                Some(next) => next?,
+                None => batches.next_set(threads)?,
+            };
+        }
+        write_all(&mut output, &mut pending, &mut report)?;
+        output.finish()?;
+
+        let s = &report.stats;
+        progress.finish(
+            report.rows,
+            &[
+                ("keys in", s.keys_in.to_string()),
+                ("keys dropped (short)", s.keys_short.to_string()),
+                ("sessions", s.sessions.to_string()),
+                ("windows", s.windows.to_string()),
+                ("windows dropped (short)", s.windows_short.to_string()),
+                ("measurements in", s.measurements_in.to_string()),
+                ("measurements in windows", s.measurements_out.to_string()),
+                ("null times dropped", s.null_times.to_string()),
+                ("workers", threads.to_string()),
+            ],
+        );
+        Ok(report)
+    }
+
+    /// The checks `Args::into_config` makes, for configs built in code.
+    fn check(&self) -> Result<()> {
+        if self.keys.is_empty() {
+            return Err(Error::config("--key needs at least one column name"));
+        }
+        if self.min_len == 0 || self.max_len == Some(0) || self.stride == Some(0) {
+            return Err(Error::config("--min-len, --max-len and --stride must be at least 1"));
+        }
+        match (self.max_len, self.stride) {
+            (None, Some(_)) => Err(Error::config("--stride needs --max-len")),
+            (Some(m), Some(s)) if s > m => Err(Error::config("--stride must be at most --max-len")),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Input batches across all inputs, in order.
+struct Batches<'a> {
+    inputs: std::vec::IntoIter<Input>,
+    current: Option<(BatchReader, String)>,
+    layout: &'a Layout,
+    batch_bytes: usize,
+}
+
+impl Batches<'_> {
+    /// The next `n` batches (fewer at the end, none when the inputs are done).
+    fn next_set(&mut self, n: usize) -> Result<Vec<BatchView>> {
+        let mut set = Vec::with_capacity(n);
+        while set.len() < n {
+            if self.current.is_none() {
+                let Some(input) = self.inputs.next() else { break };
+                let name = input.name().to_string();
+                self.current = Some((input.reader(Some(&self.layout.projection), self.batch_bytes)?, name));
+            }
+            let Some((reader, name)) = self.current.as_mut() else { break };
+            match reader.next_batch()? {
+                Some(batch) => {
+                    let first_row = reader.rows_read() - batch.num_rows() as u64;
+                    set.push(BatchView::new(&batch, self.layout, name, first_row)?);
+                }
+                None => self.current = None,
+            }
+        }
+        Ok(set)
+    }
+}
+
+/// Plan a batch's windows in row chunks on the current pool, concatenated in row order. The
+/// first error in row order wins, so messages do not depend on scheduling.
+fn plan_parallel(view: &BatchView, rules: &Rules, threads: usize) -> Result<Planned> {
+    let rows = view.rows();
+    let chunk = rows.div_ceil(threads * 4).max(256);
+    let starts: Vec<usize> = (0..rows).step_by(chunk).collect();
+    let parts: Vec<Result<Planned>> = starts.par_iter().map(|&s| view.plan(s..(s + chunk).min(rows), rules)).collect();
+    let mut out = Planned::default();
+    for part in parts {
+        let part = part?;
+        out.windows.extend(part.windows);
+        out.stats += part.stats;
+    }
+    Ok(out)
+}
+
+fn write_all(output: &mut Output, pending: &mut Vec<RecordBatch>, report: &mut Report) -> Result<()> {
+    for batch in pending.drain(..) {
+        output.write(&batch)?;
+        report.rows += batch.num_rows() as u64;
+        report.batches += 1;
+    }
+    Ok(())
+}
+
+/// The input columns the stage reads, as a schema (to compare inputs).
+fn project(schema: &Schema, layout: &Layout, file: &str) -> Result<Schema> {
+    let idx = layout
+        .projection
+        .iter()
+        .map(|c| probe_core::input::column_index(schema, c, file))
+        .collect::<Result<Vec<_>>>()?;
+    schema.project(&idx).map_err(|e| Error::arrow(file.to_string(), e))
+}
