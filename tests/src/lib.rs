@@ -1,1 +1,4 @@
 //! probe-rows end-to-end test support
+pub mod gen;
+pub mod harness;
+pub mod oracle;
