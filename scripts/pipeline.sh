@@ -9,14 +9,15 @@
 # (Parquet parts + _manifest.json); intermediate files in OUTDIR/work/, stage logs in
 # OUTDIR/logs/. Environment: ROWS, KEYS, SEED (sample data), RATIOS (train=0.9,test=0.1),
 # MAX_LEN (512), MAX_GAP (none), MIN_LEN (1), MEMORY_LIMIT (for --sort), WORKERS (0 = all),
-# PROBE_BIN (directory of the binaries; default target/release, else PATH).
+# PROBE_BIN (directory of the binaries; default target/release, else PATH; empty = PATH).
 # The same job with restartable steps: scripts/pipeline.mk.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
+# PROBE_BIN unset: the release build if there is one, else PATH; PROBE_BIN= (empty): PATH.
 bin="${PROBE_BIN:-}"
-if [[ -z "$bin" ]]; then
+if [[ -z "${PROBE_BIN+set}" ]]; then
     if [[ -x "$root/target/release/probe-group" ]]; then bin="$root/target/release"
     elif [[ -n "${CARGO_TARGET_DIR:-}" && -x "$CARGO_TARGET_DIR/release/probe-group" ]]; then bin="$CARGO_TARGET_DIR/release"
     fi

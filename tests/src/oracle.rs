@@ -101,15 +101,11 @@ pub fn cell(col: &dyn Array, i: usize) -> Val {
         DataType::List(_) => {
             let l = col.as_any().downcast_ref::<ListArray>().expect("list");
             let v = l.value(i);
-            let s = v
-                .as_any()
-                .downcast_ref::<StructArray>()
-                .expect("list of struct");
-            Val::List(
-                (0..s.len())
-                    .map(|r| s.columns().iter().map(|c| cell(c.as_ref(), r)).collect())
-                    .collect(),
-            )
+            match v.as_any().downcast_ref::<StructArray>() {
+                Some(s) => Val::List((0..s.len()).map(|r| s.columns().iter().map(|c| cell(c.as_ref(), r)).collect()).collect()),
+                // A list of plain values: one single-field "row" per element.
+                None => Val::List((0..v.len()).map(|r| vec![cell(v.as_ref(), r)]).collect()),
+            }
         }
         other => panic!("oracle cannot decode {other}"),
     }
