@@ -13,6 +13,9 @@ static PATHS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 /// Install the signal handler (once, from `main`).
 pub fn install() {
     let _ = ctrlc::set_handler(|| {
+        // The stage keeps running while its files go; holding stderr keeps it from printing
+        // an error about a vanished spill file before the exit.
+        let _stderr = std::io::stderr().lock();
         remove_all();
         std::process::exit(130);
     });
@@ -26,7 +29,13 @@ pub fn remove_all() {
     };
     for p in paths.iter().rev() {
         if p.is_dir() {
-            let _ = std::fs::remove_dir_all(p);
+            // A running stage may add a file while the directory is emptied: try again.
+            for _ in 0..5 {
+                if std::fs::remove_dir_all(p).is_ok() || !p.exists() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
         } else {
             let _ = std::fs::remove_file(p);
         }

@@ -20,10 +20,14 @@ use std::sync::Arc;
 use arrow::datatypes::SchemaRef;
 use arrow::ipc::reader::{FileReader, StreamReader};
 use arrow::record_batch::RecordBatch;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
+};
 use parquet::arrow::ProjectionMask;
 
 use crate::error::{Error, Result};
+use crate::guard::{self, check_ipc_file, IpcStreamGuard};
+use crate::output::disk_error;
 
 /// Default in-memory size aimed at for one decoded batch.
 pub const DEFAULT_BATCH_BYTES: usize = 8 << 20;
@@ -114,19 +118,37 @@ pub enum Format {
     IpcStream,
 }
 
-/// Detect the format from the first bytes of a file or stream.
+/// Detect the format from the first bytes (up to 8) of a file or stream.
 pub fn detect(head: &[u8]) -> Option<Format> {
     if head.starts_with(b"PAR1") {
         Some(Format::Parquet)
     } else if head.starts_with(b"ARROW1") {
         Some(Format::IpcFile)
-    } else if head.len() >= 4
-        && (head[..4] == [0xff; 4] || i32::from_le_bytes([head[0], head[1], head[2], head[3]]) > 0)
-    {
-        // Continuation marker (current format) or a positive metadata length (pre-1.0 format).
+    } else if is_ipc_stream_start(head) {
         Some(Format::IpcStream)
     } else {
         None
+    }
+}
+
+/// The largest schema message accepted at the start of an IPC stream by detection: far above
+/// any real schema, and it keeps text or random bytes from passing for a stream.
+const MAX_SCHEMA_MESSAGE: i32 = 64 << 20;
+
+/// An IPC stream starts with the continuation marker `ff ff ff ff` and the schema message's
+/// length (current format), or with that length alone, a multiple of 8 (pre-1.0 format). A
+/// start cut inside the marker or the length is a stream too: reading it reports truncation.
+fn is_ipc_stream_start(head: &[u8]) -> bool {
+    let plausible = |b: &[u8]| {
+        let len = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        len > 0 && len <= MAX_SCHEMA_MESSAGE
+    };
+    match head.len() {
+        0 => false,
+        1..=3 => head.iter().all(|&b| b == 0xff),
+        4..=7 => head[..4] == [0xff; 4] || (plausible(head) && head[0] % 8 == 0),
+        _ if head[..4] == [0xff; 4] => plausible(&head[4..8]),
+        _ => plausible(head) && head[0] % 8 == 0,
     }
 }
 
@@ -157,7 +179,29 @@ pub struct Input {
     total_rows: Option<u64>,
     kind: Kind,
     // Keeps a spooled copy of stdin alive while it is read.
-    _spool: Option<tempfile::NamedTempFile>,
+    _spool: Option<Spool>,
+}
+
+/// Stdin copied to a temp file (Parquet and IPC files need random access), removed on drop,
+/// and registered for removal on interrupt until then.
+struct Spool(tempfile::NamedTempFile);
+
+impl Spool {
+    fn new() -> Result<Spool> {
+        let file = tempfile::Builder::new()
+            .prefix(".probe-stdin-")
+            .tempfile()
+            .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+        // Copying a large stdin takes a while: an interrupt must remove the copy too.
+        crate::cleanup::register(file.path());
+        Ok(Spool(file))
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        crate::cleanup::forget(self.0.path());
+    }
 }
 
 impl std::fmt::Debug for Input {
@@ -167,9 +211,9 @@ impl std::fmt::Debug for Input {
 }
 
 enum Kind {
-    Parquet(ParquetRecordBatchReaderBuilder<File>),
+    Parquet(ParquetRecordBatchReaderBuilder<File>, File),
     IpcFile(FileReader<BufReader<File>>),
-    IpcStream(StreamReader<BufReader<EofWatch<Box<dyn Read + Send>>>>, Arc<AtomicBool>),
+    IpcStream(StreamReader<BufReader<IpcStreamGuard<EofWatch<Box<dyn Read + Send>>>>>, Arc<AtomicBool>),
 }
 
 fn truncated_msg(name: &str) -> String {
@@ -216,14 +260,11 @@ impl Input {
                     return Self::from_parts(name, format, rest, None, None);
                 }
                 // Parquet and IPC files need random access: spool stdin to a temp file.
-                let mut spool = tempfile::Builder::new()
-                    .prefix(".probe-stdin-")
-                    .tempfile()
-                    .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+                let mut spool = Spool::new()?;
                 let mut rest = rest;
-                io::copy(&mut rest, spool.as_file_mut()).map_err(|e| Error::io(spool.path(), e))?;
-                let file = spool.reopen().map_err(|e| Error::io(spool.path(), e))?;
-                let path = spool.path().to_path_buf();
+                let path = spool.0.path().to_path_buf();
+                io::copy(&mut rest, spool.0.as_file_mut()).map_err(|e| disk_error(&path, e))?;
+                let file = spool.0.reopen().map_err(|e| Error::io(&path, e))?;
                 let boxed: Box<dyn Read + Send> = Box::new(file);
                 Self::from_parts(name, format, boxed, Some(&path), Some(spool))
             }
@@ -235,41 +276,50 @@ impl Input {
         format: Format,
         reader: Box<dyn Read + Send>,
         path: Option<&Path>,
-        spool: Option<tempfile::NamedTempFile>,
+        spool: Option<Spool>,
     ) -> Result<Input> {
         let reopen = |p: &Path| File::open(p).map_err(|e| open_error(p, e));
         let (schema, total_rows, kind) = match format {
             Format::Parquet => {
                 let Some(p) = path else { unreachable_format(&name)? };
                 let file = reopen(p)?;
-                let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
-                    Error::data(format!(
-                        "{name}: cannot read the Parquet footer ({e}): the file is corrupt or was cut short; re-create it"
-                    ))
+                let probe_file = file.try_clone().map_err(|e| Error::io(p, e))?;
+                let builder = guard::decode(&name, "Parquet footer", || {
+                    ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
+                        Error::data(format!(
+                            "{name}: cannot read the Parquet footer ({e}): the file is corrupt or was cut short; re-create it"
+                        ))
+                    })
                 })?;
                 let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
-                (builder.schema().clone(), Some(rows), Kind::Parquet(builder))
+                (builder.schema().clone(), Some(rows), Kind::Parquet(builder, probe_file))
             }
             Format::IpcFile => {
                 let Some(p) = path else { unreachable_format(&name)? };
-                let file = reopen(p)?;
-                let reader = FileReader::try_new_buffered(file, None).map_err(|e| {
+                let mut file = reopen(p)?;
+                let corrupt = |e: &dyn std::fmt::Display| {
                     Error::data(format!(
                         "{name}: cannot read the Arrow IPC file ({e}): the file is corrupt or was cut short; re-create it"
                     ))
+                };
+                check_ipc_file(&mut file).map_err(|e| corrupt(&e))?;
+                let reader = guard::decode(&name, "Arrow IPC file", || {
+                    FileReader::try_new_buffered(file, None).map_err(|e| corrupt(&e))
                 })?;
                 let rows = None;
                 (reader.schema(), rows, Kind::IpcFile(reader))
             }
             Format::IpcStream => {
                 let flag = Arc::new(AtomicBool::new(false));
-                let watch = EofWatch { inner: reader, hit_eof: flag.clone() };
-                let reader = StreamReader::try_new(BufReader::with_capacity(1 << 16, watch), None).map_err(|e| {
-                    if flag.load(Ordering::Relaxed) {
-                        Error::data(truncated_msg(&name))
-                    } else {
-                        Error::data(format!("{name}: not a readable Arrow IPC stream ({e}); re-create it"))
-                    }
+                let watch = IpcStreamGuard::new(EofWatch { inner: reader, hit_eof: flag.clone() });
+                let reader = guard::decode(&name, "Arrow IPC stream", || {
+                    StreamReader::try_new(BufReader::with_capacity(1 << 16, watch), None).map_err(|e| {
+                        if flag.load(Ordering::Relaxed) {
+                            Error::data(truncated_msg(&name))
+                        } else {
+                            Error::data(format!("{name}: not a readable Arrow IPC stream ({e}); re-create it"))
+                        }
+                    })
                 })?;
                 (reader.schema(), None, Kind::IpcStream(reader, flag))
             }
@@ -312,7 +362,7 @@ impl Input {
         };
         let name = self.name;
         let inner = match self.kind {
-            Kind::Parquet(builder) => {
+            Kind::Parquet(builder, probe_file) => {
                 let meta = builder.metadata().clone();
                 let parquet_schema = builder.parquet_schema();
                 // Leaf columns belonging to the selected root fields.
@@ -320,22 +370,32 @@ impl Input {
                     None => ProjectionMask::all(),
                     Some(idx) => ProjectionMask::roots(parquet_schema, idx.iter().copied()),
                 };
-                let rows = meta.file_metadata().num_rows().max(1) as usize;
-                let mut bytes: i64 = 0;
-                for rg in meta.row_groups() {
-                    for (ci, col) in rg.columns().iter().enumerate() {
-                        let root = parquet_schema.get_column_root_idx(ci);
-                        if indices.as_ref().is_none_or(|idx| idx.contains(&root)) {
-                            bytes += col.uncompressed_size();
-                        }
-                    }
-                }
-                let per_row = (bytes.max(1) as usize / rows).max(1);
+                // Batches are bounded in bytes but the reader counts rows, and the footer only
+                // knows *encoded* sizes (a dictionary-encoded string decodes to many times its
+                // size). So decode a small first batch to learn what a row takes in memory.
+                let total = meta.file_metadata().num_rows().max(0) as usize;
+                let per_row = guard::decode(&name, "Parquet data", || {
+                    let parse = |e: parquet::errors::ParquetError| {
+                        Error::data(format!("{name}: cannot read Parquet data ({e}); re-create the file"))
+                    };
+                    let arrow_meta = ArrowReaderMetadata::try_new(meta.clone(), ArrowReaderOptions::default()).map_err(parse)?;
+                    let mut probe = ParquetRecordBatchReaderBuilder::new_with_metadata(probe_file, arrow_meta)
+                        .with_projection(mask.clone())
+                        .with_batch_size(total.clamp(1, 2048))
+                        .build()
+                        .map_err(parse)?;
+                    Ok(match probe.next() {
+                        Some(Ok(b)) if b.num_rows() > 0 => (b.get_array_memory_size() / b.num_rows()).max(1),
+                        // A decode error shows up again, with its row, when the data is read.
+                        _ => 64,
+                    })
+                })?;
                 let batch_rows = (batch_bytes / per_row).clamp(1, 1 << 20);
-                let reader =
+                let reader = guard::decode(&name, "Parquet data", || {
                     builder.with_projection(mask).with_batch_size(batch_rows).build().map_err(|e| {
                         Error::data(format!("{name}: cannot read Parquet data ({e}); re-create the file"))
-                    })?;
+                    })
+                })?;
                 // The Parquet reader keeps file order; reorder to the requested order.
                 let reorder = indices.as_ref().map(|idx| {
                     let mut sorted = idx.clone();
@@ -347,7 +407,7 @@ impl Input {
             Kind::IpcFile(reader) => Inner::IpcFile(reader, indices),
             Kind::IpcStream(reader, flag) => Inner::IpcStream(reader, flag, indices),
         };
-        Ok(BatchReader { name, schema: out_schema, inner, rows: 0 })
+        Ok(BatchReader { name, schema: out_schema, inner, rows: 0, poisoned: false })
     }
 }
 
@@ -403,7 +463,11 @@ pub fn column_index(schema: &arrow::datatypes::Schema, column: &str, file: &str)
 enum Inner {
     Parquet(ParquetRecordBatchReader, Option<Vec<usize>>),
     IpcFile(FileReader<BufReader<File>>, Option<Vec<usize>>),
-    IpcStream(StreamReader<BufReader<EofWatch<Box<dyn Read + Send>>>>, Arc<AtomicBool>, Option<Vec<usize>>),
+    IpcStream(
+        StreamReader<BufReader<IpcStreamGuard<EofWatch<Box<dyn Read + Send>>>>>,
+        Arc<AtomicBool>,
+        Option<Vec<usize>>,
+    ),
 }
 
 /// Yields record batches from one input, with the projection applied.
@@ -412,6 +476,8 @@ pub struct BatchReader {
     schema: SchemaRef,
     inner: Inner,
     rows: u64,
+    /// A decoder panicked: its state is unknown, so every later call fails too.
+    poisoned: bool,
 }
 
 impl std::fmt::Debug for BatchReader {
@@ -438,6 +504,24 @@ impl BatchReader {
 
     /// The next batch, `None` at a proper end of input.
     pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        if self.poisoned {
+            return Err(Error::data(format!("{}: the input is corrupt (see the error before)", self.name)));
+        }
+        let name = self.name.clone();
+        let what = match self.inner {
+            Inner::Parquet(..) => "Parquet data",
+            Inner::IpcFile(..) => "Arrow IPC file",
+            Inner::IpcStream(..) => "Arrow IPC stream",
+        };
+        let result = guard::decode(&name, what, || self.decode_next());
+        if result.is_err() {
+            // Any error ends the input; after a panic the decoder must not be called again.
+            self.poisoned = true;
+        }
+        result
+    }
+
+    fn decode_next(&mut self) -> Result<Option<RecordBatch>> {
         let name = &self.name;
         let batch = match &mut self.inner {
             Inner::Parquet(reader, reorder) => match reader.next() {

@@ -4,6 +4,7 @@
 //!   one batch reader for Parquet / Arrow IPC file / Arrow IPC stream with projection pushdown;
 //! - [`output`]: stdout IPC stream or a file by extension, written atomically;
 //! - [`error`]: the error type and the exit-code mapping used by every `main`;
+//! - [`guard`]: decoder panics and corrupt IPC lengths turned into clean errors;
 //! - [`progress`]: stderr progress bar, summary line, peak memory;
 //! - [`columns`]: key/time column checks; [`cli`]: shared clap options;
 //! - [`keyhash`]: the documented key hash used by `probe-split` and partitioning;
@@ -18,6 +19,7 @@ pub mod cleanup;
 pub mod cli;
 pub mod columns;
 pub mod error;
+pub mod guard;
 pub mod input;
 pub mod keyhash;
 pub mod output;

@@ -54,6 +54,9 @@ pub struct OutputOptions {
     pub compression: Compression,
     /// Parquet row-group size in rows.
     pub max_row_group_rows: usize,
+    /// Close a Parquet row group once its buffered (encoded) size reaches this; the writer holds
+    /// the open row group in memory, so this bounds that. `None`: the caller flushes.
+    pub row_group_bytes: Option<usize>,
 }
 
 impl Default for OutputOptions {
@@ -61,6 +64,7 @@ impl Default for OutputOptions {
         OutputOptions {
             compression: Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()),
             max_row_group_rows: 1 << 20,
+            row_group_bytes: Some(64 << 20),
         }
     }
 }
@@ -95,6 +99,7 @@ pub struct Output {
     name: String,
     temp: Option<(tempfile::TempPath, PathBuf)>,
     rows: u64,
+    row_group_bytes: Option<usize>,
 }
 
 impl std::fmt::Debug for Output {
@@ -123,7 +128,7 @@ impl Output {
                 let w =
                     StreamWriter::try_new_with_options(BufWriter::with_capacity(1 << 20, sink), &schema, ipc_options())
                         .map_err(|e| Error::arrow("writing to standard output", e))?;
-                Ok(Output { writer: Some(Writer::Stream(w)), name: "stdout".into(), temp: None, rows: 0 })
+                Ok(Output { writer: Some(Writer::Stream(w)), name: "stdout".into(), temp: None, rows: 0, row_group_bytes: None })
             }
             Some(path) => {
                 let name = path.display().to_string();
@@ -149,17 +154,20 @@ impl Output {
                         .map_err(|e| Error::arrow(format!("writing {name}"), e))?,
                     ),
                     OutFormat::Parquet => {
-                        let props = WriterProperties::builder()
-                            .set_compression(opts.compression)
-                            .set_max_row_group_row_count(Some(opts.max_row_group_rows))
-                            .build();
+                        let props = parquet_properties(&schema, opts);
                         Writer::Parquet(
                             ArrowWriter::try_new(file, schema, Some(props))
                                 .map_err(|e| Error::parquet(format!("writing {name}"), e))?,
                         )
                     }
                 };
-                Ok(Output { writer: Some(writer), name, temp: Some((temp_path, path.to_path_buf())), rows: 0 })
+                Ok(Output {
+                    writer: Some(writer),
+                    name,
+                    temp: Some((temp_path, path.to_path_buf())),
+                    rows: 0,
+                    row_group_bytes: opts.row_group_bytes,
+                })
             }
         }
     }
@@ -170,7 +178,12 @@ impl Output {
         match self.writer.as_mut() {
             Some(Writer::Stream(w)) => w.write(batch).map_err(|e| write_err(name, e))?,
             Some(Writer::File(w)) => w.write(batch).map_err(|e| write_err(name, e))?,
-            Some(Writer::Parquet(w)) => w.write(batch).map_err(|e| Error::parquet(format!("writing {name}"), e))?,
+            Some(Writer::Parquet(w)) => {
+                w.write(batch).map_err(|e| parquet_err(name, e))?;
+                if self.row_group_bytes.is_some_and(|limit| w.in_progress_size() >= limit) {
+                    w.flush().map_err(|e| parquet_err(name, e))?;
+                }
+            }
             None => return Err(Error::data(format!("{name}: internal error: write after finish"))),
         }
         self.rows += batch.num_rows() as u64;
@@ -198,7 +211,7 @@ impl Output {
     /// A no-op for IPC outputs.
     pub fn flush_row_group(&mut self) -> Result<()> {
         if let Some(Writer::Parquet(w)) = self.writer.as_mut() {
-            w.flush().map_err(|e| Error::parquet(format!("writing {}", self.name), e))?;
+            w.flush().map_err(|e| parquet_err(&self.name, e))?;
         }
         Ok(())
     }
@@ -223,7 +236,7 @@ impl Output {
                 inner.flush().map_err(|e| flush_err(&name, e))?;
             }
             Some(Writer::Parquet(w)) => {
-                w.close().map_err(|e| Error::parquet(format!("writing {name}"), e))?;
+                w.close().map_err(|e| parquet_err(&name, e))?;
             }
             None => {}
         }
@@ -258,6 +271,18 @@ fn write_err(name: &str, e: arrow::error::ArrowError) -> Error {
         return disk_error(Path::new(name), io);
     }
     Error::arrow(format!("writing {name}"), e)
+}
+
+/// A Parquet writer error; a full disk gets the same message as for the other formats.
+fn parquet_err(name: &str, e: parquet::errors::ParquetError) -> Error {
+    if let parquet::errors::ParquetError::External(inner) = &e {
+        if let Some(io) = inner.downcast_ref::<io::Error>() {
+            if io.raw_os_error() == Some(libc::ENOSPC) {
+                return disk_error(Path::new(name), io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+        }
+    }
+    Error::parquet(format!("writing {name}"), e)
 }
 
 fn flush_err(name: &str, e: io::Error) -> Error {
@@ -307,4 +332,21 @@ pub fn temp_beside(path: &Path) -> Result<(File, tempfile::TempPath)> {
     let (file, temp_path) = tmp.into_parts();
     cleanup::register(&temp_path);
     Ok((file, temp_path))
+}
+
+/// Writer properties: the chosen codec, and dictionary encoding only for string and binary
+/// columns (for timestamps, floats and ids it rarely pays and costs a hash per value).
+fn parquet_properties(schema: &SchemaRef, opts: &OutputOptions) -> WriterProperties {
+    let mut b = WriterProperties::builder()
+        .set_compression(opts.compression)
+        .set_max_row_group_row_count(Some(opts.max_row_group_rows))
+        .set_dictionary_enabled(false);
+    if let Ok(descr) = parquet::arrow::ArrowSchemaConverter::new().convert(schema) {
+        for col in descr.columns() {
+            if col.physical_type() == parquet::basic::Type::BYTE_ARRAY {
+                b = b.set_column_dictionary_enabled(col.path().clone(), true);
+            }
+        }
+    }
+    b.build()
 }

@@ -155,12 +155,14 @@ impl Config {
         projection.extend(payload);
         let total_rows: Option<u64> = inputs.iter().map(|i| i.total_rows()).sum();
 
-        // Under --sort the decoded batch is part of the budget.
+        // Under --sort the decoded batch is part of the budget. A k-way merge holds one batch per
+        // input, so many inputs share the batch budget (down to 256 KiB each).
         let batch_bytes = if self.sort {
             self.batch_bytes.min((self.memory_limit / 16).max(1024) as usize)
         } else {
-            self.batch_bytes
+            (self.batch_bytes / inputs.len().max(1)).max(self.batch_bytes.min(256 << 10))
         };
+        let out_batch_bytes = if self.sort { batch_bytes } else { self.batch_bytes };
         let mut readers = Vec::with_capacity(inputs.len());
         for input in inputs {
             let r = input.reader(Some(&projection), batch_bytes)?;
@@ -178,7 +180,7 @@ impl Config {
 
         let progress = Progress::new("probe-group", self.quiet, total_rows);
         let opts = OutputOptions { compression: self.compression, ..Default::default() };
-        let mut output = Output::create(self.output.as_deref(), out_schema.clone(), &opts)?;
+        let output = Output::create(self.output.as_deref(), out_schema.clone(), &opts)?;
         let mut report = Report::default();
 
         let sources: Vec<Box<dyn BatchSource>> = if self.sort {
@@ -196,16 +198,40 @@ impl Config {
             .map(|(i, s)| Cursor::new(s, i, converter.clone(), layout.clone(), advice(self.sort)))
             .collect();
 
-        let mut emit = |b: arrow::record_batch::RecordBatch| output.write(&b);
-        let mut grouper = Grouper::new(out_schema, self.keys.len(), batch_bytes, &mut emit);
-        let counting = !self.sort;
-        merge::merge(cursors, &mut grouper, &mut |n| {
-            if counting {
-                progress.inc(n)
+        // Encoding the output (IPC, or Parquet with compression) runs on its own thread, so it
+        // overlaps decoding and grouping; one batch in flight keeps memory bounded.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<arrow::record_batch::RecordBatch>(1);
+        let writer = std::thread::spawn(move || -> Result<Output> {
+            let mut output = output;
+            for b in rx {
+                output.write(&b)?;
             }
-        })?;
-        let (keys, rows, largest) = grouper.finish()?;
-        output.finish()?;
+            Ok(output)
+        });
+        let grouped = (|| -> Result<(u64, u64, u64)> {
+            // A failed send means the writer stopped on an error, which `join` below returns.
+            let mut emit = |b: arrow::record_batch::RecordBatch| {
+                tx.send(b).map_err(|_| Error::data("probe-group: output writer stopped"))
+            };
+            let mut grouper = Grouper::new(out_schema, self.keys.len(), out_batch_bytes, &mut emit);
+            let counting = !self.sort;
+            merge::merge(cursors, &mut grouper, &mut |n| {
+                if counting {
+                    progress.inc(n)
+                }
+            })?;
+            grouper.finish()
+        })();
+        drop(tx);
+        let written = writer.join().map_err(|_| Error::data("probe-group: the output writer panicked"))?;
+        let (keys, rows, largest) = match (grouped, written) {
+            (_, Err(e)) => return Err(e),
+            (Err(e), Ok(_)) => return Err(e),
+            (Ok(counts), Ok(output)) => {
+                output.finish()?;
+                counts
+            }
+        };
         report.rows = rows;
         report.keys = keys;
         report.largest_group = largest;

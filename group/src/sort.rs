@@ -29,6 +29,7 @@ use arrow::ipc::reader::FileReader;
 use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
 use arrow::ipc::CompressionType;
 use arrow::row::{RowConverter, Rows, SortField};
+use rayon::slice::ParallelSliceMut;
 
 use probe_core::cleanup;
 use probe_core::cli::human_bytes;
@@ -257,8 +258,8 @@ impl RunBuilder {
     fn push(&mut self, batch: RecordBatch) -> Result<()> {
         let cols: Vec<ArrayRef> = batch.columns()[..=self.n_keys].to_vec();
         let rows = self.converter.convert_columns(&cols).map_err(|e| Error::arrow("sort keys", e))?;
-        // Decoded data, its sort keys, and 16 bytes a row for the order and the sort's scratch.
-        self.bytes += batch.get_array_memory_size() + rows.size() + 16 * batch.num_rows();
+        // Decoded data, its sort keys, 32 bytes a row for the sort tuples and 16 for the order.
+        self.bytes += batch.get_array_memory_size() + rows.size() + 48 * batch.num_rows();
         self.count += batch.num_rows();
         self.batches.push(batch);
         self.rows.push(rows);
@@ -268,11 +269,23 @@ impl RunBuilder {
     /// Stable sort of everything gathered: ties keep the order rows arrived in.
     fn sorted(&mut self) -> MemRun {
         let mut order: Vec<(usize, usize)> = Vec::with_capacity(self.count);
-        for (b, batch) in self.batches.iter().enumerate() {
-            order.extend((0..batch.num_rows()).map(|r| (b, r)));
+        // Sort (prefix, row bytes, batch, row) tuples: the first 8 bytes of the row format as a
+        // big-endian integer settle most comparisons without touching the row bytes, and the
+        // (batch, row) tie-break makes the parallel unstable sort equal to a stable one.
+        let mut keys: Vec<(u64, &[u8], u32, u32)> = Vec::with_capacity(self.count);
+        for (b, rows) in self.rows.iter().enumerate() {
+            for r in 0..rows.num_rows() {
+                let bytes: &[u8] = rows.row(r).data();
+                let mut prefix = [0u8; 8];
+                let n = bytes.len().min(8);
+                prefix[..n].copy_from_slice(&bytes[..n]);
+                keys.push((u64::from_be_bytes(prefix), bytes, b as u32, r as u32));
+            }
         }
-        let rows = &self.rows;
-        order.sort_by(|a, b| rows[a.0].row(a.1).cmp(&rows[b.0].row(b.1)));
+        keys.par_sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)).then((a.2, a.3).cmp(&(b.2, b.3))));
+        order.clear();
+        order.extend(keys.iter().map(|k| (k.2 as usize, k.3 as usize)));
+        drop(keys);
         self.rows.clear();
         self.bytes = 0;
         self.count = 0;
