@@ -1,5 +1,6 @@
 //! End-to-end tests of `probe-group` (default mode and `--sort`): the real binary on files and
 //! pipes, its decoded output compared with the in-test oracle.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::path::Path;
 use std::sync::Arc;
