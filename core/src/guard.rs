@@ -103,13 +103,16 @@ fn read_upto(r: &mut impl Read, out: &mut Vec<u8>, n: u64) -> io::Result<bool> {
     Ok(got == n)
 }
 
-/// A `Read` that passes an Arrow IPC stream through one whole message at a time, after checking
-/// the lengths its compressed buffers declare. Anything it cannot parse is passed on untouched
-/// for arrow's reader to report; it never reads past the end-of-stream marker.
+/// A `Read` that passes an Arrow IPC stream through, holding back each compressed message until
+/// the lengths its buffers declare are checked (uncompressed bodies stream straight through).
+/// Anything it cannot parse is passed on untouched for arrow's reader to report; it never reads
+/// past the end-of-stream marker.
 pub struct IpcStreamGuard<R> {
     inner: R,
     out: Vec<u8>,
     pos: usize,
+    /// Bytes of an uncompressed body still to pass through unbuffered.
+    body_left: u64,
     /// After the end-of-stream marker or an unparseable message: plain pass-through.
     done: bool,
 }
@@ -117,7 +120,7 @@ pub struct IpcStreamGuard<R> {
 impl<R: Read> IpcStreamGuard<R> {
     /// Wrap a reader positioned at the start of a stream.
     pub fn new(inner: R) -> Self {
-        IpcStreamGuard { inner, out: Vec::new(), pos: 0, done: false }
+        IpcStreamGuard { inner, out: Vec::new(), pos: 0, body_left: 0, done: false }
     }
 
     /// Read the next message into `out` (all of it, or up to the end of the input).
@@ -158,6 +161,10 @@ impl<R: Read> IpcStreamGuard<R> {
         if body_len <= 0 {
             return Ok(());
         }
+        if buffers.is_empty() {
+            self.body_left = body_len as u64;
+            return Ok(());
+        }
         let body_start = out.len();
         if !read_upto(&mut self.inner, out, body_len as u64)? {
             return Ok(());
@@ -179,6 +186,12 @@ impl<R: Read> IpcStreamGuard<R> {
 impl<R: Read> Read for IpcStreamGuard<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.pos == self.out.len() {
+            if self.body_left > 0 {
+                let n = buf.len().min(usize::try_from(self.body_left).unwrap_or(usize::MAX));
+                let got = self.inner.read(&mut buf[..n])?;
+                self.body_left -= got as u64;
+                return Ok(got);
+            }
             if self.done {
                 return self.inner.read(buf);
             }
@@ -257,6 +270,50 @@ mod tests {
         assert!(msg.starts_with("a.parquet: corrupt Parquet data") && msg.contains("boom"), "{msg}");
         // Results pass through untouched.
         assert_eq!(decode("a", "b", || Ok(7)).ok(), Some(7));
+    }
+
+    #[test]
+    fn streams_pass_through_unchanged() {
+        use std::sync::Arc;
+
+        use arrow::array::{Int64Array, StringArray};
+        use arrow::datatypes::{DataType, Field, Schema};
+        use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
+        use arrow::ipc::CompressionType;
+        use arrow::record_batch::RecordBatch;
+
+        let schema =
+            Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, false), Field::new("b", DataType::Utf8, true)]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(0..1000)),
+                Arc::new(StringArray::from_iter((0..1000).map(|i| (i % 7 != 0).then(|| format!("v{i}"))))),
+            ],
+        )
+        .expect("batch");
+        for compression in [None, Some(CompressionType::LZ4_FRAME), Some(CompressionType::ZSTD)] {
+            let opts = IpcWriteOptions::default().try_with_compression(compression).expect("options");
+            let mut bytes = Vec::new();
+            let mut w = StreamWriter::try_new_with_options(&mut bytes, &schema, opts).expect("writer");
+            for _ in 0..3 {
+                w.write(&batch).expect("write");
+            }
+            w.finish().expect("finish");
+            drop(w);
+            // Read through the guard in odd-sized pieces: the same bytes come out.
+            let mut guard = IpcStreamGuard::new(&bytes[..]);
+            let mut out = Vec::new();
+            let mut piece = [0u8; 13];
+            loop {
+                let n = guard.read(&mut piece).expect("read");
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&piece[..n]);
+            }
+            assert_eq!(out, bytes, "{compression:?}");
+        }
     }
 
     #[test]

@@ -146,9 +146,9 @@ fn is_ipc_stream_start(head: &[u8]) -> bool {
     match head.len() {
         0 => false,
         1..=3 => head.iter().all(|&b| b == 0xff),
-        4..=7 => head[..4] == [0xff; 4] || (plausible(head) && head[0] % 8 == 0),
+        4..=7 => head[..4] == [0xff; 4] || (plausible(head) && head[0].is_multiple_of(8)),
         _ if head[..4] == [0xff; 4] => plausible(&head[4..8]),
-        _ => plausible(head) && head[0] % 8 == 0,
+        _ => plausible(head) && head[0].is_multiple_of(8),
     }
 }
 
@@ -210,10 +210,13 @@ impl std::fmt::Debug for Input {
     }
 }
 
+/// arrow's stream reader over the checked, EOF-watched bytes.
+type IpcStreamReader = StreamReader<BufReader<IpcStreamGuard<EofWatch<Box<dyn Read + Send>>>>>;
+
 enum Kind {
     Parquet(ParquetRecordBatchReaderBuilder<File>, File),
     IpcFile(FileReader<BufReader<File>>),
-    IpcStream(StreamReader<BufReader<IpcStreamGuard<EofWatch<Box<dyn Read + Send>>>>>, Arc<AtomicBool>),
+    IpcStream(IpcStreamReader, Arc<AtomicBool>),
 }
 
 fn truncated_msg(name: &str) -> String {
@@ -464,7 +467,7 @@ enum Inner {
     Parquet(ParquetRecordBatchReader, Option<Vec<usize>>),
     IpcFile(FileReader<BufReader<File>>, Option<Vec<usize>>),
     IpcStream(
-        StreamReader<BufReader<IpcStreamGuard<EofWatch<Box<dyn Read + Send>>>>>,
+        IpcStreamReader,
         Arc<AtomicBool>,
         Option<Vec<usize>>,
     ),
