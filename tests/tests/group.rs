@@ -465,3 +465,43 @@ fn refuses_binary_output_to_a_terminal_and_bad_flags() {
     let out = run("probe-group", &["--sort", "--memory-limit", "lots"], None);
     assert_eq!(out.code(), 2, "usage errors exit 2: {}", out.stderr);
 }
+
+/// Generated shuffled data under a tiny budget: many runs, at least one intermediate merge
+/// pass, the same result as the oracle; and a budget that fits spills nothing.
+#[test]
+fn sort_spills_runs_merges_in_passes_and_spills_nothing_when_it_fits() {
+    use probe_tests::gen::{generate, GenConfig, Order};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = GenConfig::new(30_000, dir.path().join("data"));
+    cfg.order = Order::Shuffled;
+    cfg.keys = 700;
+    cfg.files = 2;
+    cfg.chunk_rows = 5_000;
+    generate(&cfg).unwrap();
+    let mut files: Vec<_> = std::fs::read_dir(dir.path().join("data")).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let inputs: Vec<Vec<Vec<Val>>> = files.iter().map(|p| oracle::rows(&read_file(p).1)).collect();
+    let want = oracle::group(&inputs, &[0], 1, &[2, 3, 4, 5, 6]);
+    let spill = dir.path().join("spill");
+    std::fs::create_dir(&spill).unwrap();
+    let data = dir.path().join("data");
+    let out = run(
+        "probe-group",
+        &["--sort", "--memory-limit", "64KiB", "--fan-in", "4", "--temp-dir", spill.to_str().unwrap(), data.to_str().unwrap()],
+        None,
+    );
+    out.assert_ok();
+    let num = |field: &str| -> u64 {
+        let s = out.stderr.split(&format!("{field} ")).nth(1).unwrap_or_else(|| panic!("no `{field}` in {}", out.stderr));
+        s.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+    };
+    assert!(num("spilled runs") > 16, "expected many runs: {}", out.stderr);
+    assert!(num("merge passes") >= 2, "expected several merge passes: {}", out.stderr);
+    assert_groups_eq(&decode_groups(&decode_ipc(&out.stdout).1, 1), &want);
+    assert!(list_dir(&spill).is_empty(), "spill files left: {:?}", list_dir(&spill));
+
+    let out = run("probe-group", &["--sort", "--memory-limit", "1GiB", "--temp-dir", spill.to_str().unwrap(), data.to_str().unwrap()], None);
+    out.assert_ok();
+    assert!(out.stderr.contains("spilled runs 0,"), "{}", out.stderr);
+    assert_groups_eq(&decode_groups(&decode_ipc(&out.stdout).1, 1), &want);
+}
