@@ -29,7 +29,8 @@ use arrow::ipc::reader::FileReader;
 use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
 use arrow::ipc::CompressionType;
 use arrow::row::{RowConverter, Rows, SortField};
-use rayon::slice::ParallelSliceMut;
+use rayon::iter::ParallelIterator;
+use rayon::slice::{ParallelSlice, ParallelSliceMut};
 
 use probe_core::cleanup;
 use probe_core::cli::human_bytes;
@@ -212,16 +213,39 @@ impl MemRun {
             return Ok(None);
         }
         let end = (self.pos + self.chunk_rows).min(self.order.len());
-        let idx = &self.order[self.pos..end];
-        let schema = self.batches[0].schema();
-        let mut cols: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-        for c in 0..schema.fields().len() {
-            let arrays: Vec<&dyn Array> = self.batches.iter().map(|b| b.column(c).as_ref()).collect();
-            cols.push(interleave(&arrays, idx).map_err(|e| Error::arrow("sorting a run", e))?);
-        }
+        let chunk = gather_rows(&self.batches, &self.order[self.pos..end])?;
         self.pos = end;
-        RecordBatch::try_new(schema, cols).map(Some).map_err(|e| Error::arrow("sorting a run", e))
+        Ok(Some(chunk))
     }
+
+    /// Write the whole run, gathering a few chunks at a time in parallel (the gather is a random
+    /// access over the run's batches, the costliest part of a spill).
+    fn write_to(&mut self, w: &mut RunWriter) -> Result<()> {
+        const PARALLEL_CHUNKS: usize = 8;
+        while self.pos < self.order.len() {
+            let end = (self.pos + self.chunk_rows * PARALLEL_CHUNKS).min(self.order.len());
+            let chunks: Vec<Result<RecordBatch>> = self.order[self.pos..end]
+                .par_chunks(self.chunk_rows.max(1))
+                .map(|idx| gather_rows(&self.batches, idx))
+                .collect();
+            for c in chunks {
+                w.write(&c?)?;
+            }
+            self.pos = end;
+        }
+        Ok(())
+    }
+}
+
+/// The rows `idx` (batch, row) of `batches`, in that order, as one batch.
+fn gather_rows(batches: &[RecordBatch], idx: &[(usize, usize)]) -> Result<RecordBatch> {
+    let schema = batches[0].schema();
+    let mut cols: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for c in 0..schema.fields().len() {
+        let arrays: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
+        cols.push(interleave(&arrays, idx).map_err(|e| Error::arrow("sorting a run", e))?);
+    }
+    RecordBatch::try_new(schema, cols).map_err(|e| Error::arrow("sorting a run", e))
 }
 
 impl BatchSource for MemRun {
@@ -333,9 +357,7 @@ pub fn sort_inputs(
                 let mut run = builder.sorted();
                 run.chunk_rows = chunk_rows(&run.batches, budget.spill_batch_bytes);
                 let mut w = RunWriter::create(&dir, runs.len(), schema)?;
-                while let Some(chunk) = run.next_chunk()? {
-                    w.write(&chunk)?;
-                }
+                run.write_to(&mut w)?;
                 drop(run);
                 let (path, size) = w.finish()?;
                 spilled_bytes += size;
@@ -353,9 +375,7 @@ pub fn sort_inputs(
     if !last.order.is_empty() {
         last.chunk_rows = chunk_rows(&last.batches, budget.spill_batch_bytes);
         let mut w = RunWriter::create(&dir, runs.len(), schema)?;
-        while let Some(chunk) = last.next_chunk()? {
-            w.write(&chunk)?;
-        }
+        last.write_to(&mut w)?;
         drop(last);
         let (path, size) = w.finish()?;
         spilled_bytes += size;
