@@ -381,7 +381,8 @@ impl Input {
                     let parse = |e: parquet::errors::ParquetError| {
                         Error::data(format!("{name}: cannot read Parquet data ({e}); re-create the file"))
                     };
-                    let arrow_meta = ArrowReaderMetadata::try_new(meta.clone(), ArrowReaderOptions::default()).map_err(parse)?;
+                    let arrow_meta =
+                        ArrowReaderMetadata::try_new(meta.clone(), ArrowReaderOptions::default()).map_err(parse)?;
                     let mut probe = ParquetRecordBatchReaderBuilder::new_with_metadata(probe_file, arrow_meta)
                         .with_projection(mask.clone())
                         .with_batch_size(total.clamp(1, 2048))
@@ -394,11 +395,12 @@ impl Input {
                     })
                 })?;
                 let batch_rows = (batch_bytes / per_row).clamp(1, 1 << 20);
-                let reader = guard::decode(&name, "Parquet data", || {
-                    builder.with_projection(mask).with_batch_size(batch_rows).build().map_err(|e| {
-                        Error::data(format!("{name}: cannot read Parquet data ({e}); re-create the file"))
-                    })
-                })?;
+                let reader =
+                    guard::decode(&name, "Parquet data", || {
+                        builder.with_projection(mask).with_batch_size(batch_rows).build().map_err(|e| {
+                            Error::data(format!("{name}: cannot read Parquet data ({e}); re-create the file"))
+                        })
+                    })?;
                 // The Parquet reader keeps file order; reorder to the requested order.
                 let reorder = indices.as_ref().map(|idx| {
                     let mut sorted = idx.clone();
@@ -466,11 +468,7 @@ pub fn column_index(schema: &arrow::datatypes::Schema, column: &str, file: &str)
 enum Inner {
     Parquet(ParquetRecordBatchReader, Option<Vec<usize>>),
     IpcFile(FileReader<BufReader<File>>, Option<Vec<usize>>),
-    IpcStream(
-        IpcStreamReader,
-        Arc<AtomicBool>,
-        Option<Vec<usize>>,
-    ),
+    IpcStream(IpcStreamReader, Arc<AtomicBool>, Option<Vec<usize>>),
 }
 
 /// Yields record batches from one input, with the projection applied.

@@ -128,7 +128,13 @@ impl Output {
                 let w =
                     StreamWriter::try_new_with_options(BufWriter::with_capacity(1 << 20, sink), &schema, ipc_options())
                         .map_err(|e| Error::arrow("writing to standard output", e))?;
-                Ok(Output { writer: Some(Writer::Stream(w)), name: "stdout".into(), temp: None, rows: 0, row_group_bytes: None })
+                Ok(Output {
+                    writer: Some(Writer::Stream(w)),
+                    name: "stdout".into(),
+                    temp: None,
+                    rows: 0,
+                    row_group_bytes: None,
+                })
             }
             Some(path) => {
                 let name = path.display().to_string();

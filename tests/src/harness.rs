@@ -30,29 +30,17 @@ pub fn bin_dir() -> PathBuf {
         // Test executables live in target/<profile>/deps.
         let exe = std::env::current_exe().expect("test executable path");
         let deps = exe.parent().expect("deps dir");
-        let dir = if deps.ends_with("deps") {
-            deps.parent().expect("profile dir").to_path_buf()
-        } else {
-            deps.to_path_buf()
-        };
+        let dir =
+            if deps.ends_with("deps") { deps.parent().expect("profile dir").to_path_buf() } else { deps.to_path_buf() };
         let release = dir.file_name().is_some_and(|n| n == "release");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
         let mut cmd = Command::new(cargo);
-        cmd.args([
-            "build",
-            "--quiet",
-            "--workspace",
-            "--bins",
-            "--manifest-path",
-        ])
-        .arg(&manifest);
+        cmd.args(["build", "--quiet", "--workspace", "--bins", "--manifest-path"]).arg(&manifest);
         if release {
             cmd.arg("--release");
         }
-        let status = cmd
-            .status()
-            .expect("running cargo build for the stage binaries");
+        let status = cmd.status().expect("running cargo build for the stage binaries");
         assert!(status.success(), "cargo build --workspace --bins failed");
         dir
     })
@@ -97,13 +85,7 @@ impl Output {
 
     /// Panic unless it exited with `code`.
     pub fn assert_code(&self, code: i32) -> &Self {
-        assert_eq!(
-            self.code(),
-            code,
-            "unexpected status for: {}\nstderr:\n{}",
-            self.cmd,
-            self.stderr
-        );
+        assert_eq!(self.code(), code, "unexpected status for: {}\nstderr:\n{}", self.cmd, self.stderr);
         self
     }
 
@@ -111,36 +93,14 @@ impl Output {
     /// `needles`; returns that line.
     pub fn assert_error(&self, stage: &str, needles: &[&str]) -> String {
         self.assert_code(1);
-        let lines: Vec<&str> = self
-            .stderr
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .collect();
-        assert_eq!(
-            lines.len(),
-            1,
-            "expected one stderr line from {}, got:\n{}",
-            self.cmd,
-            self.stderr
-        );
+        let lines: Vec<&str> = self.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "expected one stderr line from {}, got:\n{}", self.cmd, self.stderr);
         let line = lines[0];
-        assert!(
-            line.starts_with(&format!("{stage}: error: ")),
-            "bad error line: {line}"
-        );
+        assert!(line.starts_with(&format!("{stage}: error: ")), "bad error line: {line}");
         for n in needles {
-            assert!(
-                line.contains(n),
-                "error line of {} lacks `{n}`:\n{line}",
-                self.cmd
-            );
+            assert!(line.contains(n), "error line of {} lacks `{n}`:\n{line}", self.cmd);
         }
-        assert!(
-            !self.stderr.contains("panicked"),
-            "panic in {}:\n{}",
-            self.cmd,
-            self.stderr
-        );
+        assert!(!self.stderr.contains("panicked"), "panic in {}:\n{}", self.cmd, self.stderr);
         line.to_string()
     }
 }
@@ -152,20 +112,11 @@ pub fn run<S: AsRef<std::ffi::OsStr>>(name: &str, args: &[S], stdin: Option<Vec<
     cmd.args(args);
     let cmd_text = format!(
         "{name} {}",
-        args.iter()
-            .map(|a| a.as_ref().to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join(" ")
+        args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
     );
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", path.display()));
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", path.display()));
     let feeder = stdin.map(|bytes| {
         let mut sink = child.stdin.take().expect("piped stdin");
         std::thread::spawn(move || {
@@ -186,11 +137,7 @@ pub fn run<S: AsRef<std::ffi::OsStr>>(name: &str, args: &[S], stdin: Option<Vec<
 
 /// Run a shell pipeline with `bash -o pipefail -c`, with the binaries on PATH.
 pub fn sh(script: &str, dir: &Path) -> Output {
-    let path = format!(
-        "{}:{}",
-        bin_dir().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
     let out = Command::new("bash")
         .args(["-o", "pipefail", "-c", script])
         .current_dir(dir)
@@ -210,13 +157,8 @@ pub fn sh(script: &str, dir: &Path) -> Output {
 pub fn decode_ipc(bytes: &[u8]) -> (SchemaRef, Vec<RecordBatch>) {
     let reader = StreamReader::try_new(bytes, None).expect("valid IPC stream");
     let schema = reader.schema();
-    let batches = reader
-        .collect::<Result<Vec<_>, _>>()
-        .expect("valid IPC batches");
-    assert!(
-        bytes.ends_with(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]),
-        "IPC stream lacks the end-of-stream marker"
-    );
+    let batches = reader.collect::<Result<Vec<_>, _>>().expect("valid IPC batches");
+    assert!(bytes.ends_with(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]), "IPC stream lacks the end-of-stream marker");
     (schema, batches)
 }
 
@@ -227,38 +169,21 @@ pub fn read_file(path: &Path) -> (SchemaRef, Vec<RecordBatch>) {
         let file = std::fs::File::open(path).expect("open parquet");
         let builder = ParquetRecordBatchReaderBuilder::try_new(file).expect("parquet footer");
         let schema = builder.schema().clone();
-        let batches = builder
-            .build()
-            .expect("parquet reader")
-            .collect::<Result<Vec<_>, _>>()
-            .expect("parquet data");
+        let batches = builder.build().expect("parquet reader").collect::<Result<Vec<_>, _>>().expect("parquet data");
         (schema, batches)
     } else if bytes.starts_with(b"ARROW1") {
-        let reader = arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
-            .expect("ipc file");
+        let reader = arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None).expect("ipc file");
         let schema = reader.schema();
-        (
-            schema,
-            reader
-                .collect::<Result<Vec<_>, _>>()
-                .expect("ipc file batches"),
-        )
+        (schema, reader.collect::<Result<Vec<_>, _>>().expect("ipc file batches"))
     } else {
         decode_ipc(&bytes)
     }
 }
 
 /// Write batches as Parquet with small row groups (so readers cross row-group boundaries).
-pub fn write_parquet(
-    path: &Path,
-    schema: SchemaRef,
-    batches: &[RecordBatch],
-    row_group_rows: usize,
-) {
+pub fn write_parquet(path: &Path, schema: SchemaRef, batches: &[RecordBatch], row_group_rows: usize) {
     let file = std::fs::File::create(path).expect("create parquet");
-    let props = WriterProperties::builder()
-        .set_max_row_group_row_count(Some(row_group_rows.max(1)))
-        .build();
+    let props = WriterProperties::builder().set_max_row_group_row_count(Some(row_group_rows.max(1))).build();
     let mut w = ArrowWriter::try_new(file, schema, Some(props)).expect("parquet writer");
     for b in batches {
         w.write(b).expect("write parquet");
@@ -282,11 +207,7 @@ pub fn encode_ipc(schema: SchemaRef, batches: &[RecordBatch]) -> Vec<u8> {
 /// Files in a directory (names only), sorted, including hidden ones.
 pub fn list_dir(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
     v.sort();
     v

@@ -8,8 +8,8 @@ use std::cmp::Ordering;
 
 use arrow::array::{Array, AsArray, ListArray, StructArray};
 use arrow::datatypes::{
-    DataType, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, TimeUnit,
-    UInt16Type, UInt32Type, UInt64Type, UInt8Type,
+    DataType, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, TimeUnit, UInt16Type, UInt32Type,
+    UInt64Type, UInt8Type,
 };
 use arrow::record_batch::RecordBatch;
 
@@ -76,22 +76,12 @@ pub fn cell(col: &dyn Array, i: usize) -> Val {
         DataType::UInt64 => Val::U(col.as_primitive::<UInt64Type>().value(i)),
         DataType::Float32 => Val::F(col.as_primitive::<Float32Type>().value(i) as f64),
         DataType::Float64 => Val::F(col.as_primitive::<Float64Type>().value(i)),
-        DataType::Date32 => {
-            Val::I(col.as_primitive::<arrow::datatypes::Date32Type>().value(i) as i64)
-        }
+        DataType::Date32 => Val::I(col.as_primitive::<arrow::datatypes::Date32Type>().value(i) as i64),
         DataType::Timestamp(unit, _) => Val::I(match unit {
-            TimeUnit::Second => col
-                .as_primitive::<arrow::datatypes::TimestampSecondType>()
-                .value(i),
-            TimeUnit::Millisecond => col
-                .as_primitive::<arrow::datatypes::TimestampMillisecondType>()
-                .value(i),
-            TimeUnit::Microsecond => col
-                .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
-                .value(i),
-            TimeUnit::Nanosecond => col
-                .as_primitive::<arrow::datatypes::TimestampNanosecondType>()
-                .value(i),
+            TimeUnit::Second => col.as_primitive::<arrow::datatypes::TimestampSecondType>().value(i),
+            TimeUnit::Millisecond => col.as_primitive::<arrow::datatypes::TimestampMillisecondType>().value(i),
+            TimeUnit::Microsecond => col.as_primitive::<arrow::datatypes::TimestampMicrosecondType>().value(i),
+            TimeUnit::Nanosecond => col.as_primitive::<arrow::datatypes::TimestampNanosecondType>().value(i),
         }),
         DataType::Dictionary(_, _) => {
             let d = col.as_any_dictionary();
@@ -102,7 +92,9 @@ pub fn cell(col: &dyn Array, i: usize) -> Val {
             let l = col.as_any().downcast_ref::<ListArray>().expect("list");
             let v = l.value(i);
             match v.as_any().downcast_ref::<StructArray>() {
-                Some(s) => Val::List((0..s.len()).map(|r| s.columns().iter().map(|c| cell(c.as_ref(), r)).collect()).collect()),
+                Some(s) => {
+                    Val::List((0..s.len()).map(|r| s.columns().iter().map(|c| cell(c.as_ref(), r)).collect()).collect())
+                }
                 // A list of plain values: one single-field "row" per element.
                 None => Val::List((0..v.len()).map(|r| vec![cell(v.as_ref(), r)]).collect()),
             }
@@ -129,12 +121,7 @@ pub type Group = (Vec<Val>, Vec<Vec<Val>>);
 /// given): stable sort by (key, time), nulls last, then group.
 ///
 /// `keys` and `time` are column indices; `payload` the payload column indices in output order.
-pub fn group(
-    files: &[Vec<Vec<Val>>],
-    keys: &[usize],
-    time: usize,
-    payload: &[usize],
-) -> Vec<Group> {
+pub fn group(files: &[Vec<Vec<Val>>], keys: &[usize], time: usize, payload: &[usize]) -> Vec<Group> {
     let mut all: Vec<&Vec<Val>> = files.iter().flatten().collect();
     let cmp_keys = |a: &Vec<Val>, b: &Vec<Val>| {
         for &k in keys {
@@ -150,9 +137,7 @@ pub fn group(
     let mut out: Vec<Group> = Vec::new();
     for r in all {
         let key: Vec<Val> = keys.iter().map(|&k| r[k].clone()).collect();
-        let m: Vec<Val> = std::iter::once(r[time].clone())
-            .chain(payload.iter().map(|&p| r[p].clone()))
-            .collect();
+        let m: Vec<Val> = std::iter::once(r[time].clone()).chain(payload.iter().map(|&p| r[p].clone())).collect();
         match out.last_mut() {
             Some((k, ms)) if *k == key => ms.push(m),
             _ => out.push((key, vec![m])),
@@ -165,15 +150,9 @@ pub fn group(
 pub fn decode_groups(batches: &[RecordBatch], n_keys: usize) -> Vec<Group> {
     let mut out = Vec::new();
     for row in rows(batches) {
-        assert_eq!(
-            row.len(),
-            n_keys + 1,
-            "grouped output has key columns and one list column"
-        );
+        assert_eq!(row.len(), n_keys + 1, "grouped output has key columns and one list column");
         let key = row[..n_keys].to_vec();
-        let Val::List(ms) = row[n_keys].clone() else {
-            panic!("measurements column is not a list: {:?}", row[n_keys])
-        };
+        let Val::List(ms) = row[n_keys].clone() else { panic!("measurements column is not a list: {:?}", row[n_keys]) };
         out.push((key, ms));
     }
     out
@@ -183,12 +162,7 @@ pub fn decode_groups(batches: &[RecordBatch], n_keys: usize) -> Vec<Group> {
 pub fn assert_groups_eq(actual: &[Group], expected: &[Group]) {
     for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
         assert_eq!(a.0, e.0, "group {i}: key differs");
-        assert_eq!(
-            a.1.len(),
-            e.1.len(),
-            "group {i} (key {:?}): measurement count differs",
-            e.0
-        );
+        assert_eq!(a.1.len(), e.1.len(), "group {i} (key {:?}): measurement count differs", e.0);
         for (j, (am, em)) in a.1.iter().zip(&e.1).enumerate() {
             assert_eq!(am, em, "group {i} (key {:?}), measurement {j} differs", e.0);
         }

@@ -107,7 +107,8 @@ fn shuffled_through_sort_matches_duckdb() {
     std::fs::create_dir(&spill).expect("spill dir");
     let spill_s = spill.display().to_string();
     // A small budget forces many runs and more than one merge pass.
-    let got = probe_group(&args_for(&files, &["--sort", "--memory-limit", "2MiB", "--fan-in", "4", "--temp-dir", &spill_s]));
+    let got =
+        probe_group(&args_for(&files, &["--sort", "--memory-limit", "2MiB", "--fan-in", "4", "--temp-dir", &spill_s]));
     assert_groups_eq(&got, &want);
     // And with everything in memory.
     let got = probe_group(&args_for(&files, &["--sort", "--memory-limit", "1GiB"]));
@@ -119,7 +120,11 @@ fn key_with_100k_rows_and_ipv6_keys_match_duckdb() {
     // Three keys over 400k rows: the heavy tail gives the largest one well over 100k rows.
     let (_d, files) = generated(Order::Sorted, 400_000, 3, 1, 4);
     let want = duckdb_groups(&files, &["src_addr"], "event_time", &payload());
-    assert!(want.iter().any(|g| g.1.len() > 100_000), "no key with 100k+ rows: {:?}", want.iter().map(|g| g.1.len()).collect::<Vec<_>>());
+    assert!(
+        want.iter().any(|g| g.1.len() > 100_000),
+        "no key with 100k+ rows: {:?}",
+        want.iter().map(|g| g.1.len()).collect::<Vec<_>>()
+    );
     assert_groups_eq(&probe_group(&args_for(&files, &[])), &want);
     // IPv6 keys are present in generated data at this scale.
     let (_d, files) = generated(Order::Sorted, 50_000, 2_000, 1, 5);
@@ -149,9 +154,17 @@ fn nulls_ties_and_composite_keys_match_duckdb() {
     for f in 0..3 {
         let mut rows: Vec<(Option<String>, Option<String>, Option<i64>, Option<f64>, i64)> = (0..3000)
             .map(|i| {
-                let site = if next() % 17 == 0 { None } else { Some(["ams", "fra", "sea"][(next() % 3) as usize].to_string()) };
+                let site = if next() % 17 == 0 {
+                    None
+                } else {
+                    Some(["ams", "fra", "sea"][(next() % 3) as usize].to_string())
+                };
                 let src = if next() % 19 == 0 { None } else { Some(format!("10.0.{}.{}", next() % 4, next() % 40)) };
-                let t = if next() % 23 == 0 { None } else { Some(1_700_000_000_000_000 + (next() % 50) as i64 * 1_000_000) };
+                let t = if next() % 23 == 0 {
+                    None
+                } else {
+                    Some(1_700_000_000_000_000 + (next() % 50) as i64 * 1_000_000)
+                };
                 let rtt = if next() % 7 == 0 { None } else { Some((next() % 1000) as f64 / 10.0) };
                 (site, src, t, rtt, (f * 10_000 + i) as i64)
             })
@@ -169,7 +182,9 @@ fn nulls_ties_and_composite_keys_match_duckdb() {
                 let cols: Vec<ArrayRef> = vec![
                     Arc::new(StringArray::from(c.iter().map(|r| r.0.clone()).collect::<Vec<_>>())),
                     Arc::new(StringArray::from(c.iter().map(|r| r.1.clone()).collect::<Vec<_>>())),
-                    Arc::new(TimestampMicrosecondArray::from(c.iter().map(|r| r.2).collect::<Vec<_>>()).with_timezone("UTC")),
+                    Arc::new(
+                        TimestampMicrosecondArray::from(c.iter().map(|r| r.2).collect::<Vec<_>>()).with_timezone("UTC"),
+                    ),
                     Arc::new(Float64Array::from(c.iter().map(|r| r.3).collect::<Vec<_>>())),
                     Arc::new(Int64Array::from(c.iter().map(|r| r.4).collect::<Vec<_>>())),
                 ];
@@ -185,6 +200,9 @@ fn nulls_ties_and_composite_keys_match_duckdb() {
     assert!(rows(&[]).is_empty());
     let got = probe_group(&args_for(&paths, &["--key", "site,src_addr", "--columns", "rtt_ms,seq"]));
     assert_groups_eq(&got, &want);
-    let got = probe_group(&args_for(&paths, &["--key", "site,src_addr", "--columns", "rtt_ms,seq", "--sort", "--memory-limit", "64KiB"]));
+    let got = probe_group(&args_for(
+        &paths,
+        &["--key", "site,src_addr", "--columns", "rtt_ms,seq", "--sort", "--memory-limit", "64KiB"],
+    ));
     assert_groups_eq(&got, &want);
 }

@@ -17,11 +17,7 @@ use probe_tests::oracle::{self, assert_groups_eq, decode_groups, Val};
 fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("src_addr", DataType::Utf8, true),
-        Field::new(
-            "event_time",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            true,
-        ),
+        Field::new("event_time", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
         Field::new("dst_addr", DataType::Utf8, true),
         Field::new("rtt_ms", DataType::Float64, true),
         Field::new("seq", DataType::Int64, false),
@@ -29,32 +25,15 @@ fn schema() -> SchemaRef {
 }
 
 /// One measurement as plain values (key, time, dst, rtt, seq).
-type Row = (
-    Option<String>,
-    Option<i64>,
-    Option<String>,
-    Option<f64>,
-    i64,
-);
+type Row = (Option<String>, Option<i64>, Option<String>, Option<f64>, i64);
 
 fn batch(rows: &[Row]) -> RecordBatch {
     let cols: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(
-            rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
-        )),
-        Arc::new(
-            TimestampMicrosecondArray::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())
-                .with_timezone("UTC"),
-        ),
-        Arc::new(StringArray::from(
-            rows.iter().map(|r| r.2.clone()).collect::<Vec<_>>(),
-        )),
-        Arc::new(Float64Array::from(
-            rows.iter().map(|r| r.3).collect::<Vec<_>>(),
-        )),
-        Arc::new(Int64Array::from(
-            rows.iter().map(|r| r.4).collect::<Vec<_>>(),
-        )),
+        Arc::new(StringArray::from(rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>())),
+        Arc::new(TimestampMicrosecondArray::from(rows.iter().map(|r| r.1).collect::<Vec<_>>()).with_timezone("UTC")),
+        Arc::new(StringArray::from(rows.iter().map(|r| r.2.clone()).collect::<Vec<_>>())),
+        Arc::new(Float64Array::from(rows.iter().map(|r| r.3).collect::<Vec<_>>())),
+        Arc::new(Int64Array::from(rows.iter().map(|r| r.4).collect::<Vec<_>>())),
     ];
     RecordBatch::try_new(schema(), cols).expect("batch")
 }
@@ -78,8 +57,7 @@ fn sort_rows(rows: &mut [Row]) {
     rows.sort_by(|a, b| {
         let k = |r: &Row| r.0.clone().map_or(Val::Null, Val::S);
         let t = |r: &Row| r.1.map_or(Val::Null, Val::I);
-        k(a).cmp_nulls_last(&k(b))
-            .then_with(|| t(a).cmp_nulls_last(&t(b)))
+        k(a).cmp_nulls_last(&k(b)).then_with(|| t(a).cmp_nulls_last(&t(b)))
     });
 }
 
@@ -98,9 +76,7 @@ fn expected(files: &[Vec<Row>]) -> Vec<oracle::Group> {
     oracle::group(&v, &[0], 1, &[2, 3, 4])
 }
 
-fn row_strategy(
-    keys: usize,
-) -> impl Strategy<Value = (Option<usize>, Option<i64>, Option<u8>, Option<f64>)> {
+fn row_strategy(keys: usize) -> impl Strategy<Value = (Option<usize>, Option<i64>, Option<u8>, Option<f64>)> {
     (
         prop::option::weighted(0.9, 0..keys),
         prop::option::weighted(0.9, 0i64..6),
@@ -118,9 +94,7 @@ fn key_name(k: usize) -> String {
     }
 }
 
-fn make_files(
-    spec: Vec<Vec<(Option<usize>, Option<i64>, Option<u8>, Option<f64>)>>,
-) -> Vec<Vec<Row>> {
+fn make_files(spec: Vec<Vec<(Option<usize>, Option<i64>, Option<u8>, Option<f64>)>>) -> Vec<Vec<Row>> {
     let mut seq = 0i64;
     spec.into_iter()
         .map(|f| {
@@ -210,48 +184,28 @@ fn composite_key_matches_oracle() {
     let mut rows: Vec<(Option<&str>, Option<i64>, Option<i64>, f64)> = Vec::new();
     let mut x = 7u64;
     for i in 0..500 {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let site = [Some("ams"), Some("fra"), None, Some("lhr")][(x >> 33) as usize % 4];
-        let probe = if (x >> 20) % 11 == 0 {
-            None
-        } else {
-            Some(((x >> 40) % 5) as i64 - 2)
-        };
-        let t = if (x >> 10) % 13 == 0 {
-            None
-        } else {
-            Some(((x >> 50) % 8) as i64)
-        };
+        let probe = if (x >> 20) % 11 == 0 { None } else { Some(((x >> 40) % 5) as i64 - 2) };
+        let t = if (x >> 10) % 13 == 0 { None } else { Some(((x >> 50) % 8) as i64) };
         rows.push((site, probe, t, i as f64));
     }
     let key = |r: &(Option<&str>, Option<i64>, Option<i64>, f64)| {
-        (
-            r.0.map_or(Val::Null, |s| Val::S(s.into())),
-            r.1.map_or(Val::Null, Val::I),
-            r.2.map_or(Val::Null, Val::I),
-        )
+        (r.0.map_or(Val::Null, |s| Val::S(s.into())), r.1.map_or(Val::Null, Val::I), r.2.map_or(Val::Null, Val::I))
     };
     rows.sort_by(|a, b| {
         let (a0, a1, a2) = key(a);
         let (b0, b1, b2) = key(b);
-        a0.cmp_nulls_last(&b0)
-            .then(a1.cmp_nulls_last(&b1))
-            .then(a2.cmp_nulls_last(&b2))
+        a0.cmp_nulls_last(&b0).then(a1.cmp_nulls_last(&b1)).then(a2.cmp_nulls_last(&b2))
     });
     let make = |rs: &[(Option<&str>, Option<i64>, Option<i64>, f64)]| {
         RecordBatch::try_new(
             schema.clone(),
             vec![
-                Arc::new(StringArray::from(
-                    rs.iter().map(|r| r.0).collect::<Vec<_>>(),
-                )) as ArrayRef,
+                Arc::new(StringArray::from(rs.iter().map(|r| r.0).collect::<Vec<_>>())) as ArrayRef,
                 Arc::new(Int64Array::from(rs.iter().map(|r| r.1).collect::<Vec<_>>())),
                 Arc::new(Int64Array::from(rs.iter().map(|r| r.2).collect::<Vec<_>>())),
-                Arc::new(Float64Array::from(
-                    rs.iter().map(|r| r.3).collect::<Vec<_>>(),
-                )),
+                Arc::new(Float64Array::from(rs.iter().map(|r| r.3).collect::<Vec<_>>())),
             ],
         )
         .unwrap()
@@ -267,24 +221,11 @@ fn composite_key_matches_oracle() {
         })
         .collect();
     let want = oracle::group(&[vals.clone()], &[0, 1], 2, &[3]);
-    for extra in [
-        vec![],
-        vec![
-            "--sort".to_string(),
-            "--memory-limit".into(),
-            "8KiB".into(),
-            "--fan-in".into(),
-            "3".into(),
-        ],
-    ] {
-        let mut args: Vec<String> = vec![
-            "--key".into(),
-            "site,probe".into(),
-            "--time".into(),
-            "t".into(),
-            "--batch-size".into(),
-            "200".into(),
-        ];
+    for extra in
+        [vec![], vec!["--sort".to_string(), "--memory-limit".into(), "8KiB".into(), "--fan-in".into(), "3".into()]]
+    {
+        let mut args: Vec<String> =
+            vec!["--key".into(), "site,probe".into(), "--time".into(), "t".into(), "--batch-size".into(), "200".into()];
         args.extend(extra.clone());
         args.push(p.display().to_string());
         let out = run("probe-group", &args, None);
@@ -300,40 +241,22 @@ fn composite_key_matches_oracle() {
 #[test]
 fn unsorted_input_fails_naming_file_and_row_and_leaves_no_output() {
     let dir = tempfile::tempdir().unwrap();
-    let mut rows: Vec<Row> = (0..100)
-        .map(|i| (Some(format!("k{:03}", i / 10)), Some(i), None, None, i))
-        .collect();
+    let mut rows: Vec<Row> = (0..100).map(|i| (Some(format!("k{:03}", i / 10)), Some(i), None, None, i)).collect();
     rows.swap(57, 83); // key k008 at row 57
     let p = dir.path().join("bad.parquet");
     write_input(&p, &rows, true, 30);
     let target = dir.path().join("out.parquet");
-    let out = run(
-        "probe-group",
-        &[p.to_str().unwrap(), "-o", target.to_str().unwrap()],
-        None,
-    );
+    let out = run("probe-group", &[p.to_str().unwrap(), "-o", target.to_str().unwrap()], None);
     let line = out.assert_error("probe-group", &["bad.parquet", "row 58", "--sort"]);
-    assert!(
-        line.contains("\"k005\"") && line.contains("\"k008\""),
-        "{line}"
-    );
-    assert_eq!(
-        list_dir(dir.path()),
-        vec!["bad.parquet"],
-        "no output or temp file may remain"
-    );
+    assert!(line.contains("\"k005\"") && line.contains("\"k008\""), "{line}");
+    assert_eq!(list_dir(dir.path()), vec!["bad.parquet"], "no output or temp file may remain");
 
     // Time order within a key is checked too.
-    let mut rows: Vec<Row> = (0..10)
-        .map(|i| (Some("a".into()), Some(i), None, None, i))
-        .collect();
+    let mut rows: Vec<Row> = (0..10).map(|i| (Some("a".into()), Some(i), None, None, i)).collect();
     rows.swap(3, 4);
     write_input(&p, &rows, true, 4);
     let out = run("probe-group", &[p.to_str().unwrap()], None);
-    out.assert_error(
-        "probe-group",
-        &["bad.parquet", "row 4", "event_time", "--sort"],
-    );
+    out.assert_error("probe-group", &["bad.parquet", "row 4", "event_time", "--sort"]);
 }
 
 #[test]
@@ -352,33 +275,16 @@ fn empty_parquet_gives_empty_output_with_schema() {
 #[test]
 fn one_key_with_many_rows_and_file_outputs() {
     let dir = tempfile::tempdir().unwrap();
-    let rows: Vec<Row> = (0..150_000)
-        .map(|i| {
-            (
-                Some("big".into()),
-                Some(i / 3),
-                Some("d".into()),
-                Some(i as f64),
-                i,
-            )
-        })
-        .collect();
+    let rows: Vec<Row> =
+        (0..150_000).map(|i| (Some("big".into()), Some(i / 3), Some("d".into()), Some(i as f64), i)).collect();
     let p = dir.path().join("big.parquet");
     write_input(&p, &rows, true, 10_000);
     let want = expected(&[rows]);
     for ext in ["parquet", "arrow", "arrows"] {
         let o = dir.path().join(format!("out.{ext}"));
-        let out = run(
-            "probe-group",
-            &[p.to_str().unwrap(), "-o", o.to_str().unwrap()],
-            None,
-        );
+        let out = run("probe-group", &[p.to_str().unwrap(), "-o", o.to_str().unwrap()], None);
         out.assert_ok();
-        assert!(
-            out.stderr.contains("rows 150000") && out.stderr.contains("keys 1"),
-            "summary: {}",
-            out.stderr
-        );
+        assert!(out.stderr.contains("rows 150000") && out.stderr.contains("keys 1"), "summary: {}", out.stderr);
         let (_, batches) = read_file(&o);
         assert_groups_eq(&decode_groups(&batches, 1), &want);
     }
@@ -387,43 +293,31 @@ fn one_key_with_many_rows_and_file_outputs() {
 #[test]
 fn missing_column_corrupt_and_truncated_inputs_fail_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let rows: Vec<Row> = (0..1000)
-        .map(|i| (Some(format!("k{:04}", i / 7)), Some(i), None, None, i))
-        .collect();
+    let rows: Vec<Row> = (0..1000).map(|i| (Some(format!("k{:04}", i / 7)), Some(i), None, None, i)).collect();
     let good = dir.path().join("good.parquet");
     write_input(&good, &rows, true, 100);
     let g = good.to_str().unwrap();
-    run("probe-group", &[g, "--key", "nope"], None)
-        .assert_error("probe-group", &["good.parquet", "`nope`"]);
+    run("probe-group", &[g, "--key", "nope"], None).assert_error("probe-group", &["good.parquet", "`nope`"]);
     run("probe-group", &[g, "--time", "dst_addr"], None)
         .assert_error("probe-group", &["good.parquet", "dst_addr", "type"]);
 
     let bytes = std::fs::read(&good).unwrap();
     let cut = dir.path().join("cut.parquet");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    run("probe-group", &[cut.to_str().unwrap()], None)
-        .assert_error("probe-group", &["cut.parquet"]);
+    run("probe-group", &[cut.to_str().unwrap()], None).assert_error("probe-group", &["cut.parquet"]);
 
     let chunks: Vec<RecordBatch> = rows.chunks(100).map(batch).collect();
     let stream = encode_ipc(schema(), &chunks);
     // Cut at a message boundary (drop the end-of-stream marker) and in the middle of a batch.
-    for (name, len) in [
-        ("eos.arrows", stream.len() - 8),
-        ("mid.arrows", stream.len() / 2),
-    ] {
+    for (name, len) in [("eos.arrows", stream.len() - 8), ("mid.arrows", stream.len() / 2)] {
         let p = dir.path().join(name);
         std::fs::write(&p, &stream[..len]).unwrap();
         let o = dir.path().join("o.parquet");
-        run(
-            "probe-group",
-            &[p.to_str().unwrap(), "-o", o.to_str().unwrap()],
-            None,
-        )
-        .assert_error("probe-group", &[name, "truncated"]);
+        run("probe-group", &[p.to_str().unwrap(), "-o", o.to_str().unwrap()], None)
+            .assert_error("probe-group", &[name, "truncated"]);
         assert!(!o.exists());
         // The same through stdin.
-        run("probe-group", &["-"], Some(stream[..len].to_vec()))
-            .assert_error("probe-group", &["stdin", "truncated"]);
+        run("probe-group", &["-"], Some(stream[..len].to_vec())).assert_error("probe-group", &["stdin", "truncated"]);
     }
     // The complete stream through stdin works.
     let out = run("probe-group", &["-q"], Some(stream));
@@ -435,29 +329,13 @@ fn missing_column_corrupt_and_truncated_inputs_fail_cleanly() {
 #[test]
 fn closed_downstream_pipe_ends_quietly() {
     let dir = tempfile::tempdir().unwrap();
-    let rows: Vec<Row> = (0..200_000)
-        .map(|i| {
-            (
-                Some(format!("key{:07}", i / 5)),
-                Some(i),
-                Some("x".repeat(20)),
-                Some(1.0),
-                i,
-            )
-        })
-        .collect();
+    let rows: Vec<Row> =
+        (0..200_000).map(|i| (Some(format!("key{:07}", i / 5)), Some(i), Some("x".repeat(20)), Some(1.0), i)).collect();
     write_input(&dir.path().join("d.parquet"), &rows, true, 20_000);
-    let out = sh(
-        "probe-group -q d.parquet | head -c 1000 > /dev/null; echo \"status ${PIPESTATUS[0]}\"",
-        dir.path(),
-    );
+    let out = sh("probe-group -q d.parquet | head -c 1000 > /dev/null; echo \"status ${PIPESTATUS[0]}\"", dir.path());
     out.assert_ok();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "status 0");
-    assert!(
-        out.stderr.is_empty(),
-        "stderr noise on a closed pipe: {}",
-        out.stderr
-    );
+    assert!(out.stderr.is_empty(), "stderr noise on a closed pipe: {}", out.stderr);
 }
 
 #[test]
@@ -487,12 +365,22 @@ fn sort_spills_runs_merges_in_passes_and_spills_nothing_when_it_fits() {
     let data = dir.path().join("data");
     let out = run(
         "probe-group",
-        &["--sort", "--memory-limit", "64KiB", "--fan-in", "4", "--temp-dir", spill.to_str().unwrap(), data.to_str().unwrap()],
+        &[
+            "--sort",
+            "--memory-limit",
+            "64KiB",
+            "--fan-in",
+            "4",
+            "--temp-dir",
+            spill.to_str().unwrap(),
+            data.to_str().unwrap(),
+        ],
         None,
     );
     out.assert_ok();
     let num = |field: &str| -> u64 {
-        let s = out.stderr.split(&format!("{field} ")).nth(1).unwrap_or_else(|| panic!("no `{field}` in {}", out.stderr));
+        let s =
+            out.stderr.split(&format!("{field} ")).nth(1).unwrap_or_else(|| panic!("no `{field}` in {}", out.stderr));
         s.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
     };
     assert!(num("spilled runs") > 16, "expected many runs: {}", out.stderr);
@@ -500,7 +388,11 @@ fn sort_spills_runs_merges_in_passes_and_spills_nothing_when_it_fits() {
     assert_groups_eq(&decode_groups(&decode_ipc(&out.stdout).1, 1), &want);
     assert!(list_dir(&spill).is_empty(), "spill files left: {:?}", list_dir(&spill));
 
-    let out = run("probe-group", &["--sort", "--memory-limit", "1GiB", "--temp-dir", spill.to_str().unwrap(), data.to_str().unwrap()], None);
+    let out = run(
+        "probe-group",
+        &["--sort", "--memory-limit", "1GiB", "--temp-dir", spill.to_str().unwrap(), data.to_str().unwrap()],
+        None,
+    );
     out.assert_ok();
     assert!(out.stderr.contains("spilled runs 0,"), "{}", out.stderr);
     assert_groups_eq(&decode_groups(&decode_ipc(&out.stdout).1, 1), &want);

@@ -57,7 +57,21 @@ fn group_split_batch_merge_end_to_end() {
     // Batch: windows of at most 16, covering every measurement when nothing is dropped.
     for workers in ["1", "2"] {
         let o = format!("work/train-rows-{workers}.arrows");
-        run("probe-batch", &[d.join("work/train.arrows").to_str().unwrap(), "--max-len", "16", "--workers", workers, "-q", "-o", d.join(&o).to_str().unwrap()], None).assert_ok();
+        run(
+            "probe-batch",
+            &[
+                d.join("work/train.arrows").to_str().unwrap(),
+                "--max-len",
+                "16",
+                "--workers",
+                workers,
+                "-q",
+                "-o",
+                d.join(&o).to_str().unwrap(),
+            ],
+            None,
+        )
+        .assert_ok();
     }
     let (s1, b1) = read_file(&d.join("work/train-rows-1.arrows"));
     let (s2, b2) = read_file(&d.join("work/train-rows-2.arrows"));
@@ -76,7 +90,17 @@ fn group_split_batch_merge_end_to_end() {
     assert_eq!(covered, train, "windows do not cover the measurements exactly");
 
     // Merge: the Parquet parts hold the batch's rows, in order.
-    run("probe-merge", &[d.join("work/train-rows-1.arrows").to_str().unwrap(), "-q", "--out-dir", d.join("out/train").to_str().unwrap()], None).assert_ok();
+    run(
+        "probe-merge",
+        &[
+            d.join("work/train-rows-1.arrows").to_str().unwrap(),
+            "-q",
+            "--out-dir",
+            d.join("out/train").to_str().unwrap(),
+        ],
+        None,
+    )
+    .assert_ok();
     let mut merged = Vec::new();
     let mut parts: Vec<_> = std::fs::read_dir(d.join("out/train")).unwrap().map(|e| e.unwrap().path()).collect();
     parts.sort();
@@ -115,7 +139,8 @@ fn makefile_reruns_only_what_is_missing() {
     let d = dir.path();
     generate(d, 20_000, Order::Sorted, 2);
     let mk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pipeline.mk");
-    let make = |target: &str| sh(&format!("make -s -f {} INPUT=data OUT=out MAX_LEN=8 PROBE_BIN= {target}", mk.display()), d);
+    let make =
+        |target: &str| sh(&format!("make -s -f {} INPUT=data OUT=out MAX_LEN=8 PROBE_BIN= {target}", mk.display()), d);
     make("split").assert_ok();
     assert!(d.join("out/work/train.arrows").exists() && !d.join("out/work/train-rows.arrows").exists());
     make("").assert_ok();
@@ -125,6 +150,9 @@ fn makefile_reruns_only_what_is_missing() {
     let out = sh(&format!("make -n -f {} INPUT=data OUT=out MAX_LEN=8 PROBE_BIN=", mk.display()), d);
     out.assert_ok();
     let plan = String::from_utf8_lossy(&out.stdout);
-    assert!(plan.contains("probe-batch") && !plan.contains("probe-group") && !plan.contains("probe-split"), "plan:\n{plan}");
+    assert!(
+        plan.contains("probe-batch") && !plan.contains("probe-group") && !plan.contains("probe-split"),
+        "plan:\n{plan}"
+    );
     make("").assert_ok();
 }
