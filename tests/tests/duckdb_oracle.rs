@@ -4,7 +4,7 @@
 //!
 //! Needs the bundled DuckDB: `cargo test --workspace --features duckdb` (slow to build once).
 #![cfg(feature = "duckdb")]
-#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+#![allow(clippy::unwrap_used, clippy::type_complexity)] // tests: a panic is the failure report
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! End-to-end tests of `probe-group` (default mode and `--sort`): the real binary on files and
 //! pipes, its decoded output compared with the in-test oracle.
-#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+#![allow(clippy::unwrap_used, clippy::type_complexity)] // tests: a panic is the failure report
 
 use std::path::Path;
 use std::sync::Arc;
@@ -186,8 +186,8 @@ fn composite_key_matches_oracle() {
     for i in 0..500 {
         x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let site = [Some("ams"), Some("fra"), None, Some("lhr")][(x >> 33) as usize % 4];
-        let probe = if (x >> 20) % 11 == 0 { None } else { Some(((x >> 40) % 5) as i64 - 2) };
-        let t = if (x >> 10) % 13 == 0 { None } else { Some(((x >> 50) % 8) as i64) };
+        let probe = if (x >> 20).is_multiple_of(11) { None } else { Some(((x >> 40) % 5) as i64 - 2) };
+        let t = if (x >> 10).is_multiple_of(13) { None } else { Some(((x >> 50) % 8) as i64) };
         rows.push((site, probe, t, i as f64));
     }
     let key = |r: &(Option<&str>, Option<i64>, Option<i64>, f64)| {
@@ -220,7 +220,7 @@ fn composite_key_matches_oracle() {
             vec![a, b, c, Val::F(r.3)]
         })
         .collect();
-    let want = oracle::group(&[vals.clone()], &[0, 1], 2, &[3]);
+    let want = oracle::group(std::slice::from_ref(&vals), &[0, 1], 2, &[3]);
     for extra in
         [vec![], vec!["--sort".to_string(), "--memory-limit".into(), "8KiB".into(), "--fan-in".into(), "3".into()]]
     {

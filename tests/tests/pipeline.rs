@@ -1,6 +1,6 @@
 //! The whole job end to end: generated data through check-order, group | split, batch and merge,
 //! as real processes in real pipes, with every exit status asserted and the data checked.
-#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+#![allow(clippy::unwrap_used, clippy::type_complexity)] // tests: a panic is the failure report
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
