@@ -356,3 +356,25 @@ fn parquet_properties(schema: &SchemaRef, opts: &OutputOptions) -> WriterPropert
     }
     b.build()
 }
+
+/// Create an `--out-dir`. A directory this run creates is registered for removal, so a run that
+/// fails or is interrupted before [`keep_out_dir`] leaves no empty directory behind.
+pub fn create_out_dir(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        if !dir.is_dir() {
+            return Err(Error::data(format!(
+                "{}: exists and is not a directory; choose another --out-dir",
+                dir.display()
+            )));
+        }
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| disk_error(dir, e))?;
+    cleanup::register(dir);
+    Ok(())
+}
+
+/// The run succeeded: keep the `--out-dir` it created.
+pub fn keep_out_dir(dir: &Path) {
+    cleanup::forget(dir);
+}

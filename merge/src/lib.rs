@@ -104,7 +104,7 @@ impl Config {
         let mut parts = match &self.target {
             Target::File(path) => Parts::single(path.clone(), schema.clone(), opts, self.row_group_bytes),
             Target::Dir { dir, max_file_bytes } => {
-                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+                probe_core::output::create_out_dir(dir)?;
                 Parts::rolled(dir.clone(), *max_file_bytes, schema.clone(), opts, self.row_group_bytes)
             }
         };
@@ -171,6 +171,9 @@ impl Config {
                 ("bytes", human_bytes(report.bytes)),
             ],
         );
+        if let Target::Dir { dir, .. } = &self.target {
+            probe_core::output::keep_out_dir(dir);
+        }
         Ok(report)
     }
 }

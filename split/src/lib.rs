@@ -200,7 +200,7 @@ impl Config {
         let mut paths: Vec<Option<PathBuf>> = vec![None; self.splits.len()];
         let mut sink = match &self.mode {
             Mode::OutDir { dir, format } => {
-                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+                probe_core::output::create_out_dir(dir)?;
                 let mut outs = Vec::with_capacity(self.splits.len());
                 for (sp, slot) in self.splits.iter().zip(paths.iter_mut()) {
                     let path = dir.join(format!("{}.{}", sp.name, format.extension()));
@@ -300,6 +300,9 @@ impl Config {
                 ("splits", self.splits.len().to_string()),
             ],
         );
+        if let Mode::OutDir { dir, .. } = &self.mode {
+            probe_core::output::keep_out_dir(dir);
+        }
         Ok(report)
     }
 }
