@@ -26,6 +26,10 @@ use probe_core::{Error, Result};
 use crate::layout::Layout;
 use crate::plan::{BatchView, Window};
 
+/// Context of a failed gather: the only way it fails is an offset overflow of a huge window.
+const GATHER_CONTEXT: &str =
+    "gathering measurements into windows (more than 2 GiB of one field in one output batch; lower --max-len)";
+
 /// Runs at least this long on average are copied whole rather than gathered by index.
 const MIN_AVG_RUN: usize = 8;
 
@@ -140,12 +144,12 @@ fn gather(
         let data = child.to_data();
         let mut out = MutableArrayData::new(vec![&data], false, total);
         for &(start, len) in runs {
-            out.try_extend(0, start, start + len).map_err(|e| Error::arrow("gathering measurements", e))?;
+            out.try_extend(0, start, start + len).map_err(|e| Error::arrow(GATHER_CONTEXT, e))?;
         }
         return Ok(make_array(out.freeze()));
     }
     let idx = idx.get_or_insert_with(|| indices(runs.iter().flat_map(|&(s, l)| s..s + l), n_values));
-    take(child.as_ref(), idx.as_ref(), None).map_err(|e| Error::arrow("gathering measurements", e))
+    take(child.as_ref(), idx.as_ref(), None).map_err(|e| Error::arrow(GATHER_CONTEXT, e))
 }
 
 /// An index array, 32-bit when every index fits.

@@ -11,35 +11,16 @@ use crate::input::column_index;
 
 /// Whether a column type can be a key (compared as arrow's row format).
 pub fn check_key_type(field: &Field, file: &str) -> Result<()> {
-    use DataType::*;
-    match field.data_type() {
-        Utf8
-        | LargeUtf8
-        | Utf8View
-        | Binary
-        | LargeBinary
-        | BinaryView
-        | FixedSizeBinary(_)
-        | Boolean
-        | Int8
-        | Int16
-        | Int32
-        | Int64
-        | UInt8
-        | UInt16
-        | UInt32
-        | UInt64
-        | Date32
-        | Date64
-        | Timestamp(_, _)
-        | Decimal128(_, _) => Ok(()),
-        Dictionary(_, v) if matches!(v.as_ref(), Utf8 | LargeUtf8 | Binary | Int32 | Int64) => Ok(()),
-        other => Err(Error::data(format!(
-            "{file}: key column `{}` has type {other}, which cannot be a key; use a string, binary, integer or \
-             timestamp column (cast it when exporting)",
-            field.name()
-        ))),
+    // Every key type must also be hashable, so that probe-split can take what probe-group made.
+    if crate::keyhash::hashable(field.data_type()) {
+        return Ok(());
     }
+    Err(Error::data(format!(
+        "{file}: key column `{}` has type {}, which cannot be a key; use a string, binary, integer or \
+         timestamp column (cast it when exporting)",
+        field.name(),
+        field.data_type()
+    )))
 }
 
 /// Whether a column type can be the time column: its values are read as i64.

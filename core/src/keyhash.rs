@@ -58,6 +58,34 @@ pub fn split_index(h: u64, ratios: &[f64]) -> usize {
     ratios.len().saturating_sub(1)
 }
 
+/// Whether the key hash defines bytes for a key column of this type (step 1 above).
+pub fn hashable(dt: &DataType) -> bool {
+    use DataType::*;
+    match dt {
+        Utf8
+        | LargeUtf8
+        | Utf8View
+        | Binary
+        | LargeBinary
+        | BinaryView
+        | FixedSizeBinary(_)
+        | Boolean
+        | Int8
+        | Int16
+        | Int32
+        | Int64
+        | UInt8
+        | UInt16
+        | UInt32
+        | UInt64
+        | Date32
+        | Date64
+        | Timestamp(_, _) => true,
+        Dictionary(_, values) => hashable(values),
+        _ => false,
+    }
+}
+
 /// Appends one key part's bytes (step 1 above) for row `row` of `col`. Returns false for null.
 pub fn part_bytes(col: &dyn Array, row: usize, buf: &mut Vec<u8>) -> Result<bool> {
     if col.is_null(row) {

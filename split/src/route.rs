@@ -53,33 +53,7 @@ impl Assigner {
     }
 }
 
-/// Whether [`probe_core::keyhash`] defines bytes for a key column of this type.
-pub fn hashable(dt: &DataType) -> bool {
-    use DataType::*;
-    match dt {
-        Utf8
-        | LargeUtf8
-        | Utf8View
-        | Binary
-        | LargeBinary
-        | BinaryView
-        | FixedSizeBinary(_)
-        | Boolean
-        | Int8
-        | Int16
-        | Int32
-        | Int64
-        | UInt8
-        | UInt16
-        | UInt32
-        | UInt64
-        | Date32
-        | Date64
-        | Timestamp(_, _) => true,
-        Dictionary(_, values) => hashable(values),
-        _ => false,
-    }
-}
+pub use probe_core::keyhash::hashable;
 
 /// Whether a column's lengths can be counted as measurements.
 pub fn is_list(dt: &DataType) -> bool {
