@@ -78,15 +78,7 @@ pub struct Checker {
     hash_buf: Vec<u8>,
 }
 
-/// Time order: ascending, nulls last.
-pub fn cmp_time(a: Option<i64>, b: Option<i64>) -> Ordering {
-    match (a, b) {
-        (Some(x), Some(y)) => x.cmp(&y),
-        (None, None) => Ordering::Equal,
-        (None, Some(_)) => Ordering::Greater,
-        (Some(_), None) => Ordering::Less,
-    }
-}
+pub use probe_core::columns::cmp_time;
 
 impl Checker {
     /// `schema` holds the key columns then the time column (as the batches will).
@@ -304,21 +296,9 @@ impl Checker {
 
 /// A key for people: the value, or `(a, b)` for a composite key; nulls as `null`.
 fn display_key(converter: &RowConverter, row: Row<'_>) -> String {
-    let Ok(cols) = converter.convert_rows([row]) else {
-        return "<key not displayable>".to_string();
-    };
-    let options = FormatOptions::new().with_null("null");
-    let parts: Vec<String> = cols
-        .iter()
-        .map(|c| match ArrayFormatter::try_new(c.as_ref(), &options) {
-            Ok(f) if !c.is_empty() => f.value(0).to_string(),
-            _ => "?".to_string(),
-        })
-        .collect();
-    if parts.len() == 1 {
-        parts.into_iter().next().unwrap_or_default()
-    } else {
-        format!("({})", parts.join(", "))
+    match converter.convert_rows([row]) {
+        Ok(cols) => probe_core::columns::format_key(&cols, 0, false),
+        Err(_) => "<key not displayable>".to_string(),
     }
 }
 

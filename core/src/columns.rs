@@ -101,3 +101,42 @@ pub fn check_same_types(first: &Schema, first_name: &str, other: &Schema, other_
 pub fn nullable(schema: &Schema) -> Schema {
     Schema::new(schema.fields().iter().map(|f| Arc::new(f.as_ref().clone().with_nullable(true))).collect::<Vec<_>>())
 }
+
+/// Time order with nulls last: the order every stage checks and produces.
+pub fn cmp_time(a: Option<i64>, b: Option<i64>) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (a, b) {
+        (Some(x), Some(y)) => x.cmp(&y),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
+}
+
+/// One cell for people, in its column's own type (a timestamp as a date and time), `null`
+/// for a null; strings in double quotes when `quote_strings` (one-line error messages, where a
+/// key may hold spaces or commas).
+pub fn format_value(col: &dyn Array, row: usize, quote_strings: bool) -> String {
+    let opts = arrow::util::display::FormatOptions::default().with_null("null");
+    match arrow::util::display::ArrayFormatter::try_new(col, &opts) {
+        Ok(f) if row < col.len() => {
+            let text = f.value(row).to_string();
+            let is_string = matches!(col.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+            if quote_strings && is_string && col.is_valid(row) {
+                format!("{text:?}")
+            } else {
+                text
+            }
+        }
+        _ => "?".to_string(),
+    }
+}
+
+/// A key for people: its value, or `(a, b)` for a composite key (see [`format_value`]).
+pub fn format_key(cols: &[ArrayRef], row: usize, quote_strings: bool) -> String {
+    let parts: Vec<String> = cols.iter().map(|c| format_value(c.as_ref(), row, quote_strings)).collect();
+    match parts.as_slice() {
+        [one] => one.clone(),
+        _ => format!("({})", parts.join(", ")),
+    }
+}

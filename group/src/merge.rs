@@ -16,9 +16,8 @@ use arrow::compute::{concat, interleave, SortOptions};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use arrow::row::{OwnedRow, RowConverter, Rows, SortField};
-use arrow::util::display::{ArrayFormatter, FormatOptions};
 
-use probe_core::columns::time_as_i64;
+use probe_core::columns::{self, time_as_i64};
 use probe_core::{Error, Result};
 
 /// Where the merged rows go.
@@ -111,15 +110,7 @@ impl SortedBatch {
     }
 }
 
-/// Time order with nulls last.
-pub fn cmp_time(a: Option<i64>, b: Option<i64>) -> Ordering {
-    match (a, b) {
-        (Some(x), Some(y)) => x.cmp(&y),
-        (Some(_), None) => Ordering::Less,
-        (None, Some(_)) => Ordering::Greater,
-        (None, None) => Ordering::Equal,
-    }
-}
+pub use probe_core::columns::cmp_time;
 
 /// The row converter for the key columns of `data`, ascending, nulls last.
 pub fn key_converter(data: &RecordBatch, n_keys: usize) -> Result<RowConverter> {
@@ -136,40 +127,7 @@ pub fn key_converter(data: &RecordBatch, n_keys: usize) -> Result<RowConverter> 
 
 /// Render the key of row `row` for messages: `"10.0.0.1"` or `("a", 3)`.
 pub fn format_key(data: &RecordBatch, n_keys: usize, row: usize) -> String {
-    let opts = FormatOptions::default().with_null("null");
-    let parts: Vec<String> = (0..n_keys)
-        .map(|c| {
-            let col = data.column(c);
-            match ArrayFormatter::try_new(col.as_ref(), &opts) {
-                Ok(f)
-                    if col.is_valid(row)
-                        && matches!(
-                            col.data_type(),
-                            arrow::datatypes::DataType::Utf8
-                                | arrow::datatypes::DataType::LargeUtf8
-                                | arrow::datatypes::DataType::Utf8View
-                        ) =>
-                {
-                    format!("{:?}", f.value(row).to_string())
-                }
-                Ok(f) => f.value(row).to_string(),
-                Err(_) => "?".to_string(),
-            }
-        })
-        .collect();
-    if parts.len() == 1 {
-        parts.into_iter().next().unwrap_or_default()
-    } else {
-        format!("({})", parts.join(", "))
-    }
-}
-
-fn format_time(data: &RecordBatch, col: usize, row: usize) -> String {
-    let opts = FormatOptions::default().with_null("null");
-    match ArrayFormatter::try_new(data.column(col).as_ref(), &opts) {
-        Ok(f) => f.value(row).to_string(),
-        Err(_) => "?".to_string(),
-    }
+    columns::format_key(&data.columns()[..n_keys], row, true)
 }
 
 /// The previous row of an input, kept across batch boundaries for the order check.
@@ -239,11 +197,11 @@ impl Cursor {
             let t0 = times.is_valid(0).then(|| times.value(0));
             match last.key.row().cmp(&keys.row(0)) {
                 Ordering::Greater => {
-                    return Err(self.key_violation(&name, first_row, &last.data, 0, &data, 0));
+                    return Err(self.violation(&name, first_row, false, &last.data, 0, &data, 0));
                 }
                 Ordering::Equal => {
                     if cmp_time(last.time, t0) == Ordering::Greater {
-                        return Err(self.time_violation(&name, first_row, &last.data, 0, &data, 0));
+                        return Err(self.violation(&name, first_row, true, &last.data, 0, &data, 0));
                     }
                 }
                 Ordering::Less => {}
@@ -263,11 +221,11 @@ impl Cursor {
                         }
                     };
                     if bad {
-                        return Err(self.time_violation(&name, first_row + i as u64, &data, i - 1, &data, i));
+                        return Err(self.violation(&name, first_row + i as u64, true, &data, i - 1, &data, i));
                     }
                 }
                 Ordering::Greater => {
-                    return Err(self.key_violation(&name, first_row + i as u64, &data, i - 1, &data, i));
+                    return Err(self.violation(&name, first_row + i as u64, false, &data, i - 1, &data, i));
                 }
             }
         }
@@ -280,42 +238,29 @@ impl Cursor {
         Ok(SortedBatch { data, keys, times, key_changes, input: self.input, row_bytes })
     }
 
-    fn key_violation(
+    /// An order violation at `row` of this input: the current row (`ci` of `cur`) sorts before
+    /// the previous one (`pi` of `prev`), by key, or (`by_time`) by time within one key.
+    #[allow(clippy::too_many_arguments)]
+    fn violation(
         &self,
         name: &str,
         row: u64,
+        by_time: bool,
         prev: &RecordBatch,
         pi: usize,
         cur: &RecordBatch,
         ci: usize,
     ) -> Error {
         let l = &self.layout;
+        let key = format_key(cur, l.n_keys, ci);
+        let what = if !by_time {
+            format!("key {key} comes after key {}", format_key(prev, l.n_keys, pi))
+        } else {
+            let time = |b: &RecordBatch, i: usize| columns::format_value(b.column(l.time_idx()).as_ref(), i, false);
+            format!("key {key}: {} {} comes after {}", l.time_name, time(cur, ci), time(prev, pi))
+        };
         Error::data(format!(
-            "{name}: row {row}: key {} comes after key {}: the input is not sorted by ({}, {}); {}",
-            format_key(cur, l.n_keys, ci),
-            format_key(prev, l.n_keys, pi),
-            l.key_names.join(", "),
-            l.time_name,
-            self.advice
-        ))
-    }
-
-    fn time_violation(
-        &self,
-        name: &str,
-        row: u64,
-        prev: &RecordBatch,
-        pi: usize,
-        cur: &RecordBatch,
-        ci: usize,
-    ) -> Error {
-        let l = &self.layout;
-        Error::data(format!(
-            "{name}: row {row}: key {}: {} {} comes after {}: the input is not sorted by ({}, {}); {}",
-            format_key(cur, l.n_keys, ci),
-            l.time_name,
-            format_time(cur, l.time_idx(), ci),
-            format_time(prev, l.time_idx(), pi),
+            "{name}: row {row}: {what}: the input is not sorted by ({}, {}); {}",
             l.key_names.join(", "),
             l.time_name,
             self.advice
