@@ -150,6 +150,7 @@ impl Args {
         Ok(Config {
             inputs: self.input.inputs,
             output: self.output.output,
+            ipc_compression: self.output.ipc_compression,
             keys: self.key,
             time: self.time,
             measurements: self.measurements,

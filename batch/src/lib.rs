@@ -51,6 +51,8 @@ pub struct Config {
     pub inputs: Vec<String>,
     /// Output file, or stdout.
     pub output: Option<PathBuf>,
+    /// Arrow IPC output compression (`None`: lz4 for files, none on stdout).
+    pub ipc_compression: Option<probe_core::output::IpcCompression>,
     /// Key column names.
     pub keys: Vec<String>,
     /// Time field inside the measurement struct.
@@ -83,6 +85,7 @@ impl Config {
         Config {
             inputs,
             output,
+            ipc_compression: None,
             keys: vec!["src_addr".into()],
             time: "event_time".into(),
             measurements: "measurements".into(),
@@ -145,7 +148,8 @@ impl Config {
         let max_items = if layout.large { i64::MAX as usize } else { i32::MAX as usize };
 
         let progress = Progress::new("probe-batch", self.quiet, total_rows);
-        let mut output = Output::create(self.output.as_deref(), layout.out_schema.clone(), &OutputOptions::default())?;
+        let opts = OutputOptions { ipc_compression: self.ipc_compression, ..Default::default() };
+        let mut output = Output::create(self.output.as_deref(), layout.out_schema.clone(), &opts)?;
         let mut report = Report::default();
         let mut batches =
             Batches { inputs: inputs.into_iter(), current: None, layout: &layout, batch_bytes: self.batch_bytes };

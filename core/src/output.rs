@@ -47,6 +47,32 @@ impl OutFormat {
     }
 }
 
+/// Arrow IPC buffer compression (the IPC format's own, which arrow-rs, pyarrow and every Arrow
+/// reader decode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IpcCompression {
+    /// No compression: the fastest to write and read, the largest files.
+    None,
+    /// LZ4 frame: cheap to write and read, about a third of the bytes on probe rows.
+    Lz4,
+    /// Zstandard (level 1): smaller than LZ4, more CPU to write.
+    Zstd,
+}
+
+impl IpcCompression {
+    /// What an IPC *file* output uses when no `--ipc-compression` is given. Pipes stay plain:
+    /// the next stage decodes them at once, so compressing would only spend CPU on both sides.
+    pub const FILE_DEFAULT: IpcCompression = IpcCompression::Lz4;
+
+    fn codec(self) -> Option<arrow::ipc::CompressionType> {
+        match self {
+            IpcCompression::None => None,
+            IpcCompression::Lz4 => Some(arrow::ipc::CompressionType::LZ4_FRAME),
+            IpcCompression::Zstd => Some(arrow::ipc::CompressionType::ZSTD),
+        }
+    }
+}
+
 /// Knobs for file outputs.
 #[derive(Debug, Clone)]
 pub struct OutputOptions {
@@ -57,6 +83,8 @@ pub struct OutputOptions {
     /// Close a Parquet row group once its buffered (encoded) size reaches this; the writer holds
     /// the open row group in memory, so this bounds that. `None`: the caller flushes.
     pub row_group_bytes: Option<usize>,
+    /// IPC buffer compression; `None`: [`IpcCompression::FILE_DEFAULT`] for files, none on stdout.
+    pub ipc_compression: Option<IpcCompression>,
 }
 
 impl Default for OutputOptions {
@@ -65,6 +93,7 @@ impl Default for OutputOptions {
             compression: Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()),
             max_row_group_rows: 1 << 20,
             row_group_bytes: Some(64 << 20),
+            ipc_compression: None,
         }
     }
 }
@@ -125,9 +154,12 @@ impl Output {
             None => {
                 check_stdout_not_terminal(None)?;
                 let sink: Box<dyn Write + Send> = Box::new(io::stdout());
-                let w =
-                    StreamWriter::try_new_with_options(BufWriter::with_capacity(1 << 20, sink), &schema, ipc_options())
-                        .map_err(|e| Error::arrow("writing to standard output", e))?;
+                let w = StreamWriter::try_new_with_options(
+                    BufWriter::with_capacity(1 << 20, sink),
+                    &schema,
+                    ipc_options(opts.ipc_compression.unwrap_or(IpcCompression::None))?,
+                )
+                .map_err(|e| Error::arrow("writing to standard output", e))?;
                 Ok(Output {
                     writer: Some(Writer::Stream(w)),
                     name: "stdout".into(),
@@ -139,6 +171,7 @@ impl Output {
             Some(path) => {
                 let name = path.display().to_string();
                 let (file, temp_path) = temp_beside(path)?;
+                let ipc = || ipc_options(opts.ipc_compression.unwrap_or(IpcCompression::FILE_DEFAULT));
                 let writer = match OutFormat::for_path(path) {
                     OutFormat::IpcStream => {
                         let sink: Box<dyn Write + Send> = Box::new(file);
@@ -146,18 +179,14 @@ impl Output {
                             StreamWriter::try_new_with_options(
                                 BufWriter::with_capacity(1 << 20, sink),
                                 &schema,
-                                ipc_options(),
+                                ipc()?,
                             )
                             .map_err(|e| Error::arrow(format!("writing {name}"), e))?,
                         )
                     }
                     OutFormat::IpcFile => Writer::File(
-                        FileWriter::try_new_with_options(
-                            BufWriter::with_capacity(1 << 20, file),
-                            &schema,
-                            ipc_options(),
-                        )
-                        .map_err(|e| Error::arrow(format!("writing {name}"), e))?,
+                        FileWriter::try_new_with_options(BufWriter::with_capacity(1 << 20, file), &schema, ipc()?)
+                            .map_err(|e| Error::arrow(format!("writing {name}"), e))?,
                     ),
                     OutFormat::Parquet => {
                         let props = parquet_properties(&schema, opts);
@@ -262,8 +291,10 @@ impl Drop for Output {
     }
 }
 
-fn ipc_options() -> IpcWriteOptions {
+fn ipc_options(compression: IpcCompression) -> Result<IpcWriteOptions> {
     IpcWriteOptions::default()
+        .try_with_compression(compression.codec())
+        .map_err(|e| Error::arrow("choosing the Arrow IPC compression", e))
 }
 
 fn write_err(name: &str, e: arrow::error::ArrowError) -> Error {

@@ -22,7 +22,7 @@ use parquet::basic::Compression;
 
 use probe_core::columns::{check_same_types, key_time_indices};
 use probe_core::input::{discover, Input};
-use probe_core::output::{check_stdout_not_terminal, parse_compression, Output, OutputOptions};
+use probe_core::output::{check_stdout_not_terminal, parse_compression, IpcCompression, Output, OutputOptions};
 use probe_core::progress::{physical_memory_bytes, Progress};
 use probe_core::{Error, Result};
 
@@ -52,6 +52,8 @@ pub struct Config {
     pub temp_dir: PathBuf,
     /// Parquet output compression.
     pub compression: Compression,
+    /// Arrow IPC output compression (`None`: lz4 for files, none on stdout).
+    pub ipc_compression: Option<IpcCompression>,
     /// Target decoded batch size.
     pub batch_bytes: usize,
     /// Merge fan-in for the sort.
@@ -117,6 +119,7 @@ impl Args {
             memory_limit,
             temp_dir: self.temp_dir.unwrap_or_else(std::env::temp_dir),
             compression,
+            ipc_compression: self.output.ipc_compression,
             batch_bytes: self.batch_size.clamp(1, 1 << 30) as usize,
             fan_in: self.fan_in,
             quiet: self.log.quiet,
@@ -179,7 +182,11 @@ impl Config {
         let converter = Arc::new(key_converter(&empty, self.keys.len())?);
 
         let progress = Progress::new("probe-group", self.quiet, total_rows);
-        let opts = OutputOptions { compression: self.compression, ..Default::default() };
+        let opts = OutputOptions {
+            compression: self.compression,
+            ipc_compression: self.ipc_compression,
+            ..Default::default()
+        };
         let output = Output::create(self.output.as_deref(), out_schema.clone(), &opts)?;
         let mut report = Report::default();
 

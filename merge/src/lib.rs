@@ -99,8 +99,12 @@ impl Config {
         let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
 
         // Row groups are closed by size (--row-group-size), not by a row count.
-        let opts =
-            OutputOptions { compression: self.compression, max_row_group_rows: usize::MAX, row_group_bytes: None };
+        let opts = OutputOptions {
+            compression: self.compression,
+            max_row_group_rows: usize::MAX,
+            row_group_bytes: None,
+            ipc_compression: None,
+        };
         let mut parts = match &self.target {
             Target::File(path) => Parts::single(path.clone(), schema.clone(), opts, self.row_group_bytes),
             Target::Dir { dir, max_file_bytes } => {

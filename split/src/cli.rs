@@ -125,6 +125,7 @@ impl Args {
         if self.measurements.is_empty() {
             return Err(Error::config("--measurements needs a column name"));
         }
+        let ipc_compression = self.output.ipc_compression;
         let mode = match (self.out_dir, self.tag) {
             (Some(dir), false) => {
                 if self.output.output.is_some() {
@@ -153,6 +154,7 @@ impl Args {
             seed: self.seed,
             measurements: self.measurements,
             compression,
+            ipc_compression,
             row_group_bytes: self.row_group_size.clamp(1, usize::MAX as u64) as usize,
             batch_bytes: self.batch_size.clamp(1, 1 << 30) as usize,
             quiet: self.log.quiet,

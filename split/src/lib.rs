@@ -65,6 +65,8 @@ pub struct Config {
     pub measurements: String,
     /// Parquet compression.
     pub compression: Compression,
+    /// Arrow IPC output compression (`None`: lz4 for files, none on stdout).
+    pub ipc_compression: Option<probe_core::output::IpcCompression>,
     /// Parquet row groups are closed at this encoded size.
     pub row_group_bytes: usize,
     /// Target decoded batch size.
@@ -196,7 +198,11 @@ impl Config {
             )));
         }
 
-        let opts = OutputOptions { compression: self.compression, ..Default::default() };
+        let opts = OutputOptions {
+            compression: self.compression,
+            ipc_compression: self.ipc_compression,
+            ..Default::default()
+        };
         let mut paths: Vec<Option<PathBuf>> = vec![None; self.splits.len()];
         let mut sink = match &self.mode {
             Mode::OutDir { dir, format } => {
