@@ -51,7 +51,7 @@ pub struct Config {
     pub inputs: Vec<String>,
     /// Output file, or stdout.
     pub output: Option<PathBuf>,
-    /// Arrow IPC output compression (`None`: lz4 for files, none on stdout).
+    /// Arrow IPC output compression (`None`: zstd for files, none on stdout).
     pub ipc_compression: Option<probe_core::output::IpcCompression>,
     /// Key column names.
     pub keys: Vec<String>,

@@ -53,16 +53,22 @@ impl OutFormat {
 pub enum IpcCompression {
     /// No compression: the fastest to write and read, the largest files.
     None,
-    /// LZ4 frame: cheap to write and read, about a third of the bytes on probe rows.
+    /// LZ4 frame: 57% of the bytes on probe rows, cheapest to write.
     Lz4,
-    /// Zstandard (level 1): smaller than LZ4, more CPU to write.
+    /// Zstandard: 37% of the bytes on probe rows, reads as fast as lz4 (the default for files).
     Zstd,
 }
 
 impl IpcCompression {
     /// What an IPC *file* output uses when no `--ipc-compression` is given. Pipes stay plain:
     /// the next stage decodes them at once, so compressing would only spend CPU on both sides.
-    pub const FILE_DEFAULT: IpcCompression = IpcCompression::Lz4;
+    ///
+    /// Why zstd: intermediate files exist to be rerun from, and disk was what kept users from
+    /// large runs. Measured on 5M generated rows grouped (README, "Compressed intermediate
+    /// files"): plain 262 MB, lz4 150 MB, zstd 97 MB; writing costs +0.35 (lz4) and +0.86 (zstd)
+    /// CPU seconds over plain, reading +0.31 and +0.29: zstd stores a third less than lz4 and
+    /// reads as fast.
+    pub const FILE_DEFAULT: IpcCompression = IpcCompression::Zstd;
 
     fn codec(self) -> Option<arrow::ipc::CompressionType> {
         match self {

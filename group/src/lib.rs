@@ -52,7 +52,7 @@ pub struct Config {
     pub temp_dir: PathBuf,
     /// Parquet output compression.
     pub compression: Compression,
-    /// Arrow IPC output compression (`None`: lz4 for files, none on stdout).
+    /// Arrow IPC output compression (`None`: zstd for files, none on stdout).
     pub ipc_compression: Option<IpcCompression>,
     /// Target decoded batch size.
     pub batch_bytes: usize,

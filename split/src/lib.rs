@@ -65,7 +65,7 @@ pub struct Config {
     pub measurements: String,
     /// Parquet compression.
     pub compression: Compression,
-    /// Arrow IPC output compression (`None`: lz4 for files, none on stdout).
+    /// Arrow IPC output compression (`None`: zstd for files, none on stdout).
     pub ipc_compression: Option<probe_core::output::IpcCompression>,
     /// Parquet row groups are closed at this encoded size.
     pub row_group_bytes: usize,

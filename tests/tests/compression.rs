@@ -1,4 +1,4 @@
-//! Arrow IPC buffer compression of stage outputs: IPC *files* are LZ4-compressed by default,
+//! Arrow IPC buffer compression of stage outputs: IPC *files* are zstd-compressed by default,
 //! pipes stay plain unless asked, `--ipc-compression none|lz4|zstd` chooses, and every stage
 //! reads what any of them (or pyarrow) wrote, with the same decoded result as uncompressed.
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
@@ -45,7 +45,7 @@ fn p(d: &Path, name: &str) -> String {
 }
 
 #[test]
-fn ipc_files_are_lz4_by_default_and_pipes_plain() {
+fn ipc_files_are_zstd_by_default_and_pipes_plain() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     generate(d, 40_000, Order::Sorted);
@@ -58,19 +58,19 @@ fn ipc_files_are_lz4_by_default_and_pipes_plain() {
     run("probe-group", &["-q", &p(d, "data"), "-o", &p(d, "g.arrows")], None).assert_ok();
     let file = std::fs::read(d.join("g.arrows")).unwrap();
     let codecs = batch_codecs(&file);
-    assert!(codecs.iter().all(|c| *c == Some(CompressionType::LZ4_FRAME)), "file default: {codecs:?}");
-    assert!(file.len() < piped.stdout.len() * 3 / 4, "lz4 {} vs plain {}", file.len(), piped.stdout.len());
+    assert!(codecs.iter().all(|c| *c == Some(CompressionType::ZSTD)), "file default: {codecs:?}");
+    assert!(file.len() < piped.stdout.len() / 2, "zstd {} vs plain {}", file.len(), piped.stdout.len());
 
-    let zstd = run("probe-group", &["-q", &p(d, "data"), "--ipc-compression", "zstd"], None);
-    zstd.assert_ok();
-    assert!(batch_codecs(&zstd.stdout).iter().all(|c| *c == Some(CompressionType::ZSTD)));
+    let lz4 = run("probe-group", &["-q", &p(d, "data"), "--ipc-compression", "lz4"], None);
+    lz4.assert_ok();
+    assert!(batch_codecs(&lz4.stdout).iter().all(|c| *c == Some(CompressionType::LZ4_FRAME)));
     run("probe-group", &["-q", &p(d, "data"), "--ipc-compression", "none", "-o", &p(d, "n.arrows")], None).assert_ok();
     assert!(batch_codecs(&std::fs::read(d.join("n.arrows")).unwrap()).iter().all(Option::is_none));
 
     // The same data whatever the codec.
     let plain = rows(&read_file(&d.join("n.arrows")).1);
     assert_eq!(rows(&read_file(&d.join("g.arrows")).1), plain);
-    assert_eq!(rows(&probe_tests::harness::decode_ipc(&zstd.stdout).1), plain);
+    assert_eq!(rows(&probe_tests::harness::decode_ipc(&lz4.stdout).1), plain);
 
     // A bad codec is a usage error listing the choices.
     let bad = run("probe-group", &["-q", &p(d, "data"), "--ipc-compression", "brotli"], None);
@@ -153,7 +153,7 @@ fn pyarrow_round_trip_of_compressed_ipc() {
 import pyarrow as pa, pyarrow.ipc as ipc
 t = ipc.open_stream(open("g.arrows", "rb")).read_all()
 print(t.num_rows, sum(len(x) for x in t.column("measurements").to_pylist()))
-with ipc.new_stream("py.arrows", t.schema, options=ipc.IpcWriteOptions(compression="zstd")) as w:
+with ipc.new_stream("py.arrows", t.schema, options=ipc.IpcWriteOptions(compression="lz4")) as w:
     w.write_table(t, max_chunksize=500)
 "#;
     let out = sh(&format!("python3 -c '{py}'"), d);
@@ -163,8 +163,8 @@ with ipc.new_stream("py.arrows", t.schema, options=ipc.IpcWriteOptions(compressi
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("{keys} 20000"));
     assert!(batch_codecs(&std::fs::read(d.join("py.arrows")).unwrap())
         .iter()
-        .all(|c| *c == Some(CompressionType::ZSTD)));
-    // What pyarrow wrote (zstd, other batch sizes) goes through probe-split unchanged.
+        .all(|c| *c == Some(CompressionType::LZ4_FRAME)));
+    // What pyarrow wrote (lz4, other batch sizes) goes through probe-split unchanged.
     run("probe-split", &["-q", &p(d, "py.arrows"), "--tag", "-o", &p(d, "tagged.arrows")], None).assert_ok();
     let tagged = rows(&read_file(&d.join("tagged.arrows")).1);
     let orig = rows(&batches);
