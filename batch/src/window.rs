@@ -1,8 +1,15 @@
 //! Cutting one key's measurement times into sessions and windows: the rules, with no Arrow.
 //!
-//! ```text
-//! let rules = Rules { min_len: 1, max_gap_ticks: Some(1800), max_len: Some(512), stride: Some(512) };
-//! let sessions = cut(&times, &rules, |start, len| windows.push((start, len)), |_| short += 1);
+//! ```
+//! use probe_batch::window::{cut, Rules};
+//! // Seconds; a gap over 1800 s starts a session; windows of at most 2, keeping windows of 2.
+//! let rules = Rules { min_len: 2, max_gap_ticks: Some(1800), max_len: Some(2), stride: None };
+//! let times = [0, 10, 20, 5000, 5010];
+//! let (mut windows, mut short) = (Vec::new(), 0);
+//! let sessions = cut(&times, &rules, |start, len| windows.push((start, len)), || short += 1);
+//! assert_eq!(sessions, 2);
+//! assert_eq!(windows, [(0, 2), (3, 2)]); // (start, length); the lone 20 is too short
+//! assert_eq!(short, 1);
 //! ```
 //!
 //! Times are integers in the time field's own unit (ticks); the gap limit is converted to ticks

@@ -11,8 +11,22 @@
 //! - [`cleanup`]: removal of temp files on Ctrl-C / SIGTERM.
 //!
 //! A stage's `main.rs` is a few lines:
-//! ```text
-//! fn main() -> ExitCode { probe_core::main("probe-group", || Args::parse().run()) }
+//! ```no_run
+//! use clap::Parser;
+//!
+//! /// probe-hello: the smallest stage.
+//! #[derive(Parser)]
+//! struct Args {
+//!     #[command(flatten)]
+//!     log: probe_core::cli::LogArgs,
+//! }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     probe_core::main("probe-hello", || {
+//!         let _args = Args::parse();
+//!         Ok(())
+//!     })
+//! }
 //! ```
 
 pub mod cleanup;

@@ -1,9 +1,10 @@
 //! Progress on stderr (a bar only when stderr is a terminal) and the closing summary line.
 //!
-//! ```text
-//! let progress = Progress::new("probe-group", quiet, total_rows);
-//! progress.inc(batch.num_rows());
-//! progress.finish(&[("rows", rows.to_string()), ("keys", keys.to_string())]);
+//! ```
+//! use probe_core::progress::Progress;
+//! let progress = Progress::new("probe-group", true, Some(1_000)); // quiet: nothing printed
+//! progress.inc(1_000);
+//! progress.finish(1_000, &[("keys", "42".to_string())]);
 //! ```
 
 use std::io::IsTerminal;
