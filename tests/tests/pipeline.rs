@@ -178,10 +178,8 @@ fn rename_columns(d: &Path) {
             })
             .collect();
         let renamed = Arc::new(Schema::new(fields));
-        let batches: Vec<RecordBatch> = batches
-            .iter()
-            .map(|b| RecordBatch::try_new(renamed.clone(), b.columns().to_vec()).unwrap())
-            .collect();
+        let batches: Vec<RecordBatch> =
+            batches.iter().map(|b| RecordBatch::try_new(renamed.clone(), b.columns().to_vec()).unwrap()).collect();
         write_parquet(&d.join("renamed").join(path.file_name().unwrap()), renamed, &batches, 5_000);
     }
 }
@@ -253,9 +251,10 @@ fn makefile_reruns_the_stages_a_changed_setting_affects() {
     let (test, _) = merged(&d.join("out/test"));
     assert_eq!(a.len() + b.len(), rows4.len() + test.len(), "the a/b split lost or gained windows");
     // The key column came through under its own name.
-    let part = std::fs::read_dir(d.join("out/a")).unwrap().map(|e| e.unwrap().path()).find(|p| {
-        p.extension().is_some_and(|e| e == "parquet")
-    });
+    let part = std::fs::read_dir(d.join("out/a"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "parquet"));
     let (schema, _) = read_file(&part.unwrap());
     assert_eq!(schema.field(0).name(), "host");
     // A changed TIME reruns everything from check-order on.
@@ -308,5 +307,7 @@ fn pipeline_script_takes_stage_options_and_reports_per_split() {
     }
     assert_eq!(measurements, 20_000, "{}", out.stderr);
     assert_eq!(keys, 20_000 / 25, "{}", out.stderr);
-    assert!(!out.stderr.contains("training rows") || report.iter().filter(|l| l.contains("training rows")).count() == 2);
+    assert!(
+        !out.stderr.contains("training rows") || report.iter().filter(|l| l.contains("training rows")).count() == 2
+    );
 }
