@@ -4,27 +4,63 @@
 #
 #   make -f scripts/pipeline.mk INPUT=data/ OUT=out          # the whole job
 #   make -f scripts/pipeline.mk INPUT=data/ OUT=out group    # one stage (and what it needs)
+#   make -f scripts/pipeline.mk INPUT=data/ MAX_LEN=64       # reruns batch and merge only
 #   make -f scripts/pipeline.mk sample                       # generate sample/ with probe-gen
+#
+# Settings are inputs too: each stage's settings are written to OUT/work/.settings/<stage>,
+# rewritten only when their text changes (as the Makefile is read), and the stage's outputs depend on that file. So a
+# changed setting reruns exactly the stages whose output it changes (RATIOS or SEED: split,
+# batch and merge; MAX_LEN: batch and merge; COMPRESSION: merge), and an unchanged one reruns
+# nothing (`make -n` records the settings it was given too, so the next run rebuilds what they
+# do not match). WORKERS and MEMORY_LIMIT change how a stage runs, not what it writes: not
+# stamped.
 #
 # Stages write under temporary names and rename on success, so a failed stage leaves no file
 # that make would take as done.
 
-INPUT        ?= sample
-OUT          ?= out
-RATIOS       ?= train=0.9,test=0.1
-MAX_LEN      ?= 512
-MIN_LEN      ?= 1
-MAX_GAP      ?=
-WORKERS      ?= 0
-MEMORY_LIMIT ?=
-ROWS         ?= 1M
-PROBE_BIN    ?= $(if $(wildcard target/release/probe-group),target/release/,)
+INPUT          ?= sample
+OUT            ?= out
+# Columns (every stage): the key (comma-separated for a composite key) and the time column.
+KEY            ?= src_addr
+TIME           ?= event_time
+# probe-group: payload columns to keep (comma-separated; empty = all), --sort's memory.
+COLUMNS        ?=
+MEMORY_LIMIT   ?=
+# probe-split
+RATIOS         ?= train=0.9,test=0.1
+SEED           ?= 0
+# probe-batch (DELTA_TIME=1 adds the dt column; TIME_UNIT for integer times: s, ms, us, ns)
+MIN_LEN        ?= 1
+MAX_LEN        ?= 512
+STRIDE         ?=
+MAX_GAP        ?=
+DELTA_TIME     ?=
+TIME_UNIT      ?=
+WORKERS        ?= 0
+# probe-merge
+MAX_FILE_SIZE  ?= 1GiB
+ROW_GROUP_SIZE ?= 128MiB
+COMPRESSION    ?= zstd
+ROWS           ?= 1M
+PROBE_BIN      ?= $(if $(wildcard target/release/probe-group),target/release/,)
 
-WORK   := $(OUT)/work
-comma  := ,
-SPLITS := $(foreach r,$(subst $(comma), ,$(RATIOS)),$(firstword $(subst =, ,$(r))))
+WORK     := $(OUT)/work
+SETTINGS := $(WORK)/.settings
+comma    := ,
+SPLITS   := $(foreach r,$(subst $(comma), ,$(RATIOS)),$(firstword $(subst =, ,$(r))))
+SPLIT_FILES := $(foreach s,$(SPLITS),$(WORK)/$(s).arrows)
 # Every input file, so that a changed input reruns the job.
 INPUT_FILES := $(shell find $(INPUT) -type f ! -name '.*' ! -name '_*' 2>/dev/null | sort)
+
+# The options of each stage that shape its output, one line each: the stamps' contents.
+COLUMN_OPTS := --key $(KEY) --time $(TIME)
+CHECK_OPTS  := $(INPUT) $(COLUMN_OPTS)
+GROUP_OPTS  := $(strip $(COLUMN_OPTS) $(if $(COLUMNS),--columns $(COLUMNS)))
+SPLIT_OPTS  := --key $(KEY) --ratios $(RATIOS) --seed $(SEED)
+BATCH_OPTS  := $(strip $(COLUMN_OPTS) --min-len $(MIN_LEN) --max-len $(MAX_LEN) $(if $(STRIDE),--stride $(STRIDE)) \
+               $(if $(MAX_GAP),--max-gap $(MAX_GAP)) $(if $(DELTA_TIME),--delta-time) \
+               $(if $(TIME_UNIT),--time-unit $(TIME_UNIT)))
+MERGE_OPTS  := --max-file-size $(MAX_FILE_SIZE) --row-group-size $(ROW_GROUP_SIZE) --compression $(COMPRESSION)
 
 .PHONY: all check group split batch merge sample clean
 .DELETE_ON_ERROR:
@@ -34,34 +70,50 @@ all: merge
 sample:
 	$(PROBE_BIN)probe-gen --rows $(ROWS) --order sorted-per-file --files 4 --out-dir sample -q
 
+# $(SETTINGS)/<stage> holds the stage's options. It is written as the Makefile is read (so
+# `make -n` plans with it too), and only when its text changed: its timestamp moves, and what
+# depends on it reruns, exactly then.
+stamp = $(shell mkdir -p $(SETTINGS) && printf '%s\n' '$(strip $(2))' > $(SETTINGS)/$(1).new && \
+    if cmp -s $(SETTINGS)/$(1).new $(SETTINGS)/$(1); then rm -f $(SETTINGS)/$(1).new; \
+    else mv $(SETTINGS)/$(1).new $(SETTINGS)/$(1); fi)
+ifeq ($(filter clean sample,$(MAKECMDGOALS)),)
+$(call stamp,check,$(CHECK_OPTS))
+$(call stamp,group,$(GROUP_OPTS))
+$(call stamp,split,$(SPLIT_OPTS))
+$(call stamp,batch,$(BATCH_OPTS))
+$(call stamp,merge,$(MERGE_OPTS))
+endif
+
 # check-order's exit status says whether group needs --sort: 0 no, 1 yes, 2 error.
-$(WORK)/order.mode: $(INPUT_FILES)
-	@mkdir -p $(WORK)
-	@rc=0; $(PROBE_BIN)probe-check-order -q $(INPUT) > $(WORK)/check-order.txt || rc=$$?; \
+$(WORK)/order.mode: $(INPUT_FILES) $(SETTINGS)/check
+	@rc=0; $(PROBE_BIN)probe-check-order -q $(CHECK_OPTS) > $(WORK)/check-order.txt || rc=$$?; \
 	cat $(WORK)/check-order.txt; \
-	case $$rc in 0) echo "" > $@.tmp;; 1) echo "--sort $(if $(MEMORY_LIMIT),--memory-limit $(MEMORY_LIMIT)) --temp-dir $(WORK)" > $@.tmp;; \
+	case $$rc in 0) echo "" > $@.tmp;; 1) echo "--sort" > $@.tmp;; \
 	*) echo "probe-check-order failed (exit $$rc)" >&2; exit 1;; esac; mv $@.tmp $@
 check: $(WORK)/order.mode
 
-$(WORK)/grouped.arrows: $(WORK)/order.mode
-	$(PROBE_BIN)probe-group $$(cat $(WORK)/order.mode) $(INPUT) -o $@
+$(WORK)/grouped.arrows: $(WORK)/order.mode $(INPUT_FILES) $(SETTINGS)/group
+	$(PROBE_BIN)probe-group $$(cat $(WORK)/order.mode) \
+	    $$(grep -q sort $(WORK)/order.mode && echo "$(if $(MEMORY_LIMIT),--memory-limit $(MEMORY_LIMIT)) --temp-dir $(WORK)") \
+	    $(GROUP_OPTS) $(INPUT) -o $@
 group: $(WORK)/grouped.arrows
 
-# One run of probe-split writes every split; the stamp stands for all of them.
-$(WORK)/split.done: $(WORK)/grouped.arrows
-	$(PROBE_BIN)probe-split --ratios $(RATIOS) --out-dir $(WORK) $<
-	@touch $@
-$(foreach s,$(SPLITS),$(WORK)/$(s).arrows): $(WORK)/split.done
-split: $(WORK)/split.done
+# One run of probe-split writes every split file (a grouped target: one recipe, all files);
+# they appear together when all are complete. A staging folder a killed run left is removed.
+$(SPLIT_FILES) &: $(WORK)/grouped.arrows $(SETTINGS)/split
+	rm -rf $(WORK)/.probe-staging-*
+	$(PROBE_BIN)probe-split $(SPLIT_OPTS) --out-dir $(WORK) $<
+split: $(SPLIT_FILES)
 
-$(WORK)/%-rows.arrows: $(WORK)/split.done
-	$(PROBE_BIN)probe-batch $(WORK)/$*.arrows --max-len $(MAX_LEN) --min-len $(MIN_LEN) \
-	    $(if $(MAX_GAP),--max-gap $(MAX_GAP)) --workers $(WORKERS) -o $@
+$(WORK)/%-rows.arrows: $(WORK)/%.arrows $(SETTINGS)/batch
+	$(PROBE_BIN)probe-batch $< $(BATCH_OPTS) --workers $(WORKERS) -o $@
 batch: $(foreach s,$(SPLITS),$(WORK)/$(s)-rows.arrows)
 
-$(OUT)/%/_manifest.json: $(WORK)/%-rows.arrows
-	rm -rf $(OUT)/$*
-	$(PROBE_BIN)probe-merge $< --out-dir $(OUT)/$*
+# probe-merge builds OUT/<split> as a hidden folder and renames it into place when complete;
+# the previous result and any staging folder a killed run left are removed first.
+$(OUT)/%/_manifest.json: $(WORK)/%-rows.arrows $(SETTINGS)/merge
+	rm -rf $(OUT)/$* $(OUT)/.$*.probe-staging-*
+	$(PROBE_BIN)probe-merge $< $(MERGE_OPTS) --out-dir $(OUT)/$*
 merge: $(foreach s,$(SPLITS),$(OUT)/$(s)/_manifest.json)
 
 clean:

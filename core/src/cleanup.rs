@@ -10,12 +10,22 @@ use std::sync::Mutex;
 
 static PATHS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
+/// Held while a multi-file result is moved into place ([`crate::staging`]); the signal handler
+/// takes it first, so an interrupt never lands between two of those renames.
+static COMMIT: Mutex<()> = Mutex::new(());
+
+/// Hold off the interrupt handler until the returned guard is dropped.
+pub fn commit_lock() -> std::sync::MutexGuard<'static, ()> {
+    COMMIT.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Install the signal handler (once, from `main`).
 pub fn install() {
     let _ = ctrlc::set_handler(|| {
         // The stage keeps running while its files go; holding stderr keeps it from printing
         // an error about a vanished spill file before the exit.
         let _stderr = std::io::stderr().lock();
+        let _commit = commit_lock();
         remove_all();
         std::process::exit(130);
     });

@@ -8,7 +8,8 @@
 //! - [`progress`]: stderr progress bar, summary line, peak memory;
 //! - [`columns`]: key/time column checks; [`cli`]: shared clap options;
 //! - [`keyhash`]: the documented key hash used by `probe-split` and partitioning;
-//! - [`cleanup`]: removal of temp files on Ctrl-C / SIGTERM.
+//! - [`cleanup`]: removal of temp files on Ctrl-C / SIGTERM;
+//! - [`staging`]: multi-file outputs (`--out-dir`) that appear all at once.
 //!
 //! A stage's `main.rs` is a few lines:
 //! ```no_run
@@ -38,6 +39,7 @@ pub mod input;
 pub mod keyhash;
 pub mod output;
 pub mod progress;
+pub mod staging;
 
 pub use error::{Error, Result};
 

@@ -22,10 +22,11 @@ use crate::{Config, Target};
 ///
 /// `-o FILE.parquet` writes one file. `--out-dir DIR` writes `part-00000.parquet`,
 /// `part-00001.parquet`, ... of at most about --max-file-size each, and `DIR/_manifest.json`
-/// (files with rows and bytes, inputs with rows, totals, schema). The directory is created if
-/// missing and must not hold `part-*.parquet` files already: nothing is removed, the run is
-/// refused. Every file is written under a temporary name and renamed on success; a failed run
-/// removes the parts it wrote.
+/// (files with rows and bytes, inputs with rows, totals, schema). DIR must be missing or
+/// empty: the folder is built as a hidden sibling, `.DIR.probe-staging-<pid>/`, and renamed to
+/// DIR only when every part and the manifest are complete, so a killed run never leaves parts
+/// that a glob would read as the whole dataset. A staging folder left by a killed run is
+/// refused, not removed: remove it and rerun. A failed or interrupted run removes it.
 #[derive(Debug, Parser)]
 #[command(
     name = "probe-merge",
@@ -42,8 +43,8 @@ pub struct Args {
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// Write `part-NNNNN.parquet` files and `_manifest.json` into DIR (created if missing). Refused
-    /// if DIR already holds `part-*.parquet` files: remove them or choose another directory.
+    /// Write `part-NNNNN.parquet` files and `_manifest.json` as the folder DIR, which appears
+    /// complete at the end of the run. DIR must be missing or empty.
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
 

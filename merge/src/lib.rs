@@ -23,12 +23,13 @@ use probe_core::cli::human_bytes;
 use probe_core::input::{discover, Input, Source};
 use probe_core::output::OutputOptions;
 use probe_core::progress::Progress;
+use probe_core::staging::Staging;
 use probe_core::{Error, Result};
 
 pub use cli::Args;
 
 use crate::manifest::{columns, FileEntry, InputEntry, Manifest};
-use crate::parts::{check_out_dir, Parts, Written};
+use crate::parts::{Parts, Written};
 use crate::schema::common_schema;
 
 /// Where the merged rows go.
@@ -78,9 +79,12 @@ pub struct Report {
 impl Config {
     /// Run the stage.
     pub fn run(&self) -> Result<Report> {
-        if let Target::Dir { dir, .. } = &self.target {
-            check_out_dir(dir)?;
-        }
+        // The out-dir is built as a hidden sibling and renamed into place once complete, so a
+        // killed run never leaves parts that a glob would read as the whole dataset.
+        let staging = match &self.target {
+            Target::Dir { dir, .. } => Some(Staging::whole_dir(dir)?),
+            Target::File(_) => None,
+        };
         let sources = discover(&self.inputs)?;
 
         // Open every input and check the schemas before writing anything. Files are opened
@@ -107,9 +111,11 @@ impl Config {
         };
         let mut parts = match &self.target {
             Target::File(path) => Parts::single(path.clone(), schema.clone(), opts, self.row_group_bytes),
-            Target::Dir { dir, max_file_bytes } => {
-                probe_core::output::create_out_dir(dir)?;
-                Parts::rolled(dir.clone(), *max_file_bytes, schema.clone(), opts, self.row_group_bytes)
+            Target::Dir { max_file_bytes, .. } => {
+                let Some(staging) = &staging else {
+                    return Err(Error::data("internal error: --out-dir without a staging folder"));
+                };
+                Parts::rolled(staging.path().to_path_buf(), *max_file_bytes, schema.clone(), opts, self.row_group_bytes)
             }
         };
 
@@ -139,7 +145,7 @@ impl Config {
         report.files = parts.finish()?;
         report.bytes = report.files.iter().map(|f| f.bytes).sum();
 
-        if let Target::Dir { dir, .. } = &self.target {
+        if let Some(staging) = &staging {
             let manifest = Manifest {
                 files: report
                     .files
@@ -163,9 +169,17 @@ impl Config {
                 bytes: report.bytes,
                 schema: columns(&schema),
             };
-            manifest.write(dir)?;
+            manifest.write(staging.path())?;
         }
         parts.commit();
+        if let Some(staging) = staging {
+            for f in &mut report.files {
+                if let Some(name) = f.path.file_name().map(|n| n.to_string_lossy().into_owned()) {
+                    f.path = staging.final_path(&name);
+                }
+            }
+            staging.commit()?;
+        }
 
         progress.finish(
             report.rows,
@@ -175,9 +189,6 @@ impl Config {
                 ("bytes", human_bytes(report.bytes)),
             ],
         );
-        if let Target::Dir { dir, .. } = &self.target {
-            probe_core::output::keep_out_dir(dir);
-        }
         Ok(report)
     }
 }

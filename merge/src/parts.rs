@@ -11,7 +11,7 @@
 //! parts are removed again if the run fails before [`Parts::commit`], so a failed run leaves
 //! no part files that look like a result.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -37,27 +37,6 @@ pub fn part_name(n: usize) -> String {
 /// Whether a file name is one this stage writes into an out-dir.
 pub fn is_part_name(name: &str) -> bool {
     name.starts_with("part-") && name.ends_with(".parquet")
-}
-
-/// Refuse an out-dir that already holds part files (a second run must not mix with a first).
-pub fn check_out_dir(dir: &Path) -> Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io(dir, e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if is_part_name(&name) {
-            return Err(Error::config(format!(
-                "{}: out-dir not empty (it holds {name}): remove it or choose another",
-                dir.display()
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// Where batches go: a single file (`dir` = None, `single` path) or rolled part files.

@@ -40,7 +40,9 @@ pub struct Args {
 
     /// Write one file per split into DIR (created if missing): `DIR/<name>.arrows`, or
     /// `DIR/<name>.parquet` with `--format parquet`. Every split's file is written, even when
-    /// empty, each under a temporary name renamed on success. Nothing goes to stdout.
+    /// empty, in a hidden staging folder `DIR/.probe-staging-<pid>/`, and all are renamed into
+    /// DIR only when all are complete. A staging folder left by a killed run is refused: remove
+    /// it and rerun. Nothing goes to stdout.
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
 

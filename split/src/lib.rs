@@ -24,6 +24,7 @@ use probe_core::columns::check_same_types;
 use probe_core::input::{column_index, discover, Input};
 use probe_core::output::{Output, OutputOptions};
 use probe_core::progress::Progress;
+use probe_core::staging::Staging;
 use probe_core::{Error, Result};
 
 pub use cli::{Args, SplitFormat};
@@ -198,21 +199,29 @@ impl Config {
             )));
         }
 
+        // Row groups are closed by size here (--row-group-size), not by the output's default
+        // byte limit or a row count.
         let opts = OutputOptions {
             compression: self.compression,
             ipc_compression: self.ipc_compression,
-            ..Default::default()
+            max_row_group_rows: usize::MAX,
+            row_group_bytes: None,
         };
         let mut paths: Vec<Option<PathBuf>> = vec![None; self.splits.len()];
+        let mut staging = None;
         let mut sink = match &self.mode {
             Mode::OutDir { dir, format } => {
                 probe_core::output::create_out_dir(dir)?;
+                // Every split file is written in a hidden staging folder and renamed into `dir`
+                // only when all are complete: no split appears while another is missing.
+                let stage = Staging::files_in(dir)?;
                 let mut outs = Vec::with_capacity(self.splits.len());
                 for (sp, slot) in self.splits.iter().zip(paths.iter_mut()) {
-                    let path = dir.join(format!("{}.{}", sp.name, format.extension()));
-                    outs.push(Output::create(Some(&path), schema.clone(), &opts)?);
-                    *slot = Some(path);
+                    let name = format!("{}.{}", sp.name, format.extension());
+                    outs.push(Output::create(Some(&stage.path().join(&name)), schema.clone(), &opts)?);
+                    *slot = Some(stage.final_path(&name));
                 }
+                staging = Some(stage);
                 Sink::Files(outs)
             }
             Mode::Tag { output } => {
@@ -271,6 +280,9 @@ impl Config {
             Sink::Files(outs) => {
                 for out in outs {
                     out.finish()?;
+                }
+                if let Some(staging) = staging {
+                    staging.commit()?;
                 }
             }
             Sink::Tagged(out, _) => {

@@ -2,3 +2,4 @@
 pub mod gen;
 pub mod harness;
 pub mod oracle;
+pub mod process;

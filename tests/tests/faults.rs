@@ -13,15 +13,16 @@
 use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::UInt32Type;
 
 use probe_tests::gen::{generate, generate_in_memory, GenConfig, Order};
 use probe_tests::harness::{bin, encode_ipc, list_dir, read_file, run, sh};
+use probe_tests::process::{feed, finish, send, spawn_on_stdin, wait_until, Tmpfs};
 
 /// Generate `rows` measurements in `order` into `dir` (one Parquet file).
 fn data(dir: &Path, rows: u64, order: Order) -> PathBuf {
@@ -32,43 +33,6 @@ fn data(dir: &Path, rows: u64, order: Order) -> PathBuf {
     }
     generate(&cfg).expect("generate test data");
     dir.to_path_buf()
-}
-
-/// Poll `cond` every 10 ms for up to `secs`; false if it never held.
-fn wait_until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < end {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    false
-}
-
-/// Wait for a child (at most `secs`), returning its status and stderr.
-fn finish(mut child: Child, secs: u64) -> (ExitStatus, String) {
-    let mut err = child.stderr.take().expect("piped stderr");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let mut status = None;
-    if !wait_until(secs, || {
-        status = child.try_wait().expect("wait");
-        status.is_some()
-    }) {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("the stage did not end within {secs} s");
-    }
-    (status.expect("status"), reader.join().unwrap_or_default())
-}
-
-fn send(child: &Child, signal: &str) {
-    let ok = Command::new("kill").args(["-s", signal, &child.id().to_string()]).status().expect("kill").success();
-    assert!(ok, "kill -s {signal} failed");
 }
 
 /// Entries of `dir` that do not start with a dot (what input discovery would pick up).
@@ -94,31 +58,6 @@ fn measurement_stream(rows: u64, order: Order) -> Arc<Vec<u8>> {
     let (files, _) = generate_in_memory(&cfg).expect("generate");
     let batches: Vec<_> = files.into_iter().flatten().collect();
     Arc::new(encode_ipc(probe_tests::gen::schema(), &batches))
-}
-
-/// Start a stage reading stdin, with stdout discarded or piped, and stderr captured.
-fn spawn_on_stdin(stage: &str, args: &[&str], stdout: Stdio) -> Child {
-    Command::new(bin(stage))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(stdout)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {stage}: {e}"))
-}
-
-/// Write `bytes[..upto]` to the child's stdin from a thread, then keep stdin open until the
-/// returned sender is dropped (all of `bytes` when `upto` is its length: then stdin closes).
-fn feed(child: &mut Child, bytes: Arc<Vec<u8>>, upto: usize) -> std::sync::mpsc::Sender<()> {
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        // The stage may die first: a broken pipe here is expected.
-        if stdin.write_all(&bytes[..upto]).is_ok() && upto < bytes.len() {
-            let _ = rx.recv();
-        }
-    });
-    tx
 }
 
 /// SIGKILL cannot be caught: the half-written output must stay under its dot-name (which
@@ -456,35 +395,6 @@ fn binary_output_to_a_terminal_is_refused() {
 
 // ---------------------------------------------------------------------------------------------
 // A full disk.
-
-/// A small tmpfs, unmounted on drop.
-struct Tmpfs {
-    path: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(path: &Path, size: &str) -> Option<Tmpfs> {
-        std::fs::create_dir_all(path).ok()?;
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", p(path)])
-            .output()
-            .ok()?;
-        if !out.status.success() {
-            eprintln!(
-                "skipping the full-disk test: cannot mount a tmpfs ({})",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-            return None;
-        }
-        Some(Tmpfs { path: path.to_path_buf() })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-    }
-}
 
 /// Output or spill files on a full disk: a clear "no space left" error naming the file or
 /// directory, and nothing left on the disk.

@@ -4,9 +4,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
+
+use arrow::datatypes::{Field, Schema};
+use arrow::record_batch::RecordBatch;
 
 use probe_tests::gen::{self, GenConfig, Order};
-use probe_tests::harness::{read_file, run, sh};
+use probe_tests::harness::{read_file, run, sh, write_parquet};
 use probe_tests::oracle::{rows, Val};
 
 fn generate(dir: &Path, rows: u64, order: Order, files: usize) {
@@ -155,4 +159,155 @@ fn makefile_reruns_only_what_is_missing() {
         "plan:\n{plan}"
     );
     make("").assert_ok();
+}
+
+/// The generated data again, with the key and time columns renamed (`host`, `ts`): a table
+/// the scripts can only run with KEY and TIME.
+fn rename_columns(d: &Path) {
+    std::fs::create_dir(d.join("renamed")).unwrap();
+    for entry in std::fs::read_dir(d.join("data")).unwrap() {
+        let path = entry.unwrap().path();
+        let (schema, batches) = read_file(&path);
+        let fields: Vec<Field> = schema
+            .fields()
+            .iter()
+            .map(|f| match f.name().as_str() {
+                "src_addr" => f.as_ref().clone().with_name("host"),
+                "event_time" => f.as_ref().clone().with_name("ts"),
+                _ => f.as_ref().clone(),
+            })
+            .collect();
+        let renamed = Arc::new(Schema::new(fields));
+        let batches: Vec<RecordBatch> =
+            batches.iter().map(|b| RecordBatch::try_new(renamed.clone(), b.columns().to_vec()).unwrap()).collect();
+        write_parquet(&d.join("renamed").join(path.file_name().unwrap()), renamed, &batches, 5_000);
+    }
+}
+
+/// Rows of every part of a merged split, in part order, and the largest `length` among them.
+fn merged(dir: &Path) -> (Vec<Vec<Val>>, u64) {
+    let mut parts: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    parts.sort();
+    let mut all = Vec::new();
+    let mut longest = 0;
+    for p in parts.iter().filter(|p| p.extension().is_some_and(|e| e == "parquet")) {
+        let (schema, batches) = read_file(p);
+        let len_idx = schema.index_of("length").unwrap();
+        for r in rows(&batches) {
+            let Val::U(len) = r[len_idx] else { panic!("length is not unsigned: {:?}", r[len_idx]) };
+            longest = longest.max(len);
+            all.push(r);
+        }
+    }
+    (all, longest)
+}
+
+/// Settings are inputs of the Makefile's targets: a changed setting reruns exactly the stages
+/// it affects, an unchanged one nothing; a table with other column names runs with KEY/TIME.
+#[test]
+fn makefile_reruns_the_stages_a_changed_setting_affects() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    generate(d, 20_000, Order::Sorted, 2);
+    rename_columns(d);
+    let mk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pipeline.mk");
+    let make = |vars: &str, flags: &str| {
+        sh(&format!("make {flags} -f {} INPUT=renamed OUT=out KEY=host TIME=ts PROBE_BIN= {vars}", mk.display()), d)
+    };
+    let plan = |vars: &str| {
+        let out = make(vars, "-n");
+        out.assert_ok();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let ran: Vec<&str> = ["probe-check-order", "probe-group", "probe-split", "probe-batch", "probe-merge"]
+            .into_iter()
+            .filter(|stage| text.contains(&format!("{stage} ")))
+            .collect();
+        (ran, text)
+    };
+    make("MAX_LEN=8", "-s").assert_ok();
+    let (_, longest) = merged(&d.join("out/train"));
+    assert_eq!(longest, 8);
+
+    // Nothing changed: nothing to do.
+    let (ran, text) = plan("MAX_LEN=8");
+    assert!(ran.is_empty(), "an unchanged run plans {ran:?}:\n{text}");
+    // MAX_LEN: batch and merge again, with windows of 4.
+    let (ran, text) = plan("MAX_LEN=4");
+    assert_eq!(ran, ["probe-batch", "probe-merge"], "{text}");
+    make("MAX_LEN=4", "-s").assert_ok();
+    let (rows4, longest) = merged(&d.join("out/train"));
+    assert_eq!(longest, 4, "outputs still built with the old MAX_LEN");
+    // COMPRESSION: merge only, same rows.
+    let (ran, text) = plan("MAX_LEN=4 COMPRESSION=snappy");
+    assert_eq!(ran, ["probe-merge"], "{text}");
+    make("MAX_LEN=4 COMPRESSION=snappy", "-s").assert_ok();
+    assert_eq!(merged(&d.join("out/train")).0, rows4);
+    // New split names: split, batch and merge, not group; every split's result exists.
+    let (ran, text) = plan("MAX_LEN=4 COMPRESSION=snappy RATIOS=a=0.5,b=0.5");
+    assert_eq!(ran, ["probe-split", "probe-batch", "probe-merge"], "{text}");
+    make("MAX_LEN=4 COMPRESSION=snappy RATIOS=a=0.5,b=0.5", "-s").assert_ok();
+    let (a, _) = merged(&d.join("out/a"));
+    let (b, _) = merged(&d.join("out/b"));
+    let (test, _) = merged(&d.join("out/test"));
+    assert_eq!(a.len() + b.len(), rows4.len() + test.len(), "the a/b split lost or gained windows");
+    // The key column came through under its own name.
+    let part = std::fs::read_dir(d.join("out/a"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "parquet"));
+    let (schema, _) = read_file(&part.unwrap());
+    assert_eq!(schema.field(0).name(), "host");
+    // A changed TIME reruns everything from check-order on.
+    let (ran, text) = plan("MAX_LEN=4 COMPRESSION=snappy RATIOS=a=0.5,b=0.5 TIME=event_time");
+    assert_eq!(ran, ["probe-check-order", "probe-group", "probe-split", "probe-batch", "probe-merge"], "{text}");
+}
+
+/// The script takes the stage options too, and its report gives each split its own line:
+/// keys, measurements and training rows of that split, which add up to the totals.
+#[test]
+fn pipeline_script_takes_stage_options_and_reports_per_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    generate(d, 20_000, Order::Sorted, 2);
+    rename_columns(d);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pipeline.sh");
+    let out = sh(
+        &format!(
+            "PROBE_BIN= KEY=host TIME=ts RATIOS=a=0.7,b=0.3 SEED=3 MAX_LEN=6 STRIDE=3 DELTA_TIME=1 \
+             COMPRESSION=snappy MAX_FILE_SIZE=64KiB {} renamed out",
+            script.display()
+        ),
+        d,
+    );
+    out.assert_ok();
+    let report: Vec<&str> = out.stderr.lines().skip_while(|l| !l.contains("---- report ----")).collect();
+    let mut keys = 0;
+    let mut measurements = 0;
+    for s in ["a", "b"] {
+        let line = report
+            .iter()
+            .find(|l| l.starts_with(&format!("pipeline: split {s}: ")))
+            .unwrap_or_else(|| panic!("no report line for split {s}:\n{}", out.stderr));
+        let num = |after: &str| -> u64 {
+            let rest = line.split(after).nth(1).unwrap_or_else(|| panic!("`{after}` in {line}"));
+            rest.trim_start().split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+        };
+        keys += num("keys ");
+        measurements += num("measurements ");
+        let (rows, _) = merged(&d.join("out").join(s));
+        assert_eq!(num("training rows "), rows.len() as u64, "{line}");
+        let (schema, _) = read_file(
+            &std::fs::read_dir(d.join("out").join(s))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+                .unwrap(),
+        );
+        assert!(schema.index_of("dt").is_ok(), "DELTA_TIME did not reach probe-batch");
+    }
+    assert_eq!(measurements, 20_000, "{}", out.stderr);
+    assert_eq!(keys, 20_000 / 25, "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("training rows") || report.iter().filter(|l| l.contains("training rows")).count() == 2
+    );
 }

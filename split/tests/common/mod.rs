@@ -105,6 +105,7 @@ pub fn config(inputs: &[&Path], mode: Mode, ratios: &[(&str, f64)], seed: u64) -
         seed,
         measurements: "measurements".into(),
         compression: probe_core::output::parse_compression("zstd").expect("zstd"),
+        ipc_compression: None,
         row_group_bytes: 128 << 20,
         batch_bytes: 8 << 20,
         quiet: true,

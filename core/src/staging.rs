@@ -1,0 +1,198 @@
+//! Multi-file outputs that appear all at once: built under a hidden staging name, moved into
+//! place only when every file is complete.
+//!
+//! ```text
+//! let staging = Staging::whole_dir(out_dir)?;       // probe-merge: DIR is the result
+//! // ... write files into staging.path() ...
+//! staging.commit()?;                                // one rename: DIR appears complete
+//!
+//! let staging = Staging::files_in(work_dir)?;       // probe-split: DIR is shared with others
+//! // ... write train.arrows, test.arrows into staging.path() ...
+//! staging.commit()?;                                // every file renamed in, back to back
+//! ```
+//!
+//! Readers glob folders (`out/train/*.parquet` in DuckDB, Spark, Polars): a part that is in
+//! place while the next one is still being written would be read as a whole dataset. So:
+//!
+//! - [`Staging::whole_dir`] builds the folder as a hidden sibling, `PARENT/.NAME.probe-staging-<pid>/`,
+//!   and renames it to `DIR` at the end: rename(2) is atomic, so a reader sees no folder, or
+//!   the whole result. `DIR` must be missing or empty (an empty directory is replaced).
+//! - [`Staging::files_in`] is for a folder shared with other files (`work/`), where no folder
+//!   can be swapped: files are built in `DIR/.probe-staging-<pid>/` and renamed into `DIR` one
+//!   after another once all are complete. SIGINT/SIGTERM/SIGHUP wait for those renames
+//!   ([`cleanup::commit_lock`]); only a SIGKILL within those microseconds can leave some in
+//!   place, and then the staging folder stays too, which the next run refuses.
+//!
+//! Names starting with `.` are skipped by input discovery and by shell globs, so nothing in a
+//! staging folder is ever read as a result. A staging folder left by a killed run is refused
+//! (not cleaned) by the next run into the same place: another run may still be writing it, and
+//! the user decides. On error or interrupt the staging folder is removed.
+
+use std::path::{Path, PathBuf};
+
+use crate::cleanup;
+use crate::error::{Error, Result};
+use crate::output::disk_error;
+
+/// Marker in every staging folder's name.
+pub const STAGING_MARK: &str = ".probe-staging-";
+
+/// How [`Staging::commit`] moves the result into place.
+#[derive(Debug)]
+enum Commit {
+    /// Rename the staging folder itself to this path.
+    Swap(PathBuf),
+    /// Rename every file of the staging folder into this folder.
+    Files(PathBuf),
+}
+
+/// A staging folder, removed on drop unless committed.
+#[derive(Debug)]
+pub struct Staging {
+    path: PathBuf,
+    commit: Commit,
+    done: bool,
+}
+
+impl Staging {
+    /// Stage a folder that is the result as a whole (`probe-merge --out-dir`). `dir` must be
+    /// missing or empty; its parent is created if missing.
+    pub fn whole_dir(dir: &Path) -> Result<Staging> {
+        // A symlinked out-dir: build beside its target, so the rename stays in one filesystem
+        // and replaces the folder, not the link.
+        let dir = match std::fs::canonicalize(dir) {
+            Ok(real) => real,
+            Err(_) => dir.to_path_buf(),
+        };
+        let Some(name) = dir.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+            return Err(Error::config(format!("{}: not a folder name; choose another --out-dir", dir.display())));
+        };
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if dir.exists() {
+            if !dir.is_dir() {
+                return Err(Error::config(format!(
+                    "{}: exists and is not a directory; choose another --out-dir",
+                    dir.display()
+                )));
+            }
+            if let Some(entry) = first_entry(&dir)? {
+                return Err(Error::config(format!(
+                    "{}: out-dir not empty (it holds {entry}): the result replaces the whole folder; remove it or \
+                     choose another",
+                    dir.display()
+                )));
+            }
+        }
+        std::fs::create_dir_all(&parent).map_err(|e| disk_error(&parent, e))?;
+        refuse_leftover(&parent, &format!(".{name}{}", &STAGING_MARK[1..]), &dir)?;
+        let path = parent.join(format!(".{name}{}{}", &STAGING_MARK[1..], std::process::id()));
+        Staging::create(path, Commit::Swap(dir))
+    }
+
+    /// Stage files that go into a folder shared with other files (`probe-split --out-dir`).
+    /// `dir` must exist.
+    pub fn files_in(dir: &Path) -> Result<Staging> {
+        refuse_leftover(dir, STAGING_MARK, dir)?;
+        let path = dir.join(format!("{STAGING_MARK}{}", std::process::id()));
+        Staging::create(path, Commit::Files(dir.to_path_buf()))
+    }
+
+    fn create(path: PathBuf, commit: Commit) -> Result<Staging> {
+        // Registered before it exists, so an interrupt in between cannot miss it.
+        cleanup::register(&path);
+        if let Err(e) = std::fs::create_dir(&path) {
+            cleanup::forget(&path);
+            return Err(disk_error(&path, e));
+        }
+        Ok(Staging { path, commit, done: false })
+    }
+
+    /// Where to write the files.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The final path of a file written as `self.path().join(name)`.
+    pub fn final_path(&self, name: &str) -> PathBuf {
+        match &self.commit {
+            Commit::Swap(dir) | Commit::Files(dir) => dir.join(name),
+        }
+    }
+
+    /// Move the complete result into place.
+    pub fn commit(mut self) -> Result<()> {
+        // An interrupt now waits until the result is whole, then finds nothing to remove.
+        let _lock = cleanup::commit_lock();
+        match &self.commit {
+            Commit::Swap(dir) => {
+                std::fs::rename(&self.path, dir).map_err(|e| {
+                    let why = if dir.is_dir() { "it is no longer empty" } else { "it cannot be replaced" };
+                    Error::data(format!(
+                        "{}: cannot move the finished result into place ({why}: {e}); remove it and rerun",
+                        dir.display()
+                    ))
+                })?;
+            }
+            Commit::Files(dir) => {
+                let mut names: Vec<_> = std::fs::read_dir(&self.path)
+                    .map_err(|e| Error::io(&self.path, e))?
+                    .map(|e| e.map(|e| e.file_name()))
+                    .collect::<std::io::Result<_>>()
+                    .map_err(|e| Error::io(&self.path, e))?;
+                names.sort();
+                for name in names {
+                    let to = dir.join(&name);
+                    std::fs::rename(self.path.join(&name), &to).map_err(|e| Error::io(&to, e))?;
+                }
+                std::fs::remove_dir(&self.path).map_err(|e| Error::io(&self.path, e))?;
+            }
+        }
+        cleanup::forget(&self.path);
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_dir_all(&self.path);
+            cleanup::forget(&self.path);
+        }
+    }
+}
+
+/// The first entry of a directory, if any.
+fn first_entry(dir: &Path) -> Result<Option<String>> {
+    let mut entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    match entries.next() {
+        Some(e) => Ok(Some(e.map_err(|e| Error::io(dir, e))?.file_name().to_string_lossy().into_owned())),
+        None => Ok(None),
+    }
+}
+
+/// Refuse to write when `dir` holds a staging folder (`prefix<pid>`) that a killed run left.
+fn refuse_leftover(dir: &Path, prefix: &str, target: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    for entry in entries {
+        let name = entry.map_err(|e| Error::io(dir, e))?.file_name().to_string_lossy().into_owned();
+        if name.strip_prefix(prefix).is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())) {
+            return Err(Error::data(format!(
+                "{}: holds {name}, left by a run that was killed or is still running (process {}); remove it \
+                 (rm -rf {}) and rerun, so no partial result is mixed into {}",
+                dir.display(),
+                &name[prefix.len()..],
+                dir.join(&name).display(),
+                target.display()
+            )));
+        }
+    }
+    Ok(())
+}
