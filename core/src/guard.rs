@@ -105,22 +105,41 @@ fn read_upto(r: &mut impl Read, out: &mut Vec<u8>, n: u64) -> io::Result<bool> {
 
 /// A `Read` that passes an Arrow IPC stream through, holding back each compressed message until
 /// the lengths its buffers declare are checked (uncompressed bodies stream straight through).
-/// Anything it cannot parse is passed on untouched for arrow's reader to report; it never reads
-/// past the end-of-stream marker.
+/// Anything it cannot parse is passed on untouched for arrow's reader to report. It never reads
+/// past the end-of-stream marker, and reports end of input right after it, so that whatever
+/// follows (another concatenated stream) stays unread in the wrapped reader.
 pub struct IpcStreamGuard<R> {
     inner: R,
     out: Vec<u8>,
     pos: usize,
     /// Bytes of an uncompressed body still to pass through unbuffered.
     body_left: u64,
-    /// After the end-of-stream marker or an unparseable message: plain pass-through.
+    /// After an unparseable message: plain pass-through.
     done: bool,
+    /// The end-of-stream marker has been read: once it is handed out, reads return 0.
+    eos: bool,
 }
 
 impl<R: Read> IpcStreamGuard<R> {
     /// Wrap a reader positioned at the start of a stream.
     pub fn new(inner: R) -> Self {
-        IpcStreamGuard { inner, out: Vec::new(), pos: 0, body_left: 0, done: false }
+        IpcStreamGuard { inner, out: Vec::new(), pos: 0, body_left: 0, done: false, eos: false }
+    }
+
+    /// Whether the stream's end-of-stream marker has been read (a stream without one was cut
+    /// off: its writer died).
+    pub fn saw_end_of_stream(&self) -> bool {
+        self.eos
+    }
+
+    /// The wrapped reader.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    /// The wrapped reader, to take it over after the end-of-stream marker.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
     }
 
     /// Read the next message into `out` (all of it, or up to the end of the input).
@@ -142,8 +161,12 @@ impl<R: Read> IpcStreamGuard<R> {
             len = [out[4], out[5], out[6], out[7]];
         }
         let len = i32::from_le_bytes(len);
-        if len <= 0 {
-            // The end-of-stream marker (or nonsense arrow reports).
+        if len == 0 {
+            self.eos = true;
+            return Ok(());
+        }
+        if len < 0 {
+            // Nonsense that arrow reports.
             self.done = true;
             return Ok(());
         }
@@ -191,6 +214,9 @@ impl<R: Read> Read for IpcStreamGuard<R> {
                 let got = self.inner.read(&mut buf[..n])?;
                 self.body_left -= got as u64;
                 return Ok(got);
+            }
+            if self.eos {
+                return Ok(0);
             }
             if self.done {
                 return self.inner.read(buf);
