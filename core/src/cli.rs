@@ -8,7 +8,7 @@ pub struct InputArgs {
     /// Input files or directories (every file in name order, subdirectories too, skipping names
     /// that start with `_` or `.`); `-` or nothing reads stdin. Parquet, Arrow IPC file or
     /// Arrow IPC stream (concatenated streams too), detected from the bytes. All inputs must
-    /// have the same columns, and no file may be given twice.
+    /// agree on the columns read, and no file may be given twice.
     #[arg(value_name = "INPUT")]
     pub inputs: Vec<String>,
 }
