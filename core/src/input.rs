@@ -331,7 +331,11 @@ impl Input {
                         "{name}: cannot read the Arrow IPC file ({e}): the file is corrupt or was cut short; re-create it"
                     ))
                 };
-                check_ipc_file(&mut file).map_err(|e| corrupt(&e))?;
+                check_ipc_file(&mut file).map_err(|e| match e.kind() {
+                    // Not damage: a complete message of its own (files concatenated into one).
+                    io::ErrorKind::InvalidInput => Error::data(format!("{name}: {e}")),
+                    _ => corrupt(&e),
+                })?;
                 let reader = guard::decode(&name, "Arrow IPC file", || {
                     FileReader::try_new_buffered(file, None).map_err(|e| corrupt(&e))
                 })?;

@@ -222,6 +222,36 @@ fn a_truncated_later_stream_is_reported_as_truncated() {
     out.assert_error("probe-group", &["stream 2", "truncated", "did the stage before this one fail?"]);
 }
 
+fn ipc_file(b: &RecordBatch) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut w = arrow::ipc::writer::FileWriter::try_new(&mut buf, &b.schema()).unwrap();
+    for s in (0..b.num_rows()).step_by(5) {
+        w.write(&b.slice(s, 5.min(b.num_rows() - s))).unwrap();
+    }
+    w.finish().unwrap();
+    drop(w);
+    buf
+}
+
+#[test]
+fn concatenated_ipc_files_are_an_error_not_half_read() {
+    // Read as one file, `cat a.arrow a.arrow` follows the second footer into the first copy
+    // and yields its rows once: half the data, exit 0.
+    let dir = tempfile::tempdir().unwrap();
+    let a = rows("10.0.0.", 20, false);
+    let one = ipc_file(&a);
+    let empty = ipc_file(&RecordBatch::new_empty(schema(false)));
+    let ok = dir.path().join("ok.arrow");
+    std::fs::write(&ok, &one).unwrap();
+    let out = run("probe-group", &[p(&ok), "-q".into()], None);
+    assert_groups_eq(&decode_groups(&decode_ipc(&out.assert_ok().stdout).1, 1), &expected_groups(&[&a]));
+    run("probe-group", &["-q"], Some(empty.clone())).assert_ok();
+    for bytes in [concat(&[&one, &one]), concat(&[&empty, &one]), concat(&[&one, &empty])] {
+        let out = run("probe-group", &["-q"], Some(bytes));
+        out.assert_error("probe-group", &["stdin", "several IPC files concatenated", "separate inputs"]);
+    }
+}
+
 // ---- 2. inputs must agree on the columns read ----
 
 #[test]
