@@ -13,9 +13,10 @@ pub mod cli;
 pub mod ratios;
 pub mod route;
 
+use std::path::PathBuf;
+
 use arrow::record_batch::RecordBatch;
 use parquet::basic::Compression;
-use std::path::PathBuf;
 
 use probe_core::input::{column_index, discover, Input};
 use probe_core::output::{check_output, Output, OutputOptions};

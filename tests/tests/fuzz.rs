@@ -408,6 +408,7 @@ fn group_config(inputs: Vec<String>, output: PathBuf) -> probe_group::Config {
         memory_limit: 64 << 20,
         temp_dir: std::env::temp_dir(),
         compression: Compression::UNCOMPRESSED,
+        ipc_compression: None,
         batch_bytes: 8 << 20,
         fan_in: 64,
         quiet: true,

@@ -106,6 +106,7 @@ pub fn config(inputs: &[&Path], mode: Mode, ratios: &[(&str, f64)], seed: u64) -
         measurements: "measurements".into(),
         compression: probe_core::output::parse_compression("zstd").expect("zstd"),
         row_group_bytes: 128 << 20,
+        ipc_compression: None,
         batch_bytes: 8 << 20,
         quiet: true,
     }
