@@ -27,10 +27,10 @@ use crate::error::{Error, Result};
 use crate::input::column_index;
 
 /// Metadata keys whose values must agree across inputs: those this project writes into the
-/// schemas of its outputs (`probe.` or `probe_` prefixed, such as the key and time columns),
-/// which say how the rows are to be read.
+/// schemas of its outputs (`probe_rows.key`, `probe_rows.time`), which say how the rows are to
+/// be read.
 pub fn is_probe_metadata(key: &str) -> bool {
-    key.starts_with("probe.") || key.starts_with("probe_") || key.starts_with("probe-")
+    key.starts_with("probe_rows.")
 }
 
 /// Check `other` against `first` (see the module rules) for the columns in `columns`, or
@@ -196,14 +196,14 @@ mod tests {
             let md: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
             Arc::new(Schema::new_with_metadata(vec![Field::new("k", DataType::Utf8, true)], md))
         };
-        let a = ("a".to_string(), with(&[("probe.key", "src_addr"), ("pandas", "1")]));
-        let b = ("b".to_string(), with(&[("probe.key", "src_addr"), ("pandas", "2")]));
-        let c = ("c".to_string(), with(&[("probe.key", "dst_addr")]));
+        let a = ("a".to_string(), with(&[("probe_rows.key", "src_addr"), ("pandas", "1")]));
+        let b = ("b".to_string(), with(&[("probe_rows.key", "src_addr"), ("pandas", "2")]));
+        let c = ("c".to_string(), with(&[("probe_rows.key", "dst_addr")]));
         let d = ("d".to_string(), with(&[]));
         assert_eq!(msg(&[a.clone(), b], None), None);
         let e = msg(&[a.clone(), c], None).unwrap_or_default();
-        assert!(e.starts_with("c: schema metadata `probe.key` is `dst_addr`, but a has `src_addr`"), "{e}");
+        assert!(e.starts_with("c: schema metadata `probe_rows.key` is `dst_addr`, but a has `src_addr`"), "{e}");
         let e = msg(&[a, d], None).unwrap_or_default();
-        assert!(e.starts_with("d: schema metadata `probe.key` is none, but a has `src_addr`"), "{e}");
+        assert!(e.starts_with("d: schema metadata `probe_rows.key` is none, but a has `src_addr`"), "{e}");
     }
 }

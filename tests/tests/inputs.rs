@@ -212,6 +212,29 @@ fn a_later_stream_with_other_columns_is_an_error_naming_it() {
     out.assert_error("probe-group", &["stream 2", "column `rtt_ms` has type Float32"]);
 }
 
+fn with_metadata(b: &RecordBatch, pairs: &[(&str, &str)]) -> RecordBatch {
+    let md: std::collections::HashMap<String, String> =
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    b.clone().with_schema(Arc::new(b.schema().as_ref().clone().with_metadata(md))).unwrap()
+}
+
+#[test]
+fn streams_may_differ_in_foreign_metadata_but_not_in_this_projects() {
+    let a = rows("10.0.0.", 8, false);
+    let b = rows("10.0.1.", 8, false);
+    // pandas metadata differs per table written; it says nothing about the columns' meaning.
+    let pa = ipc(&with_metadata(&a, &[("pandas", "{\"stop\": 8}")]));
+    let pb = ipc(&with_metadata(&b, &[("pandas", "{\"stop\": 16}")]));
+    let out = run("probe-group", &["-q"], Some(concat(&[&pa, &pb])));
+    assert_groups_eq(&decode_groups(&decode_ipc(&out.assert_ok().stdout).1, 1), &expected_groups(&[&a, &b]));
+    // Rows grouped by another key must not be mixed in unnoticed.
+    let ka = ipc(&with_metadata(&a, &[("probe_rows.key", "[\"src_addr\"]")]));
+    let kb = ipc(&with_metadata(&b, &[("probe_rows.key", "[\"dst_addr\"]")]));
+    let out = run("probe-check-order", &["-q"], Some(concat(&[&ka, &kb])));
+    out.assert_code(2);
+    assert!(out.stderr.contains("stream 2") && out.stderr.contains("`probe_rows.key`"), "{}", out.stderr);
+}
+
 #[test]
 fn a_truncated_later_stream_is_reported_as_truncated() {
     let a = ipc(&rows("10.0.0.", 8, false));
