@@ -171,9 +171,11 @@ pub fn check_file_path(path: &Path) -> Result<()> {
 pub fn check_output(path: &Path, inputs: &[Source]) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     check_file_path(path)?;
-    let Ok(out) = std::fs::metadata(path) else {
+    let out = match std::fs::metadata(path) {
+        // Only a regular file can be an input (stdin from /dev/null is not the output /dev/null).
+        Ok(m) if m.is_file() => m,
         // Not there yet, so not an input.
-        return Ok(());
+        _ => return Ok(()),
     };
     for input in inputs {
         let meta = match input {

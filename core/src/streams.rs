@@ -229,3 +229,76 @@ impl IpcStreams {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::ipc::writer::StreamWriter;
+
+    fn stream(fields: &[(&str, DataType)], rows: &[i64]) -> Vec<u8> {
+        let schema =
+            Arc::new(Schema::new(fields.iter().map(|(n, t)| Field::new(*n, t.clone(), true)).collect::<Vec<_>>()));
+        let cols: Vec<arrow::array::ArrayRef> = fields
+            .iter()
+            .map(|(_, t)| -> arrow::array::ArrayRef {
+                match t {
+                    DataType::Utf8 => Arc::new(StringArray::from_iter_values(rows.iter().map(|r| format!("k{r}")))),
+                    _ => Arc::new(Int64Array::from(rows.to_vec())),
+                }
+            })
+            .collect();
+        let mut out = Vec::new();
+        let mut w = StreamWriter::try_new(&mut out, &schema).unwrap_or_else(|e| panic!("{e}"));
+        if !rows.is_empty() {
+            let batch = RecordBatch::try_new(schema.clone(), cols).unwrap_or_else(|e| panic!("{e}"));
+            w.write(&batch).unwrap_or_else(|e| panic!("{e}"));
+        }
+        w.finish().unwrap_or_else(|e| panic!("{e}"));
+        drop(w);
+        out
+    }
+
+    /// Every batch's first column as i64, or the error message.
+    fn read(bytes: Vec<u8>) -> std::result::Result<Vec<i64>, String> {
+        let mut s =
+            IpcStreams::open("in".into(), Box::new(io::Cursor::new(bytes)), Vec::new()).map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        while let Some(b) = s.next(out.len() as u64).map_err(|e| e.to_string())? {
+            let col = b.column_by_name("t").ok_or("no t")?;
+            let col = col.as_any().downcast_ref::<Int64Array>().ok_or("not i64")?;
+            out.extend(col.values().iter().copied());
+        }
+        Ok(out)
+    }
+
+    const KT: [(&str, DataType); 2] = [("k", DataType::Utf8), ("t", DataType::Int64)];
+
+    #[test]
+    fn reads_every_stream_empty_ones_too() {
+        let bytes = [stream(&KT, &[]), stream(&KT, &[1, 2]), stream(&KT, &[]), stream(&KT, &[3])].concat();
+        assert_eq!(read(bytes), Ok(vec![1, 2, 3]));
+        let reordered = [("t", DataType::Int64), ("k", DataType::Utf8)];
+        assert_eq!(read([stream(&KT, &[1]), stream(&reordered, &[2])].concat()), Ok(vec![1, 2]));
+    }
+
+    #[test]
+    fn refuses_what_follows_unless_it_is_a_stream_alike() {
+        let one = stream(&KT, &[1]);
+        let at = one.len();
+        let e = read([one.clone(), b"garbage".to_vec()].concat()).err().unwrap_or_default();
+        assert!(
+            e.starts_with("in: after the end of stream 1 come bytes") && e.contains(&format!("at byte {at}")),
+            "{e}"
+        );
+        let other = stream(&[("k", DataType::Utf8), ("t", DataType::Utf8)], &[2]);
+        let e = read([one.clone(), other].concat()).err().unwrap_or_default();
+        assert!(e.starts_with(&format!("in (stream 2 at byte {at}): column `t` has type Utf8")), "{e}");
+        let two = stream(&KT, &[2]);
+        let e = read([one.clone(), two[..two.len() - 8].to_vec()].concat()).err().unwrap_or_default();
+        assert!(e.contains("stream 2") && e.contains("truncated"), "{e}");
+        let e = read(one[..one.len() - 8].to_vec()).err().unwrap_or_default();
+        assert!(e.starts_with("in: input stream is truncated"), "{e}");
+    }
+}
