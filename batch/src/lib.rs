@@ -27,14 +27,13 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use arrow::datatypes::Schema;
 use arrow::record_batch::RecordBatch;
 use rayon::prelude::*;
 
-use probe_core::columns::check_same_types;
 use probe_core::input::{discover, BatchReader, Input};
-use probe_core::output::{Output, OutputOptions};
+use probe_core::output::{check_output, Output, OutputOptions};
 use probe_core::progress::Progress;
+use probe_core::schema::check_agree;
 use probe_core::{Error, Result};
 
 pub use cli::Args;
@@ -127,16 +126,17 @@ impl Config {
         let threads = pool.current_num_threads().max(1);
 
         let sources = discover(&self.inputs)?;
+        if let Some(path) = &self.output {
+            check_output(path, &sources)?;
+        }
         let inputs = sources.iter().map(Input::open).collect::<Result<Vec<_>>>()?;
         let Some(first) = inputs.first() else {
             return Err(Error::config("no input given"));
         };
         let layout = Layout::new(&first.schema(), self, first.name())?;
-        let first_proj = project(&first.schema(), &layout, first.name())?;
         for input in &inputs[1..] {
             Layout::new(&input.schema(), self, input.name())?;
-            let proj = project(&input.schema(), &layout, input.name())?;
-            check_same_types(&first_proj, first.name(), &proj, input.name())?;
+            check_agree(&first.schema(), first.name(), &input.schema(), input.name(), Some(&layout.projection))?;
         }
         let total_rows: Option<u64> = inputs.iter().map(|i| i.total_rows()).sum();
         let rules = Rules {
@@ -292,14 +292,4 @@ fn write_all(output: &mut Output, pending: &mut Vec<RecordBatch>, report: &mut R
         report.batches += 1;
     }
     Ok(())
-}
-
-/// The input columns the stage reads, as a schema (to compare inputs).
-fn project(schema: &Schema, layout: &Layout, file: &str) -> Result<Schema> {
-    let idx = layout
-        .projection
-        .iter()
-        .map(|c| probe_core::input::column_index(schema, c, file))
-        .collect::<Result<Vec<_>>>()?;
-    schema.project(&idx).map_err(|e| Error::arrow(file.to_string(), e))
 }

@@ -20,9 +20,10 @@ pub mod report;
 
 use std::io::Write;
 
-use probe_core::columns::{check_same_types, key_time_indices};
+use probe_core::columns::key_time_indices;
 use probe_core::input::{discover, Input, DEFAULT_BATCH_BYTES};
 use probe_core::progress::Progress;
+use probe_core::schema::check_agree;
 use probe_core::{Error, Result};
 
 pub use report::{FileReport, FileVerdict, Report, Verdict, Violation, ViolationKind};
@@ -80,8 +81,8 @@ pub fn run(cfg: &Config) -> Result<Report> {
     columns.push(cfg.time.clone());
 
     let mut checker: Option<check::Checker> = None;
-    // The first input's key/time schema, which every later input must match.
-    let mut first: Option<(arrow::datatypes::Schema, String)> = None;
+    // The first input's schema, whose key and time columns every later input must match.
+    let mut first: Option<(arrow::datatypes::SchemaRef, String)> = None;
     for source in &sources {
         let input = Input::open(source)?;
         let name = input.name().to_string();
@@ -93,9 +94,9 @@ pub fn run(cfg: &Config) -> Result<Report> {
         match &first {
             None => {
                 checker = Some(check::Checker::new(&projected, cfg.keys.len(), cfg.max_violations, &name)?);
-                first = Some((projected, name.clone()));
+                first = Some((schema.clone(), name.clone()));
             }
-            Some((first_schema, first_name)) => check_same_types(first_schema, first_name, &projected, &name)?,
+            Some((first_schema, first_name)) => check_agree(first_schema, first_name, &schema, &name, Some(&columns))?,
         }
         let Some(checker) = checker.as_mut() else {
             return Err(Error::data(format!("{name}: internal error: no checker")));

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 /// Positional inputs.
 #[derive(Debug, Clone, clap::Args)]
 pub struct InputArgs {
-    /// Input files or directories (every file in name order, skipping names that start with `_`
-    /// or `.`); `-` or nothing reads stdin. Parquet, Arrow IPC file or Arrow IPC stream,
-    /// detected from the bytes.
+    /// Input files or directories (every file in name order, subdirectories too, skipping names
+    /// that start with `_` or `.`); `-` or nothing reads stdin. Parquet, Arrow IPC file or
+    /// Arrow IPC stream (concatenated streams too), detected from the bytes. All inputs must
+    /// agree on the columns read, and no file may be given twice.
     #[arg(value_name = "INPUT")]
     pub inputs: Vec<String>,
 }
@@ -15,9 +16,9 @@ pub struct InputArgs {
 /// `-o` and `-q`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct OutputArgs {
-    /// Write to PATH instead of stdout: `.parquet` = Parquet, `.arrow` = Arrow IPC file,
-    /// anything else = Arrow IPC stream (`.arrows` by convention). Written under a temporary
-    /// name and renamed on success.
+    /// Write to PATH instead of stdout: `.parquet` or `.pq` = Parquet, `.arrow` = Arrow IPC
+    /// file, anything else = Arrow IPC stream (`.arrows` by convention). Written under a
+    /// temporary name and renamed on success; PATH must not be one of the inputs.
     #[arg(short = 'o', long = "output", value_name = "PATH")]
     pub output: Option<PathBuf>,
 

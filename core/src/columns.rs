@@ -73,30 +73,6 @@ pub fn time_as_i64(col: &ArrayRef) -> Result<Int64Array> {
     Ok(arr)
 }
 
-/// Two schemas' listed columns agree on type; otherwise name the column and both types.
-pub fn check_same_types(first: &Schema, first_name: &str, other: &Schema, other_name: &str) -> Result<()> {
-    for f in first.fields() {
-        match other.field_with_name(f.name()) {
-            Ok(o) if o.data_type() == f.data_type() => {}
-            Ok(o) => {
-                return Err(Error::data(format!(
-                    "{other_name}: column `{}` has type {}, but {first_name} has {}; all inputs must share one schema",
-                    f.name(),
-                    o.data_type(),
-                    f.data_type()
-                )))
-            }
-            Err(_) => {
-                return Err(Error::data(format!(
-                    "{other_name}: no column `{}`, which {first_name} has; all inputs must share one schema",
-                    f.name()
-                )))
-            }
-        }
-    }
-    Ok(())
-}
-
 /// A schema with every field nullable (outputs may carry nulls from any input).
 pub fn nullable(schema: &Schema) -> Schema {
     Schema::new(schema.fields().iter().map(|f| Arc::new(f.as_ref().clone().with_nullable(true))).collect::<Vec<_>>())

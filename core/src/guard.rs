@@ -105,22 +105,41 @@ fn read_upto(r: &mut impl Read, out: &mut Vec<u8>, n: u64) -> io::Result<bool> {
 
 /// A `Read` that passes an Arrow IPC stream through, holding back each compressed message until
 /// the lengths its buffers declare are checked (uncompressed bodies stream straight through).
-/// Anything it cannot parse is passed on untouched for arrow's reader to report; it never reads
-/// past the end-of-stream marker.
+/// Anything it cannot parse is passed on untouched for arrow's reader to report. It never reads
+/// past the end-of-stream marker, and reports end of input right after it, so that whatever
+/// follows (another concatenated stream) stays unread in the wrapped reader.
 pub struct IpcStreamGuard<R> {
     inner: R,
     out: Vec<u8>,
     pos: usize,
     /// Bytes of an uncompressed body still to pass through unbuffered.
     body_left: u64,
-    /// After the end-of-stream marker or an unparseable message: plain pass-through.
+    /// After an unparseable message: plain pass-through.
     done: bool,
+    /// The end-of-stream marker has been read: once it is handed out, reads return 0.
+    eos: bool,
 }
 
 impl<R: Read> IpcStreamGuard<R> {
     /// Wrap a reader positioned at the start of a stream.
     pub fn new(inner: R) -> Self {
-        IpcStreamGuard { inner, out: Vec::new(), pos: 0, body_left: 0, done: false }
+        IpcStreamGuard { inner, out: Vec::new(), pos: 0, body_left: 0, done: false, eos: false }
+    }
+
+    /// Whether the stream's end-of-stream marker has been read (a stream without one was cut
+    /// off: its writer died).
+    pub fn saw_end_of_stream(&self) -> bool {
+        self.eos
+    }
+
+    /// The wrapped reader.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    /// The wrapped reader, to take it over after the end-of-stream marker.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
     }
 
     /// Read the next message into `out` (all of it, or up to the end of the input).
@@ -142,8 +161,12 @@ impl<R: Read> IpcStreamGuard<R> {
             len = [out[4], out[5], out[6], out[7]];
         }
         let len = i32::from_le_bytes(len);
-        if len <= 0 {
-            // The end-of-stream marker (or nonsense arrow reports).
+        if len == 0 {
+            self.eos = true;
+            return Ok(());
+        }
+        if len < 0 {
+            // Nonsense that arrow reports.
             self.done = true;
             return Ok(());
         }
@@ -192,6 +215,9 @@ impl<R: Read> Read for IpcStreamGuard<R> {
                 self.body_left -= got as u64;
                 return Ok(got);
             }
+            if self.eos {
+                return Ok(0);
+            }
             if self.done {
                 return self.inner.read(buf);
             }
@@ -207,8 +233,9 @@ impl<R: Read> Read for IpcStreamGuard<R> {
     }
 }
 
-/// Check the compressed buffers of every block an Arrow IPC file's footer lists. A file whose
-/// footer or messages do not parse passes: arrow's `FileReader` reports those itself.
+/// Check the compressed buffers of every block an Arrow IPC file's footer lists, and that the
+/// footer describes the whole file (an `InvalidInput` error: files concatenated into one). A
+/// file whose footer or messages do not parse passes: arrow's `FileReader` reports those itself.
 pub fn check_ipc_file<F: Read + Seek>(file: &mut F) -> io::Result<()> {
     let size = file.seek(SeekFrom::End(0))?;
     if size < 18 {
@@ -230,6 +257,7 @@ pub fn check_ipc_file<F: Read + Seek>(file: &mut F) -> io::Result<()> {
     let Ok(footer) = root_as_footer(&footer) else {
         return Ok(());
     };
+    check_footer_covers_file(file, size, size - 10 - footer_len as u64, &footer)?;
     let blocks = footer.dictionaries().into_iter().flatten().chain(footer.recordBatches().into_iter().flatten());
     let mut meta = Vec::new();
     for block in blocks {
@@ -256,6 +284,63 @@ pub fn check_ipc_file<F: Read + Seek>(file: &mut F) -> io::Result<()> {
         }
     }
     file.seek(SeekFrom::Start(0))?;
+    Ok(())
+}
+
+/// The footer's blocks must reach up to the footer: after the last block comes at most the
+/// 8-byte end-of-stream marker. Two IPC files concatenated (`cat a.arrow b.arrow`) end with the
+/// second file's footer, whose offsets point into the first file: read as one file, that would
+/// silently yield the wrong rows (or the first file's rows once, when both are alike).
+fn check_footer_covers_file<F: Read + Seek>(
+    file: &mut F,
+    size: u64,
+    footer_start: u64,
+    footer: &arrow::ipc::Footer,
+) -> io::Result<()> {
+    let blocks = footer.dictionaries().into_iter().flatten().chain(footer.recordBatches().into_iter().flatten());
+    let mut end: Option<u64> = None;
+    for b in blocks {
+        let e = (b.offset().max(0) as u64)
+            .saturating_add(b.metaDataLength().max(0) as u64)
+            .saturating_add(b.bodyLength().max(0) as u64);
+        end = Some(end.map_or(e, |x: u64| x.max(e)));
+    }
+    let data_end = match end {
+        Some(e) => e,
+        None => {
+            // No batches: the schema message is all there is. It follows the magic, padded to
+            // the writer's alignment (8 bytes in pyarrow, 64 in arrow-rs).
+            let mut found = None;
+            for at in (8..=64).step_by(8) {
+                let mut head = [0u8; 8];
+                file.seek(SeekFrom::Start(at))?;
+                if file.read_exact(&mut head).is_err() {
+                    break;
+                }
+                if head[..4] == [0xff; 4] {
+                    found = Some(at + 8 + i32::from_le_bytes([head[4], head[5], head[6], head[7]]).max(0) as u64);
+                    break;
+                }
+                if head.iter().any(|&b| b != 0) {
+                    break;
+                }
+            }
+            match found {
+                Some(end) => end,
+                // A layout this check does not know: leave it to arrow's reader.
+                None => return Ok(()),
+            }
+        }
+    };
+    if footer_start > data_end.saturating_add(8) && footer_start <= size {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "its footer does not describe bytes {data_end}..{footer_start}: several IPC files concatenated \
+                 into one (cat a.arrow b.arrow) cannot be read as one file; pass them as separate inputs"
+            ),
+        ));
+    }
     Ok(())
 }
 

@@ -7,18 +7,18 @@
 //! while let Some(batch) = reader.next_batch()? { ... }
 //! ```
 //!
-//! An Arrow IPC stream that ends without its end-of-stream marker is reported as a failed
-//! upstream stage: arrow-rs accepts such a stream as complete, so the reader watches for the
-//! end of the underlying bytes itself.
+//! An Arrow IPC input may hold several streams one after another (`cat a.arrows b.arrows`):
+//! all are read ([`crate::streams`]). A stream that ends without its end-of-stream marker is
+//! reported as a failed upstream stage: arrow-rs accepts such a stream as complete, so the
+//! reader checks for the marker itself.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
-use arrow::ipc::reader::{FileReader, StreamReader};
+use arrow::ipc::reader::FileReader;
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
@@ -26,8 +26,9 @@ use parquet::arrow::arrow_reader::{
 use parquet::arrow::ProjectionMask;
 
 use crate::error::{Error, Result};
-use crate::guard::{self, check_ipc_file, IpcStreamGuard};
+use crate::guard::{self, check_ipc_file};
 use crate::output::disk_error;
+use crate::streams::IpcStreams;
 
 /// Default in-memory size aimed at for one decoded batch.
 pub const DEFAULT_BATCH_BYTES: usize = 8 << 20;
@@ -53,13 +54,17 @@ impl Source {
 
 /// Expand the positional input arguments into sources.
 ///
-/// No path or `-` means stdin; a directory means every regular file in it in name order,
-/// skipping names that start with `_` or `.` (`_SUCCESS`, `_manifest.json`, temp files).
+/// No path or `-` means stdin; a directory means every regular file under it, subdirectories
+/// included (hive-style `date=2024-01-01/` folders), walked in name order at every level, and
+/// skipping names (of files and folders) that start with `_` or `.` (`_SUCCESS`,
+/// `_manifest.json`, temp files). A file or folder reached twice, by any path (`x` and `./x`,
+/// a symlink, a folder and a file in it), is an error: its rows would be read twice.
 pub fn discover(paths: &[String]) -> Result<Vec<Source>> {
     if paths.is_empty() {
         return Ok(vec![Source::Stdin]);
     }
     let mut out = Vec::new();
+    let mut seen = Seen::default();
     for p in paths {
         if p == "-" {
             if out.contains(&Source::Stdin) {
@@ -76,35 +81,73 @@ pub fn discover(paths: &[String]) -> Result<Vec<Source>> {
                 Error::io(&path, e)
             }
         })?;
+        seen.add(&path, &meta)?;
         if meta.is_dir() {
-            let mut files = Vec::new();
-            let entries = std::fs::read_dir(&path).map_err(|e| Error::io(&path, e))?;
-            for entry in entries {
-                let entry = entry.map_err(|e| Error::io(&path, e))?;
-                let name = entry.file_name();
-                let name = name.to_string_lossy();
-                if name.starts_with('_') || name.starts_with('.') {
-                    continue;
-                }
-                let fp = entry.path();
-                let ft = std::fs::metadata(&fp).map_err(|e| Error::io(&fp, e))?;
-                if ft.is_file() {
-                    files.push(fp);
-                }
-            }
-            if files.is_empty() {
+            let before = out.len();
+            walk(&path, &mut out, &mut seen)?;
+            if out.len() == before {
                 return Err(Error::data(format!(
                     "{p}: directory holds no data files (names starting with `_` or `.` are skipped); \
                      check the path or run the stage that fills it"
                 )));
             }
-            files.sort();
-            out.extend(files.into_iter().map(Source::File));
         } else {
             out.push(Source::File(path));
         }
     }
     Ok(out)
+}
+
+/// Files and folders already reached, by identity (device and inode), with the path first
+/// used for each: the same file under two names is one file.
+#[derive(Default)]
+struct Seen(std::collections::HashMap<(u64, u64), PathBuf>);
+
+impl Seen {
+    fn add(&mut self, path: &Path, meta: &std::fs::Metadata) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let what = if meta.is_dir() { "directory" } else { "file" };
+        match self.0.entry((meta.dev(), meta.ino())) {
+            std::collections::hash_map::Entry::Occupied(first) => Err(Error::config(format!(
+                "{}: the same {what} as {}, reached twice through the inputs; its rows would be read twice, \
+                 so pass each input once",
+                path.display(),
+                first.get().display()
+            ))),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(path.to_path_buf());
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Append the data files under `dir` in name order, descending into folders where their
+/// names sort.
+fn walk(dir: &Path, out: &mut Vec<Source>, seen: &mut Seen) -> Result<()> {
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name();
+        let text = name.to_string_lossy();
+        if text.starts_with('_') || text.starts_with('.') {
+            continue;
+        }
+        entries.push((name, entry.path()));
+    }
+    entries.sort();
+    for (_, path) in entries {
+        // Follows symlinks: a link to a file or folder counts as what it points to.
+        let meta = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
+        if meta.is_dir() {
+            seen.add(&path, &meta)?;
+            walk(&path, out, seen)?;
+        } else if meta.is_file() {
+            seen.add(&path, &meta)?;
+            out.push(Source::File(path));
+        }
+    }
+    Ok(())
 }
 
 /// The three input formats, told apart by their first bytes.
@@ -152,25 +195,6 @@ fn is_ipc_stream_start(head: &[u8]) -> bool {
     }
 }
 
-/// Remembers whether the wrapped reader has hit the end of its bytes.
-///
-/// A stream that carries its end-of-stream marker is never read to EOF by arrow's
-/// StreamReader; one that was cut off (the writer died) is. This is how truncation is seen.
-struct EofWatch<R> {
-    inner: R,
-    hit_eof: Arc<AtomicBool>,
-}
-
-impl<R: Read> Read for EofWatch<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n == 0 && !buf.is_empty() {
-            self.hit_eof.store(true, Ordering::Relaxed);
-        }
-        Ok(n)
-    }
-}
-
 /// An opened input whose format and schema are known, before any data is decoded.
 pub struct Input {
     name: String,
@@ -210,17 +234,10 @@ impl std::fmt::Debug for Input {
     }
 }
 
-/// arrow's stream reader over the checked, EOF-watched bytes.
-type IpcStreamReader = StreamReader<BufReader<IpcStreamGuard<EofWatch<Box<dyn Read + Send>>>>>;
-
 enum Kind {
     Parquet(ParquetRecordBatchReaderBuilder<File>, File),
     IpcFile(FileReader<BufReader<File>>),
-    IpcStream(IpcStreamReader, Arc<AtomicBool>),
-}
-
-fn truncated_msg(name: &str) -> String {
-    format!("{name}: input stream is truncated (no end-of-stream marker): did the stage before this one fail?")
+    IpcStream(IpcStreams),
 }
 
 impl Input {
@@ -242,8 +259,11 @@ impl Input {
                 let Some(format) = detect(&head[..n]) else {
                     return Err(unknown_format(&name, &head[..n]));
                 };
-                let boxed: Box<dyn Read + Send> = Box::new(file);
-                Self::from_parts(name, format, boxed, Some(path), None)
+                if format == Format::IpcStream {
+                    let streams = IpcStreams::open(name.clone(), Box::new(file), Vec::new())?;
+                    return Ok(Self::stream(name, streams));
+                }
+                Self::from_parts(name, format, path, None)
             }
             Source::Stdin => {
                 let mut stdin: Box<dyn Read + Send> = Box::new(io::stdin());
@@ -258,33 +278,39 @@ impl Input {
                 let Some(format) = detect(&head[..n]) else {
                     return Err(unknown_format("stdin", &head[..n]));
                 };
-                let rest: Box<dyn Read + Send> = Box::new(io::Cursor::new(head[..n].to_vec()).chain(stdin));
                 if format == Format::IpcStream {
-                    return Self::from_parts(name, format, rest, None, None);
+                    let streams = IpcStreams::open(name.clone(), stdin, head[..n].to_vec())?;
+                    return Ok(Self::stream(name, streams));
                 }
+                let rest: Box<dyn Read + Send> = Box::new(io::Cursor::new(head[..n].to_vec()).chain(stdin));
                 // Parquet and IPC files need random access: spool stdin to a temp file.
                 let mut spool = Spool::new()?;
                 let mut rest = rest;
                 let path = spool.0.path().to_path_buf();
                 io::copy(&mut rest, spool.0.as_file_mut()).map_err(|e| disk_error(&path, e))?;
-                let file = spool.0.reopen().map_err(|e| Error::io(&path, e))?;
-                let boxed: Box<dyn Read + Send> = Box::new(file);
-                Self::from_parts(name, format, boxed, Some(&path), Some(spool))
+                Self::from_parts(name, format, &path, Some(spool))
             }
         }
     }
 
-    fn from_parts(
-        name: String,
-        format: Format,
-        reader: Box<dyn Read + Send>,
-        path: Option<&Path>,
-        spool: Option<Spool>,
-    ) -> Result<Input> {
+    fn stream(name: String, streams: IpcStreams) -> Input {
+        let schema = streams.schema();
+        Input {
+            name,
+            format: Format::IpcStream,
+            schema,
+            total_rows: None,
+            kind: Kind::IpcStream(streams),
+            _spool: None,
+        }
+    }
+
+    /// Open a random-access format (Parquet, IPC file) at `path`.
+    fn from_parts(name: String, format: Format, path: &Path, spool: Option<Spool>) -> Result<Input> {
         let reopen = |p: &Path| File::open(p).map_err(|e| open_error(p, e));
         let (schema, total_rows, kind) = match format {
             Format::Parquet => {
-                let Some(p) = path else { unreachable_format(&name)? };
+                let p = path;
                 let file = reopen(p)?;
                 let probe_file = file.try_clone().map_err(|e| Error::io(p, e))?;
                 let builder = guard::decode(&name, "Parquet footer", || {
@@ -298,14 +324,18 @@ impl Input {
                 (builder.schema().clone(), Some(rows), Kind::Parquet(builder, probe_file))
             }
             Format::IpcFile => {
-                let Some(p) = path else { unreachable_format(&name)? };
+                let p = path;
                 let mut file = reopen(p)?;
                 let corrupt = |e: &dyn std::fmt::Display| {
                     Error::data(format!(
                         "{name}: cannot read the Arrow IPC file ({e}): the file is corrupt or was cut short; re-create it"
                     ))
                 };
-                check_ipc_file(&mut file).map_err(|e| corrupt(&e))?;
+                check_ipc_file(&mut file).map_err(|e| match e.kind() {
+                    // Not damage: a complete message of its own (files concatenated into one).
+                    io::ErrorKind::InvalidInput => Error::data(format!("{name}: {e}")),
+                    _ => corrupt(&e),
+                })?;
                 let reader = guard::decode(&name, "Arrow IPC file", || {
                     FileReader::try_new_buffered(file, None).map_err(|e| corrupt(&e))
                 })?;
@@ -313,18 +343,8 @@ impl Input {
                 (reader.schema(), rows, Kind::IpcFile(reader))
             }
             Format::IpcStream => {
-                let flag = Arc::new(AtomicBool::new(false));
-                let watch = IpcStreamGuard::new(EofWatch { inner: reader, hit_eof: flag.clone() });
-                let reader = guard::decode(&name, "Arrow IPC stream", || {
-                    StreamReader::try_new(BufReader::with_capacity(1 << 16, watch), None).map_err(|e| {
-                        if flag.load(Ordering::Relaxed) {
-                            Error::data(truncated_msg(&name))
-                        } else {
-                            Error::data(format!("{name}: not a readable Arrow IPC stream ({e}); re-create it"))
-                        }
-                    })
-                })?;
-                (reader.schema(), None, Kind::IpcStream(reader, flag))
+                let streams = IpcStreams::open(name.clone(), Box::new(reopen(path)?), Vec::new())?;
+                (streams.schema(), None, Kind::IpcStream(streams))
             }
         };
         Ok(Input { name, format, schema, total_rows, kind, _spool: spool })
@@ -410,14 +430,10 @@ impl Input {
                 Inner::Parquet(reader, reorder)
             }
             Kind::IpcFile(reader) => Inner::IpcFile(reader, indices),
-            Kind::IpcStream(reader, flag) => Inner::IpcStream(reader, flag, indices),
+            Kind::IpcStream(streams) => Inner::IpcStream(streams, indices),
         };
         Ok(BatchReader { name, schema: out_schema, inner, rows: 0, poisoned: false })
     }
-}
-
-fn unreachable_format<T>(name: &str) -> Result<T> {
-    Err(Error::data(format!("{name}: internal error: random-access format without a file")))
 }
 
 fn open_error(path: &Path, e: io::Error) -> Error {
@@ -441,7 +457,7 @@ fn unknown_format(name: &str, head: &[u8]) -> Error {
     ))
 }
 
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {
@@ -468,7 +484,7 @@ pub fn column_index(schema: &arrow::datatypes::Schema, column: &str, file: &str)
 enum Inner {
     Parquet(ParquetRecordBatchReader, Option<Vec<usize>>),
     IpcFile(FileReader<BufReader<File>>, Option<Vec<usize>>),
-    IpcStream(IpcStreamReader, Arc<AtomicBool>, Option<Vec<usize>>),
+    IpcStream(IpcStreams, Option<Vec<usize>>),
 }
 
 /// Yields record batches from one input, with the projection applied.
@@ -548,23 +564,9 @@ impl BatchReader {
                 }
                 Some(Ok(b)) => Some(project(b, proj.as_deref(), name)?),
             },
-            Inner::IpcStream(reader, flag, proj) => match reader.next() {
-                None => {
-                    if flag.load(Ordering::Relaxed) {
-                        return Err(Error::data(truncated_msg(name)));
-                    }
-                    None
-                }
-                Some(Err(e)) => {
-                    if flag.load(Ordering::Relaxed) {
-                        return Err(Error::data(truncated_msg(name)));
-                    }
-                    return Err(Error::data(format!(
-                        "{name}: cannot decode Arrow IPC stream near row {} ({e}): did the stage before this one fail?",
-                        self.rows
-                    )));
-                }
-                Some(Ok(b)) => Some(project(b, proj.as_deref(), name)?),
+            Inner::IpcStream(streams, proj) => match streams.next(self.rows)? {
+                None => None,
+                Some(b) => Some(project(b, proj.as_deref(), name)?),
             },
         };
         if let Some(b) = &batch {

@@ -7,6 +7,8 @@
 //! - [`guard`]: decoder panics and corrupt IPC lengths turned into clean errors;
 //! - [`progress`]: stderr progress bar, summary line, peak memory;
 //! - [`columns`]: key/time column checks; [`cli`]: shared clap options;
+//! - [`schema`]: the one rule for inputs that must agree on their columns;
+//! - [`streams`]: several Arrow IPC streams concatenated in one input;
 //! - [`keyhash`]: the documented key hash used by `probe-split` and partitioning;
 //! - [`cleanup`]: removal of temp files on Ctrl-C / SIGTERM;
 //! - [`staging`]: multi-file outputs (`--out-dir`) that appear all at once.
@@ -39,7 +41,9 @@ pub mod input;
 pub mod keyhash;
 pub mod output;
 pub mod progress;
+pub mod schema;
 pub mod staging;
+pub mod streams;
 
 pub use error::{Error, Result};
 

@@ -1,5 +1,6 @@
 //! Where a stage's batches go: stdout as an Arrow IPC stream, or a file whose format follows
-//! its extension (`.parquet`, `.arrow` = IPC file, anything else = IPC stream).
+//! its extension (`.parquet` or `.pq`, `.arrow` = IPC file, anything else = IPC stream).
+//! [`check_output`] refuses, before any work, an output that is a directory or an input.
 //!
 //! ```text
 //! let mut out = Output::create(args.output.as_deref(), schema, &OutputOptions::default())?;
@@ -24,6 +25,7 @@ use parquet::file::properties::WriterProperties;
 
 use crate::cleanup;
 use crate::error::{Error, Result};
+use crate::input::Source;
 
 /// Output encodings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +34,7 @@ pub enum OutFormat {
     IpcStream,
     /// Arrow IPC file (`.arrow`).
     IpcFile,
-    /// Parquet (`.parquet`).
+    /// Parquet (`.parquet`, `.pq`).
     Parquet,
 }
 
@@ -40,7 +42,7 @@ impl OutFormat {
     /// The format a path's extension asks for.
     pub fn for_path(path: &Path) -> OutFormat {
         match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()) {
-            Some(e) if e == "parquet" => OutFormat::Parquet,
+            Some(e) if e == "parquet" || e == "pq" => OutFormat::Parquet,
             Some(e) if e == "arrow" || e == "ipc" || e == "feather" => OutFormat::IpcFile,
             _ => OutFormat::IpcStream,
         }
@@ -143,6 +145,55 @@ impl std::fmt::Debug for Output {
     }
 }
 
+/// Refuse an output file path that names a directory (`-o out/`, `-o existing_dir`).
+pub fn check_file_path(path: &Path) -> Result<()> {
+    let text = path.as_os_str().to_string_lossy();
+    if path.is_dir() {
+        return Err(Error::config(format!(
+            "{}: is a directory; -o takes a file name, such as {}/out.arrows",
+            path.display(),
+            text.trim_end_matches('/')
+        )));
+    }
+    if text.ends_with('/') {
+        return Err(Error::config(format!(
+            "{}: ends with `/`, so it names a directory; -o takes a file name, such as {}out.arrows",
+            path.display(),
+            text
+        )));
+    }
+    Ok(())
+}
+
+/// Refuse, before any work, an output that is a directory or one of the inputs (by identity:
+/// the same file through another path, a symlink or a directory input counts): the rename at
+/// the end would replace data the stage is reading.
+pub fn check_output(path: &Path, inputs: &[Source]) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    check_file_path(path)?;
+    let out = match std::fs::metadata(path) {
+        // Only a regular file can be an input (stdin from /dev/null is not the output /dev/null).
+        Ok(m) if m.is_file() => m,
+        // Not there yet, so not an input.
+        _ => return Ok(()),
+    };
+    for input in inputs {
+        let meta = match input {
+            Source::File(p) => std::fs::metadata(p),
+            // stdin redirected from a file (`< x.parquet`).
+            Source::Stdin => std::fs::metadata("/dev/stdin"),
+        };
+        if meta.is_ok_and(|m| m.dev() == out.dev() && m.ino() == out.ino()) {
+            return Err(Error::config(format!(
+                "{}: is also an input ({}); writing it would replace the data being read, so choose another output",
+                path.display(),
+                input.name()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Refuse binary output to a terminal before any work starts.
 pub fn check_stdout_not_terminal(path: Option<&Path>) -> Result<()> {
     if path.is_none() && io::stdout().is_terminal() {
@@ -175,6 +226,7 @@ impl Output {
                 })
             }
             Some(path) => {
+                check_file_path(path)?;
                 let name = path.display().to_string();
                 let (file, temp_path) = temp_beside(path)?;
                 let ipc = || ipc_options(opts.ipc_compression.unwrap_or(IpcCompression::FILE_DEFAULT));

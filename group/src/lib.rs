@@ -17,13 +17,15 @@ pub mod sort;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arrow::datatypes::Schema;
 use parquet::basic::Compression;
 
-use probe_core::columns::{check_same_types, key_time_indices};
+use probe_core::columns::key_time_indices;
 use probe_core::input::{discover, Input};
-use probe_core::output::{check_stdout_not_terminal, parse_compression, IpcCompression, Output, OutputOptions};
+use probe_core::output::{
+    check_output, check_stdout_not_terminal, parse_compression, IpcCompression, Output, OutputOptions,
+};
 use probe_core::progress::{physical_memory_bytes, Progress};
+use probe_core::schema::common_schema;
 use probe_core::{Error, Result};
 
 pub use cli::Args;
@@ -139,23 +141,35 @@ impl Config {
     /// Run the stage.
     pub fn run(&self) -> Result<Report> {
         let sources = discover(&self.inputs)?;
+        if let Some(path) = &self.output {
+            check_output(path, &sources)?;
+        }
         let inputs = sources.iter().map(Input::open).collect::<Result<Vec<_>>>()?;
+        let named: Vec<_> = inputs.iter().map(|i| (i.name().to_string(), i.schema())).collect();
         let first = &inputs[0];
         let schema = first.schema();
         let (key_idx, time_idx) = key_time_indices(&schema, &self.keys, &self.time, first.name())?;
         let payload: Vec<String> = match &self.columns {
             Some(cols) => cols.clone(),
-            None => schema
-                .fields()
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| !key_idx.contains(i) && *i != time_idx)
-                .map(|(_, f)| f.name().clone())
-                .collect(),
+            None => {
+                // Every column is read, so every input must have the same columns: a column
+                // missing from the first input would otherwise be dropped without a word.
+                common_schema(&named, None)?;
+                schema
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !key_idx.contains(i) && *i != time_idx)
+                    .map(|(_, f)| f.name().clone())
+                    .collect()
+            }
         };
         let mut projection: Vec<String> = self.keys.clone();
         projection.push(self.time.clone());
         projection.extend(payload);
+        // The columns read, checked across inputs before anything is written; a column is
+        // nullable in the output if it is in any input.
+        let proj_schema = common_schema(&named, Some(&projection))?;
         let total_rows: Option<u64> = inputs.iter().map(|i| i.total_rows()).sum();
 
         // Under --sort the decoded batch is part of the budget. A k-way merge holds one batch per
@@ -170,10 +184,6 @@ impl Config {
         for input in inputs {
             let r = input.reader(Some(&projection), batch_bytes)?;
             readers.push(r);
-        }
-        let proj_schema: Arc<Schema> = readers[0].schema();
-        for r in &readers[1..] {
-            check_same_types(&proj_schema, readers[0].name(), &r.schema(), r.name())?;
         }
         let out_schema = output_schema(&proj_schema, self.keys.len());
         let layout =

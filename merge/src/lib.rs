@@ -6,13 +6,12 @@
 //! ```
 //!
 //! The stage is [`Config::run`] over a validated [`Config`]; `main.rs` only parses flags
-//! ([`cli`]). [`schema`] checks that the inputs agree, [`parts`] writes and rolls the output
+//! ([`cli`]). `probe_core::schema` checks that the inputs agree, [`parts`] writes and rolls the output
 //! files, [`manifest`] describes them.
 
 pub mod cli;
 pub mod manifest;
 pub mod parts;
-pub mod schema;
 
 use std::path::PathBuf;
 
@@ -21,8 +20,9 @@ use parquet::basic::Compression;
 
 use probe_core::cli::human_bytes;
 use probe_core::input::{discover, Input, Source};
-use probe_core::output::OutputOptions;
+use probe_core::output::{check_output, OutputOptions};
 use probe_core::progress::Progress;
+use probe_core::schema::common_schema;
 use probe_core::staging::Staging;
 use probe_core::{Error, Result};
 
@@ -30,7 +30,6 @@ pub use cli::Args;
 
 use crate::manifest::{columns, FileEntry, InputEntry, Manifest};
 use crate::parts::{Parts, Written};
-use crate::schema::common_schema;
 
 /// Where the merged rows go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +85,9 @@ impl Config {
             Target::File(_) => None,
         };
         let sources = discover(&self.inputs)?;
+        if let Target::File(path) = &self.target {
+            check_output(path, &sources)?;
+        }
 
         // Open every input and check the schemas before writing anything. Files are opened
         // again when their turn comes, so thousands of shards do not hold thousands of
@@ -99,7 +101,7 @@ impl Config {
             total_rows = total_rows.zip(input.total_rows()).map(|(a, b)| a + b);
             kept.push(if *source == Source::Stdin { Some(input) } else { None });
         }
-        let schema = common_schema(&schemas)?;
+        let schema = common_schema(&schemas, None)?;
         let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
 
         // Row groups are closed by size (--row-group-size), not by a row count.

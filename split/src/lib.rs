@@ -14,16 +14,14 @@ pub mod ratios;
 pub mod route;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use parquet::basic::Compression;
 
-use probe_core::columns::check_same_types;
 use probe_core::input::{column_index, discover, Input};
-use probe_core::output::{Output, OutputOptions};
+use probe_core::output::{check_output, Output, OutputOptions};
 use probe_core::progress::Progress;
+use probe_core::schema::common_schema;
 use probe_core::staging::Staging;
 use probe_core::{Error, Result};
 
@@ -129,37 +127,6 @@ fn percent(part: u64, total: u64) -> String {
     }
 }
 
-/// The schema every input must have: the first input's columns, names and types; another
-/// input's columns may come in another order (they are read in the first's order) and differ
-/// in nullability (the output field is nullable if any input's is).
-pub fn common_schema(inputs: &[Input]) -> Result<SchemaRef> {
-    let Some(first) = inputs.first() else {
-        return Err(Error::data("no inputs"));
-    };
-    let schema = first.schema();
-    let mut nullable: Vec<bool> = schema.fields().iter().map(|f| f.is_nullable()).collect();
-    for other in &inputs[1..] {
-        let os = other.schema();
-        check_same_types(&schema, first.name(), &os, other.name())?;
-        if let Some(extra) = os.fields().iter().find(|f| schema.field_with_name(f.name()).is_err()) {
-            return Err(Error::data(format!(
-                "{}: column `{}` is not in {}; all inputs must share one schema",
-                other.name(),
-                extra.name(),
-                first.name()
-            )));
-        }
-        for (i, f) in schema.fields().iter().enumerate() {
-            if os.field_with_name(f.name()).is_ok_and(|o| o.is_nullable()) {
-                nullable[i] = true;
-            }
-        }
-    }
-    let fields: Vec<_> =
-        schema.fields().iter().zip(&nullable).map(|(f, &n)| Arc::new(f.as_ref().clone().with_nullable(n))).collect();
-    Ok(Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())))
-}
-
 enum Sink {
     Files(Vec<Output>),
     Tagged(Box<Output>, Tagger),
@@ -169,8 +136,18 @@ impl Config {
     /// Run the stage.
     pub fn run(&self) -> Result<Report> {
         let sources = discover(&self.inputs)?;
+        match &self.mode {
+            Mode::OutDir { dir, format } => {
+                for sp in &self.splits {
+                    check_output(&dir.join(format!("{}.{}", sp.name, format.extension())), &sources)?;
+                }
+            }
+            Mode::Tag { output: Some(path) } => check_output(path, &sources)?,
+            Mode::Tag { output: None } => {}
+        }
         let inputs = sources.iter().map(Input::open).collect::<Result<Vec<_>>>()?;
-        let schema = common_schema(&inputs)?;
+        let named: Vec<_> = inputs.iter().map(|i| (i.name().to_string(), i.schema())).collect();
+        let schema = common_schema(&named, None)?;
         let first = inputs.first().map(|i| i.name().to_string()).unwrap_or_default();
 
         let mut key_idx = Vec::with_capacity(self.keys.len());
