@@ -62,7 +62,7 @@ pub fn build(view: &BatchView, layout: &Layout, windows: &[Window], delta_time: 
         .iter()
         .map(|f| match f.data_type() {
             DataType::List(item) | DataType::LargeList(item) => Ok(item.clone()),
-            other => Err(Error::data(format!("internal error: output column `{}` is {other}, not a list", f.name()))),
+            other => Err(Error::internal(format!("output column `{}` is {other}, not a list", f.name()))),
         })
         .collect::<Result<_>>()?;
     let lists = if layout.large {
@@ -117,7 +117,7 @@ fn lists<O: OffsetSizeTrait>(
         }
         let item = items
             .get(view.values.num_columns())
-            .ok_or_else(|| Error::data("internal error: the output schema has no `dt` column"))?;
+            .ok_or_else(|| Error::internal("the output schema has no `dt` column"))?;
         out.push(list::<O>(item, &offsets, Arc::new(Float32Array::from(dt)))?);
     }
     Ok(out)

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use clap::Parser;
-use probe_core::cli::{parse_size, InputArgs, LogArgs, OutputArgs};
+use probe_core::cli::{parse_size, InputArgs, KeyArgs, LogArgs, OutputArgs};
+use probe_core::meta::check_columns;
 use probe_core::output::check_stdout_not_terminal;
 use probe_core::{Error, Result};
 
@@ -42,14 +43,8 @@ pub struct Args {
     #[command(flatten)]
     pub output: OutputArgs,
 
-    /// Key column; repeat it or separate with commas for a composite key.
-    #[arg(short = 'k', long = "key", value_name = "COLUMN", value_delimiter = ',', default_value = "src_addr")]
-    pub key: Vec<String>,
-
-    /// Time field inside the measurements struct (a timestamp, date or integer field); times
-    /// must ascend within each key, null times last.
-    #[arg(short = 't', long = "time", value_name = "FIELD", default_value = "event_time")]
-    pub time: String,
+    #[command(flatten)]
+    pub keys: KeyArgs,
 
     /// The list-of-struct column holding each key's measurements (List or LargeList).
     #[arg(long, value_name = "COLUMN", default_value = "measurements")]
@@ -80,8 +75,9 @@ pub struct Args {
     #[arg(long)]
     pub delta_time: bool,
 
-    /// Unit of an integer time field (s, ms, us, ns), for --max-gap and --delta-time.
-    /// Timestamp, date, time and duration fields carry their own unit. Default: s.
+    /// Unit of an integer time field (s, ms, us, ns), for --max-gap, --delta-time and
+    /// messages. Timestamp, date, time and duration fields carry their own unit. Default: s.
+    /// Integer times past the year 5000 in this unit are refused: they are in a finer unit.
     #[arg(long, value_name = "UNIT", value_parser = parse_unit)]
     pub time_unit: Option<IntUnit>,
 
@@ -103,22 +99,15 @@ fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
 }
 
 fn parse_unit(s: &str) -> std::result::Result<IntUnit, String> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "s" => Ok(IntUnit::Second),
-        "ms" => Ok(IntUnit::Millisecond),
-        "us" | "µs" => Ok(IntUnit::Microsecond),
-        "ns" => Ok(IntUnit::Nanosecond),
-        _ => Err(format!("`{s}` is not a time unit; use s, ms, us or ns")),
-    }
+    IntUnit::parse(s)
 }
 
 impl Args {
     /// Check the flags and turn them into a config.
     pub fn into_config(self) -> Result<Config> {
-        if self.key.is_empty() || self.key.iter().any(|k| k.is_empty()) {
-            return Err(Error::config("--key needs at least one column name"));
-        }
-        if self.key.contains(&self.measurements) {
+        let (keys, time) = (self.keys.key.key, self.keys.time);
+        check_columns(&keys, time.as_deref(), None)?;
+        if keys.contains(&self.measurements) {
             return Err(Error::config(format!(
                 "`{}` is given as both a key and the --measurements column",
                 self.measurements
@@ -129,6 +118,12 @@ impl Args {
         }
         if self.max_len == Some(0) {
             return Err(Error::config("--max-len must be at least 1"));
+        }
+        if let Some(max_len) = self.max_len.filter(|&m| m < self.min_len) {
+            return Err(Error::config(format!(
+                "--min-len {} is above --max-len {max_len}: every window would be dropped; lower --min-len or raise --max-len",
+                self.min_len
+            )));
         }
         let stride = match (self.stride, self.max_len) {
             (None, m) => m,
@@ -151,8 +146,8 @@ impl Args {
             inputs: self.input.inputs,
             output: self.output.output,
             ipc_compression: self.output.ipc_compression,
-            keys: self.key,
-            time: self.time,
+            keys,
+            time,
             measurements: self.measurements,
             min_len: self.min_len,
             max_gap: self.max_gap,

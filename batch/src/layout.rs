@@ -13,7 +13,9 @@ use probe_core::columns::{check_key_type, check_time_type};
 use probe_core::input::column_index;
 use probe_core::{Error, Result};
 
-use crate::window::nanos_per_tick;
+use probe_core::meta::{carried, record, DEFAULT_TIME};
+
+use crate::window::{nanos_per_tick, IntUnit};
 use crate::Config;
 
 /// Names of the output columns that do not come from the input.
@@ -42,6 +44,11 @@ pub struct Layout {
     pub time_idx: usize,
     /// Nanoseconds per tick of the time field.
     pub nanos_per_tick: i128,
+    /// Type of the time field (for messages).
+    pub time_type: DataType,
+    /// The unit an integer time field is read in (`--time-unit`, default s); `None` for a
+    /// type that carries its own unit.
+    pub int_unit: Option<IntUnit>,
     /// Schema of the output batches.
     pub out_schema: SchemaRef,
 }
@@ -73,7 +80,7 @@ impl Layout {
         let DataType::Struct(fields) = item.data_type() else {
             return Err(not_struct_list(file, m, list_field.data_type()));
         };
-        let time = config.time.as_str();
+        let time = config.time.as_deref().unwrap_or(DEFAULT_TIME);
         let Some(time_idx) = fields.iter().position(|f| f.name() == time) else {
             let have: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
             return Err(Error::data(format!(
@@ -119,6 +126,10 @@ impl Layout {
             }
         }
 
+        let int_unit = is_int.then(|| config.time_unit.unwrap_or(IntUnit::Second));
+        let time_type = time_field.data_type().clone();
+        // The output keeps what the input records about itself, and records the names used.
+        let out_schema = record(Schema::new(out_fields).with_metadata(carried(schema.metadata())), &config.keys, time);
         let mut projection = config.keys.clone();
         projection.push(config.measurements.clone());
         Ok(Layout {
@@ -128,7 +139,9 @@ impl Layout {
             fields: fields.clone(),
             time_idx,
             nanos_per_tick,
-            out_schema: Arc::new(Schema::new(out_fields)),
+            time_type,
+            int_unit,
+            out_schema: Arc::new(out_schema),
         })
     }
 }

@@ -31,6 +31,7 @@ use arrow::record_batch::RecordBatch;
 use rayon::prelude::*;
 
 use probe_core::input::{discover, BatchReader, Input};
+use probe_core::meta::{check_columns, resolve_keys, resolve_time};
 use probe_core::output::{check_output, Output, OutputOptions};
 use probe_core::progress::Progress;
 use probe_core::schema::check_agree;
@@ -52,10 +53,11 @@ pub struct Config {
     pub output: Option<PathBuf>,
     /// Arrow IPC output compression (`None`: zstd for files, none on stdout).
     pub ipc_compression: Option<probe_core::output::IpcCompression>,
-    /// Key column names.
+    /// Key column names; empty: the key the input records, else `src_addr`.
     pub keys: Vec<String>,
-    /// Time field inside the measurement struct.
-    pub time: String,
+    /// Time field inside the measurement struct; `None`: the one the input records, else
+    /// `event_time`.
+    pub time: Option<String>,
     /// The list-of-struct column.
     pub measurements: String,
     /// Shortest key and window kept (at least 1).
@@ -85,8 +87,8 @@ impl Config {
             inputs,
             output,
             ipc_compression: None,
-            keys: vec!["src_addr".into()],
-            time: "event_time".into(),
+            keys: Vec::new(),
+            time: None,
             measurements: "measurements".into(),
             min_len: 1,
             max_gap: None,
@@ -133,9 +135,10 @@ impl Config {
         let Some(first) = inputs.first() else {
             return Err(Error::config("no input given"));
         };
-        let layout = Layout::new(&first.schema(), self, first.name())?;
+        let cfg = self.resolved(&first.schema(), first.name())?;
+        let layout = Layout::new(&first.schema(), &cfg, first.name())?;
         for input in &inputs[1..] {
-            Layout::new(&input.schema(), self, input.name())?;
+            Layout::new(&input.schema(), &cfg, input.name())?;
             check_agree(&first.schema(), first.name(), &input.schema(), input.name(), Some(&layout.projection))?;
         }
         let total_rows: Option<u64> = inputs.iter().map(|i| i.total_rows()).sum();
@@ -222,13 +225,23 @@ impl Config {
         Ok(report)
     }
 
+    /// This config with the key and time settled for `schema` (the first input's): given
+    /// names, else the names it records (probe-group writes them), else the defaults.
+    fn resolved(&self, schema: &arrow::datatypes::Schema, file: &str) -> Result<Config> {
+        let keys = resolve_keys(&self.keys, schema, file)?;
+        let time = resolve_time(self.time.as_deref(), schema, file)?;
+        check_columns(&keys, Some(&time), None)?;
+        Ok(Config { keys, time: Some(time), ..self.clone() })
+    }
+
     /// The checks `Args::into_config` makes, for configs built in code.
     fn check(&self) -> Result<()> {
-        if self.keys.is_empty() {
-            return Err(Error::config("--key needs at least one column name"));
-        }
+        check_columns(&self.keys, self.time.as_deref(), None)?;
         if self.min_len == 0 || self.max_len == Some(0) || self.stride == Some(0) {
             return Err(Error::config("--min-len, --max-len and --stride must be at least 1"));
+        }
+        if self.max_len.is_some_and(|m| m < self.min_len) {
+            return Err(Error::config("--min-len is above --max-len: every window would be dropped"));
         }
         match (self.max_len, self.stride) {
             (None, Some(_)) => Err(Error::config("--stride needs --max-len")),

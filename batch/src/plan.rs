@@ -13,10 +13,11 @@ use std::ops::{AddAssign, Range};
 
 use arrow::array::{Array, ArrayRef, AsArray, Int64Array, OffsetSizeTrait, StructArray};
 use arrow::buffer::NullBuffer;
+use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
-use arrow::util::display::array_value_to_string;
 
 use probe_core::columns::time_as_i64;
+use probe_core::time::{check_unit, format_time, IntUnit};
 use probe_core::{Error, Result};
 
 use crate::layout::Layout;
@@ -98,6 +99,9 @@ pub struct BatchView {
     /// Input name and row number of the batch's first row, for messages.
     file: String,
     first_row: u64,
+    /// How times are shown in messages.
+    time_type: DataType,
+    int_unit: Option<IntUnit>,
 }
 
 impl BatchView {
@@ -113,9 +117,31 @@ impl BatchView {
             ))
         })?;
         let time = values.column(layout.time_idx).clone();
-        let ticks = time_as_i64(&time).map_err(|e| Error::data(format!("{file}: {e}")))?;
+        let at = |i: usize| {
+            let row = offsets.partition_point(|&o| o <= i).saturating_sub(1);
+            format!("{file}: row {} (key), measurement {}", first_row + row as u64, i - offsets[row])
+        };
+        let ticks = time_as_i64(&time, at)?;
+        if let (Some(unit), Some(min), Some(max)) =
+            (layout.int_unit, arrow::compute::min(&ticks), arrow::compute::max(&ticks))
+        {
+            let what = format!("{file}: time field `{}`", layout.fields[layout.time_idx].name());
+            check_unit(min, max, unit, &what)?;
+        }
         let time_valid = NullBuffer::union(ticks.nulls(), values.nulls());
-        Ok(BatchView { keys, offsets, list_nulls, values, time, ticks, time_valid, file: file.to_string(), first_row })
+        Ok(BatchView {
+            keys,
+            offsets,
+            list_nulls,
+            values,
+            time,
+            ticks,
+            time_valid,
+            file: file.to_string(),
+            first_row,
+            time_type: layout.time_type.clone(),
+            int_unit: layout.int_unit,
+        })
     }
 
     /// Number of keys (rows) in the batch.
@@ -163,8 +189,8 @@ impl BatchView {
                     self.first_row + row as u64,
                     self.describe_key(row),
                     i + 1,
-                    t[i + 1],
-                    t[i]
+                    format_time(t[i + 1], &self.time_type, self.int_unit),
+                    format_time(t[i], &self.time_type, self.int_unit)
                 )));
             }
             let mut index = 0u64;
@@ -211,18 +237,7 @@ impl BatchView {
     }
 
     fn describe_key(&self, row: usize) -> String {
-        let parts: Vec<String> = self
-            .keys
-            .iter()
-            .map(|k| {
-                if k.is_null(row) {
-                    "null".to_string()
-                } else {
-                    array_value_to_string(k.as_ref(), row).unwrap_or_else(|_| "?".to_string())
-                }
-            })
-            .collect();
-        parts.join(", ")
+        probe_core::columns::format_key(&self.keys, row, true)
     }
 }
 

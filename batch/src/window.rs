@@ -19,29 +19,7 @@ use std::time::Duration;
 
 use arrow::datatypes::{DataType, TimeUnit};
 
-/// The unit of an integer time field (`--time-unit`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IntUnit {
-    /// Seconds.
-    Second,
-    /// Milliseconds.
-    Millisecond,
-    /// Microseconds.
-    Microsecond,
-    /// Nanoseconds.
-    Nanosecond,
-}
-
-impl IntUnit {
-    fn nanos(self) -> i128 {
-        match self {
-            IntUnit::Second => 1_000_000_000,
-            IntUnit::Millisecond => 1_000_000,
-            IntUnit::Microsecond => 1_000,
-            IntUnit::Nanosecond => 1,
-        }
-    }
-}
+pub use probe_core::time::IntUnit;
 
 fn unit_nanos(u: &TimeUnit) -> i128 {
     match u {
@@ -62,7 +40,7 @@ pub fn nanos_per_tick(data_type: &DataType, int_unit: Option<IntUnit>) -> Option
         }
         DataType::Date32 => Some((86_400 * 1_000_000_000, false)),
         DataType::Date64 => Some((1_000_000, false)),
-        DataType::Int16 | DataType::Int32 | DataType::UInt32 | DataType::Int64 => Some((int, true)),
+        t if t.is_integer() => Some((int, true)),
         _ => None,
     }
 }

@@ -19,12 +19,11 @@
 use std::cmp::Ordering;
 use std::collections::HashSet;
 
-use arrow::array::{Array, ArrayRef, Int64Array};
-use arrow::compute::{cast, SortOptions};
+use arrow::array::{Array, ArrayRef};
+use arrow::compute::SortOptions;
 use arrow::datatypes::{DataType, Schema};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{OwnedRow, Row, RowConverter, SortField};
-use arrow::util::display::{ArrayFormatter, FormatOptions};
 use probe_core::columns::time_as_i64;
 use probe_core::keyhash::key_hash;
 use probe_core::{Error, Result};
@@ -85,7 +84,7 @@ impl Checker {
     pub fn new(schema: &Schema, n_keys: usize, max_violations: usize, name: &str) -> Result<Checker> {
         let fields = schema.fields();
         if fields.len() != n_keys + 1 {
-            return Err(Error::data(format!("{name}: internal error: expected {} key/time columns", n_keys + 1)));
+            return Err(Error::internal(format!("{name}: expected {} key/time columns", n_keys + 1)));
         }
         let sort_fields =
             fields[..n_keys].iter().map(|f| SortField::new_with_options(f.data_type().clone(), SORT_OPTIONS)).collect();
@@ -120,14 +119,14 @@ impl Checker {
         }
         let file_idx = self.files.len().saturating_sub(1);
         let Some(file) = self.files.get_mut(file_idx) else {
-            return Err(Error::data("internal error: a batch before any file"));
+            return Err(Error::internal("a batch before any file"));
         };
         let name = file.name.clone();
         if batch.num_columns() != self.n_keys + 1 {
-            return Err(Error::data(format!("{name}: internal error: batch has {} columns", batch.num_columns())));
+            return Err(Error::internal(format!("{name}: batch has {} columns", batch.num_columns())));
         }
         let keys: Vec<ArrayRef> = batch.columns()[..self.n_keys].to_vec();
-        let time = time_as_i64(batch.column(self.n_keys))?;
+        let time = time_as_i64(batch.column(self.n_keys), |i| format!("{name}: row {}", file.rows + i as u64))?;
         let rows = self
             .converter
             .convert_columns(&keys)
@@ -302,23 +301,10 @@ fn display_key(converter: &RowConverter, row: Row<'_>) -> String {
     }
 }
 
-/// A time for people, in the time column's own type (a timestamp shows as a date and time).
+/// A time for people: ISO 8601 by the time column's type (see `probe_core::time`).
 fn display_time(t: Option<i64>, time_type: &DataType) -> String {
-    let Some(v) = t else {
-        return "null".to_string();
-    };
-    let arr: ArrayRef = std::sync::Arc::new(Int64Array::from(vec![v]));
-    let typed = match time_type {
-        DataType::Int64 => return v.to_string(),
-        DataType::Date32 | DataType::Time32(_) => cast(&arr, &DataType::Int32).and_then(|a| cast(&a, time_type)),
-        other => cast(&arr, other),
-    };
-    let options = FormatOptions::new().with_null("null");
-    match typed {
-        Ok(a) if a.len() == 1 && !a.is_null(0) => match ArrayFormatter::try_new(a.as_ref(), &options) {
-            Ok(f) => f.value(0).to_string(),
-            Err(_) => v.to_string(),
-        },
-        _ => v.to_string(),
+    match t {
+        Some(v) => probe_core::time::format_time(v, time_type, None),
+        None => "null".to_string(),
     }
 }

@@ -57,7 +57,7 @@ pub struct Args {
 impl Args {
     /// Check the options and turn them into the stage's configuration.
     pub fn config(&self) -> Result<Config> {
-        let mut cfg = Config::new(self.input.inputs.clone(), self.keys.key.clone(), self.keys.time.clone())?;
+        let mut cfg = Config::new(self.input.inputs.clone(), self.keys.key.key.clone(), self.keys.time.clone())?;
         cfg.json = self.json;
         cfg.max_violations = self.max_violations;
         cfg.quiet = self.log.quiet;

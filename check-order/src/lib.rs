@@ -6,7 +6,7 @@
 //! [`Verdict`] with the exact `probe-group` command to run.
 //!
 //! ```text
-//! let cfg = Config::new(vec!["data/".into()], vec!["src_addr".into()], "event_time".into())?;
+//! let cfg = Config::new(vec!["data/".into()], vec!["src_addr".into()], Some("event_time".into()))?;
 //! let report = probe_check_order::run(&cfg)?;   // Report: counts, files, verdict, command
 //! report.exit_code();                             // 0 plain probe-group, 1 needs --sort
 //! ```
@@ -22,6 +22,7 @@ use std::io::Write;
 
 use probe_core::columns::key_time_indices;
 use probe_core::input::{discover, Input, DEFAULT_BATCH_BYTES};
+use probe_core::meta::{check_columns, resolve_keys, resolve_time};
 use probe_core::progress::Progress;
 use probe_core::schema::check_agree;
 use probe_core::{Error, Result};
@@ -31,7 +32,7 @@ pub use report::{FileReport, FileVerdict, Report, Verdict, Violation, ViolationK
 /// The stage name, used in messages.
 pub const STAGE: &str = "probe-check-order";
 
-/// Exit status for an error (usage errors also exit 2, through clap).
+/// Exit status for any error, usage errors included: 0 and 1 are verdicts here.
 pub const EXIT_ERROR: u8 = 2;
 
 /// A validated configuration: what [`run`] needs.
@@ -39,10 +40,11 @@ pub const EXIT_ERROR: u8 = 2;
 pub struct Config {
     /// Inputs as given on the command line (files, directories, `-`; empty = stdin).
     pub inputs: Vec<String>,
-    /// Key columns, in comparison order.
+    /// Key columns, in comparison order; empty: the key the first input records, else
+    /// `src_addr`.
     pub keys: Vec<String>,
-    /// The time column.
-    pub time: String,
+    /// The time column; `None`: the one the first input records, else `event_time`.
+    pub time: Option<String>,
     /// Print the report as one JSON object.
     pub json: bool,
     /// How many violations to list with file and row.
@@ -54,22 +56,23 @@ pub struct Config {
 impl Config {
     /// A configuration with the default report options (text, 5 violations listed, quiet),
     /// after checking the column names make sense together.
-    pub fn new(inputs: Vec<String>, keys: Vec<String>, time: String) -> Result<Config> {
-        if keys.is_empty() {
-            return Err(Error::config("no key column given; pass --key COLUMN"));
-        }
-        if keys.iter().any(|k| k.is_empty()) || time.is_empty() {
-            return Err(Error::config("a column name is empty; check the commas in --key and the --time value"));
-        }
-        for (i, k) in keys.iter().enumerate() {
-            if keys[..i].contains(k) {
-                return Err(Error::config(format!("key column `{k}` is given more than once in --key")));
-            }
-        }
-        if keys.contains(&time) {
-            return Err(Error::config(format!("`{time}` is given as both a key and the time column")));
-        }
+    pub fn new(inputs: Vec<String>, keys: Vec<String>, time: Option<String>) -> Result<Config> {
+        check_columns(&keys, time.as_deref(), None)?;
         Ok(Config { inputs, keys, time, json: false, max_violations: 5, quiet: true })
+    }
+
+    /// This config with the key and time columns settled for `schema` (the first input's):
+    /// given names, else the names it records, else the defaults.
+    fn resolved(&self, schema: &arrow::datatypes::Schema, file: &str) -> Result<Config> {
+        let keys = resolve_keys(&self.keys, schema, file)?;
+        let time = resolve_time(self.time.as_deref(), schema, file)?;
+        check_columns(&keys, Some(&time), None)?;
+        Ok(Config { keys, time: Some(time), ..self.clone() })
+    }
+
+    /// The time column (after [`Config::resolved`]).
+    fn time_name(&self) -> &str {
+        self.time.as_deref().unwrap_or(probe_core::meta::DEFAULT_TIME)
     }
 }
 
@@ -77,8 +80,8 @@ impl Config {
 pub fn run(cfg: &Config) -> Result<Report> {
     let sources = discover(&cfg.inputs)?;
     let progress = Progress::new(STAGE, cfg.quiet, None);
-    let mut columns = cfg.keys.clone();
-    columns.push(cfg.time.clone());
+    // Settled on the first input; `cfg` as given if there is none.
+    let mut settled: Option<Config> = None;
 
     let mut checker: Option<check::Checker> = None;
     // The first input's schema, whose key and time columns every later input must match.
@@ -87,7 +90,13 @@ pub fn run(cfg: &Config) -> Result<Report> {
         let input = Input::open(source)?;
         let name = input.name().to_string();
         let schema = input.schema();
-        let (key_idx, time_idx) = key_time_indices(&schema, &cfg.keys, &cfg.time, &name)?;
+        if settled.is_none() {
+            settled = Some(cfg.resolved(&schema, &name)?);
+        }
+        let cfg = settled.as_ref().unwrap_or(cfg);
+        let (key_idx, time_idx) = key_time_indices(&schema, &cfg.keys, cfg.time_name(), &name)?;
+        let mut columns = cfg.keys.clone();
+        columns.push(cfg.time_name().to_string());
         let mut idx = key_idx;
         idx.push(time_idx);
         let projected = schema.project(&idx).map_err(|e| Error::arrow(name.clone(), e))?;
@@ -99,7 +108,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
             Some((first_schema, first_name)) => check_agree(first_schema, first_name, &schema, &name, Some(&columns))?,
         }
         let Some(checker) = checker.as_mut() else {
-            return Err(Error::data(format!("{name}: internal error: no checker")));
+            return Err(Error::internal(format!("{name}: no checker")));
         };
         checker.start_file(&name);
         let mut reader = input.reader(Some(&columns), DEFAULT_BATCH_BYTES)?;
@@ -108,6 +117,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
             progress.inc(batch.num_rows());
         }
     }
+    let cfg = settled.as_ref().unwrap_or(cfg);
     let report = match checker {
         Some(c) => c.into_report(cfg),
         // discover() always yields at least one source, so this is only a safe default.
@@ -135,27 +145,18 @@ pub fn print(report: &Report, json: bool, out: &mut dyn Write) -> Result<()> {
     out.flush().map_err(Error::Stdout)
 }
 
-/// The whole binary: validate, run, print to `out`, and return the exit status
-/// (0 plain `probe-group` accepts the input, 1 it needs `--sort`, 2 error). Errors are
-/// printed to stderr as one line, `probe-check-order: error: ...`.
-pub fn main_with(args: &cli::Args, out: &mut dyn Write) -> u8 {
-    let report = match args.config().and_then(|cfg| run(&cfg).map(|r| (cfg, r))) {
-        Ok(r) => r,
-        Err(e) => return fail(&e),
-    };
-    let (cfg, report) = report;
+/// The whole stage: validate, run, print to `out`, and return the exit status (0 plain
+/// `probe-group` accepts the input, 1 it needs `--sort`). `main.rs` hands an error to
+/// `probe_core::main_with_status`, which prints it as one line and exits [`EXIT_ERROR`].
+pub fn main_with(args: &cli::Args, out: &mut dyn Write) -> Result<u8> {
+    let cfg = args.config()?;
+    let report = run(&cfg)?;
     match print(&report, cfg.json, out) {
-        Ok(()) => report.exit_code(),
         // A closed pipe (`| head`): the reader has what it wanted; the verdict still stands.
-        Err(e) if e.is_broken_pipe() => report.exit_code(),
-        Err(e) => fail(&e),
+        Err(e) if e.is_broken_pipe() => Ok(report.exit_code()),
+        Err(e) => Err(e),
+        Ok(()) => Ok(report.exit_code()),
     }
-}
-
-fn fail(e: &Error) -> u8 {
-    probe_core::cleanup::remove_all();
-    eprintln!("{STAGE}: error: {}", probe_core::error::one_line(&e.to_string()));
-    EXIT_ERROR
 }
 
 #[cfg(test)]

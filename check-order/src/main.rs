@@ -8,8 +8,13 @@ use clap::Parser;
 use probe_check_order::cli::Args;
 
 fn main() -> ExitCode {
-    probe_core::cleanup::install();
-    let args = Args::parse();
-    let mut out = BufWriter::new(std::io::stdout().lock());
-    ExitCode::from(probe_check_order::main_with(&args, &mut out))
+    probe_core::main_with_status(
+        probe_check_order::STAGE,
+        |_| probe_check_order::EXIT_ERROR,
+        || {
+            let args = Args::parse();
+            let mut out = BufWriter::new(std::io::stdout().lock());
+            probe_check_order::main_with(&args, &mut out)
+        },
+    )
 }

@@ -222,7 +222,7 @@ pub fn group_command(cfg: &Config, sort: bool) -> String {
     parts.push("--key".to_string());
     parts.push(shell_quote(&cfg.keys.join(",")));
     parts.push("--time".to_string());
-    parts.push(shell_quote(&cfg.time));
+    parts.push(shell_quote(cfg.time.as_deref().unwrap_or(probe_core::meta::DEFAULT_TIME)));
     parts.extend(cfg.inputs.iter().map(|i| shell_quote(i)));
     parts.join(" ")
 }

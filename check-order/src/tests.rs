@@ -97,7 +97,7 @@ fn ipc_file_in_batches(dir: &Path, name: &str, rows: &[(K, T)], sizes: &[usize])
 
 fn cfg_for(paths: &[&Path]) -> Config {
     let inputs = paths.iter().map(|p| p.display().to_string()).collect();
-    Config::new(inputs, vec!["src_addr".into()], "event_time".into()).unwrap()
+    Config::new(inputs, vec!["src_addr".into()], Some("event_time".into())).unwrap()
 }
 
 fn check(paths: &[&Path]) -> Report {
@@ -114,7 +114,7 @@ fn main_run(argv: &[&str]) -> (u8, String) {
     all.extend_from_slice(argv);
     let args = cli::Args::try_parse_from(all).unwrap();
     let mut out = Vec::new();
-    let code = main_with(&args, &mut out);
+    let code = main_with(&args, &mut out).unwrap_or(crate::EXIT_ERROR);
     (code, String::from_utf8(out).unwrap())
 }
 
@@ -420,7 +420,8 @@ fn composite_key_compares_column_by_column() {
             vec![Arc::new(StringArray::from(a)), Arc::new(Int32Array::from(b)), Arc::new(Int64Array::from(t))];
         RecordBatch::try_new(schema.clone(), cols).unwrap()
     };
-    let cfg = |p: &Path| Config::new(vec![p.display().to_string()], vec!["a".into(), "b".into()], "t".into()).unwrap();
+    let cfg =
+        |p: &Path| Config::new(vec![p.display().to_string()], vec!["a".into(), "b".into()], Some("t".into())).unwrap();
 
     // ("x",10) < ("y",2): string first, then the integer (not "10" < "2" as text).
     let sorted = dir.path().join("sorted.arrow");
@@ -607,7 +608,8 @@ fn errors_exit_2() {
     // Missing column, named in the message.
     let (code, out) = main_run(&["--key", "nope", good]);
     assert_eq!((code, out.as_str()), (2, ""));
-    let err = run(&Config::new(vec![good.into()], vec!["nope".into()], "event_time".into()).unwrap()).unwrap_err();
+    let err =
+        run(&Config::new(vec![good.into()], vec!["nope".into()], Some("event_time".into())).unwrap()).unwrap_err();
     assert!(err.to_string().contains("no column `nope`"), "{err}");
     // Wrong key type (a float cannot be a key).
     assert_eq!(main_run(&["--key", "rtt_ms", good]).0, 2);
@@ -706,14 +708,13 @@ fn group_command_quotes_for_the_shell() {
     assert_eq!(report::shell_quote("data/"), "data/");
     assert_eq!(report::shell_quote("it's"), "'it'\\''s'");
     assert_eq!(report::shell_quote(""), "''");
-    let cfg = Config::new(vec![], vec!["a".into(), "b c".into()], "t".into()).unwrap();
+    let cfg = Config::new(vec![], vec!["a".into(), "b c".into()], Some("t".into())).unwrap();
     assert_eq!(report::group_command(&cfg, true), "probe-group --sort --key 'a,b c' --time t");
 }
 
 #[test]
 fn config_rejects_bad_column_lists() {
-    assert!(Config::new(vec![], vec![], "t".into()).is_err());
-    assert!(Config::new(vec![], vec!["a".into(), "a".into()], "t".into()).is_err());
-    assert!(Config::new(vec![], vec!["a".into(), "".into()], "t".into()).is_err());
-    assert!(Config::new(vec![], vec!["t".into()], "t".into()).is_err());
+    assert!(Config::new(vec![], vec!["a".into(), "a".into()], Some("t".into())).is_err());
+    assert!(Config::new(vec![], vec!["a".into(), "".into()], Some("t".into())).is_err());
+    assert!(Config::new(vec![], vec!["t".into()], Some("t".into())).is_err());
 }

@@ -37,16 +37,63 @@ pub struct LogArgs {
     pub quiet: bool,
 }
 
-/// `--key` and `--time`.
+/// `--key` and `--time`. Neither has a clap default, so a stage can tell a given name from a
+/// default one: the defaults come from the input's schema metadata when it records the names
+/// (see [`crate::meta`]), else `src_addr` and `event_time`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct KeyArgs {
-    /// Key column; repeat it or separate with commas for a composite key.
-    #[arg(short = 'k', long = "key", value_name = "COLUMN", value_delimiter = ',', default_value = "src_addr")]
-    pub key: Vec<String>,
+    #[command(flatten)]
+    pub key: KeyArg,
 
-    /// Time column (a timestamp, date or integer column).
-    #[arg(short = 't', long = "time", value_name = "COLUMN", default_value = "event_time")]
-    pub time: String,
+    /// Time column: a timestamp, date, time, duration or integer column (in probe rows, the
+    /// time field of the measurements) [default: the time column the input records, else
+    /// event_time].
+    #[arg(short = 't', long = "time", value_name = "COLUMN")]
+    pub time: Option<String>,
+}
+
+/// `--key` alone, for stages that do not read times.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KeyArg {
+    /// Key column; repeat it or separate with commas for a composite key [default: the key the
+    /// input records in its schema metadata (probe-group writes it), else src_addr].
+    #[arg(short = 'k', long = "key", value_name = "COLUMN", value_delimiter = ',')]
+    pub key: Vec<String>,
+}
+
+/// clap's value parser for `--compression`: accepts what [`parse_compression`] accepts, lists
+/// the choices in `--help` and rejects anything else as a usage error (exit 2).
+#[derive(Debug, Clone, Copy)]
+pub struct CompressionParser;
+
+impl clap::builder::TypedValueParser for CompressionParser {
+    type Value = parquet::basic::Compression;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        // A plain fn parser formats the error as clap does for any bad value.
+        let inner = crate::output::parse_compression as fn(&str) -> Result<Self::Value, String>;
+        inner.parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        use clap::builder::PossibleValue;
+        Some(Box::new(
+            [
+                PossibleValue::new("zstd").help("zstd level 1 (the default)"),
+                PossibleValue::new("zstd:LEVEL").help("zstd at LEVEL, 1 (fast) to 22 (small)"),
+                PossibleValue::new("snappy"),
+                PossibleValue::new("lz4"),
+                PossibleValue::new("gzip"),
+                PossibleValue::new("none"),
+            ]
+            .into_iter(),
+        ))
+    }
 }
 
 /// Parse a size like `512MiB`, `2GB`, `1048576`.

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Int64Array};
+use arrow::array::{Array, ArrayRef, Int64Array, UInt64Array};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema};
 
@@ -23,16 +23,17 @@ pub fn check_key_type(field: &Field, file: &str) -> Result<()> {
     )))
 }
 
-/// Whether a column type can be the time column: its values are read as i64.
+/// Whether a column type can be the time column: its values are read as i64. Accepted:
+/// timestamps, dates, times of day, durations, and every integer type (Int8 to Int64, UInt8 to
+/// UInt64; a UInt64 value above i64::MAX is refused where it is read, naming its row).
 pub fn check_time_type(field: &Field, file: &str) -> Result<()> {
     use DataType::*;
     match field.data_type() {
-        Timestamp(_, _) | Date32 | Date64 | Int64 | Int32 | UInt32 | Int16 | Time64(_) | Time32(_) | Duration(_) => {
-            Ok(())
-        }
+        Timestamp(_, _) | Date32 | Date64 | Time64(_) | Time32(_) | Duration(_) => Ok(()),
+        t if t.is_integer() => Ok(()),
         other => Err(Error::data(format!(
-            "{file}: time column `{}` has type {other}; it must be a timestamp, date or integer column \
-             (pass --time with the right column, or cast it when exporting)",
+            "{file}: time column `{}` has type {other}; it must be a timestamp, date, time, duration or integer \
+             (Int8 to Int64, UInt8 to UInt64) column (pass --time with the right column, or cast it when exporting)",
             field.name()
         ))),
     }
@@ -54,9 +55,12 @@ pub fn key_time_indices(schema: &Schema, keys: &[String], time: &str, file: &str
     Ok((key_idx, t))
 }
 
-/// The time column's values as i64 (timestamps in their own unit, dates as days or ms).
-pub fn time_as_i64(col: &ArrayRef) -> Result<Int64Array> {
+/// The time column's values as i64 (timestamps in their own unit, dates as days or ms,
+/// integers as they are). A UInt64 value above i64::MAX is an error naming its place:
+/// `at(i)` describes row `i` of `col` (file and row) for the message.
+pub fn time_as_i64(col: &ArrayRef, at: impl Fn(usize) -> String) -> Result<Int64Array> {
     let data_type = col.data_type().clone();
+    check_time_values(col, at)?;
     let as_i64 = match &data_type {
         DataType::Int64 => col.clone(),
         DataType::Date32 | DataType::Time32(_) => {
@@ -70,7 +74,30 @@ pub fn time_as_i64(col: &ArrayRef) -> Result<Int64Array> {
         .downcast_ref::<Int64Array>()
         .cloned()
         .ok_or_else(|| Error::data(format!("time column of type {data_type} could not be read as integers")))?;
+    // A cast that turned a value into null would drop a time without a word.
+    if arr.null_count() != col.null_count() {
+        return Err(Error::internal(format!("reading a {data_type} time column as integers lost values")));
+    }
     Ok(arr)
+}
+
+/// Refuse time values that cannot be read as i64: a UInt64 above i64::MAX (`at(i)` names the
+/// file and row of `col`'s row `i`). Every other time type fits.
+pub fn check_time_values(col: &ArrayRef, at: impl Fn(usize) -> String) -> Result<()> {
+    let Some(u) = col.as_any().downcast_ref::<UInt64Array>() else {
+        return Ok(());
+    };
+    if arrow::compute::max(u).is_none_or(|m| m <= i64::MAX as u64) {
+        return Ok(());
+    }
+    let i = u.iter().position(|v| v.is_some_and(|v| v > i64::MAX as u64)).unwrap_or(0);
+    Err(Error::data(format!(
+        "{}: time {} is above {}, the largest time this project orders; cast the time column to Int64 or \
+         a timestamp when exporting",
+        at(i),
+        u.value(i),
+        i64::MAX
+    )))
 }
 
 /// A schema with every field nullable (outputs may carry nulls from any input).
@@ -105,6 +132,19 @@ pub fn format_value(col: &dyn Array, row: usize, quote_strings: bool) -> String 
             }
         }
         _ => "?".to_string(),
+    }
+}
+
+/// The time in row `row` of a time column for people, in ISO 8601 (see
+/// [`crate::time::format_time`]); `null` for a null; `int_unit` for an integer column.
+pub fn format_time_at(col: &dyn Array, row: usize, int_unit: Option<crate::time::IntUnit>) -> String {
+    if row >= col.len() || col.is_null(row) {
+        return "null".to_string();
+    }
+    let one = col.slice(row, 1);
+    match time_as_i64(&one, |_| String::new()) {
+        Ok(v) if v.is_valid(0) => crate::time::format_time(v.value(0), col.data_type(), int_unit),
+        _ => format_value(col, row, false),
     }
 }
 

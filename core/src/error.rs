@@ -1,5 +1,9 @@
 //! The one error type every stage returns, and the exit codes it maps to.
 //!
+//! The exit code belongs to the error ([`Error::code`]): usage errors (options that
+//! contradict each other or the input's recorded meaning) exit 2 like clap's own, everything
+//! else 1. `probe_core::main` takes the code from the error it gets.
+//!
 //! Messages are written for the person at the terminal: each names the file, row, column
 //! or key involved and says what to do. `main` prints them as one line,
 //! `probe-<stage>: error: <message>`, so variants hold a complete sentence and the wrapped
@@ -10,6 +14,12 @@ use std::path::PathBuf;
 
 use arrow::error::ArrowError;
 use parquet::errors::ParquetError;
+
+/// Exit status of a stage that failed on its input or environment.
+pub const EXIT_ERROR: u8 = 1;
+
+/// Exit status of a usage error (clap uses it too).
+pub const EXIT_USAGE: u8 = 2;
 
 /// Result alias used across the workspace.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -22,9 +32,15 @@ pub enum Error {
     #[error("{0}")]
     Data(String),
 
-    /// The options make no sense together, found after clap parsed them.
+    /// The options make no sense together (or with what the input records about itself),
+    /// found after clap parsed them. Exits 2, like clap's own usage errors.
     #[error("{0}")]
-    Config(String),
+    Usage(String),
+
+    /// A bug: a state the code should never reach. Never a user's fault; the message says to
+    /// report it.
+    #[error("internal error: {0}; please report it")]
+    Internal(String),
 
     /// Reading or writing a named path failed at the operating-system level.
     #[error("{}: {source}", path.display())]
@@ -67,9 +83,27 @@ impl Error {
         Error::Data(msg.into())
     }
 
-    /// A configuration error with a formatted message.
+    /// A usage error (exit 2) with a formatted message.
+    pub fn usage(msg: impl Into<String>) -> Self {
+        Error::Usage(msg.into())
+    }
+
+    /// The same as [`Error::usage`]: options checked after parsing are usage errors.
     pub fn config(msg: impl Into<String>) -> Self {
-        Error::Config(msg.into())
+        Error::Usage(msg.into())
+    }
+
+    /// An internal error (a bug), with what went wrong.
+    pub fn internal(msg: impl Into<String>) -> Self {
+        Error::Internal(msg.into())
+    }
+
+    /// The process exit status for this error: 2 for usage errors, 1 for everything else.
+    pub fn code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => EXIT_USAGE,
+            _ => EXIT_ERROR,
+        }
     }
 
     /// Wrap an I/O error with the path it concerns.
@@ -128,16 +162,16 @@ impl Error {
 
 /// Turn a stage's result into the process exit status, printing the error as one line.
 ///
-/// Exit 0 on success or a closed downstream pipe, 1 on any error. Usage errors never reach
-/// here: clap exits 2 on its own.
-pub fn exit_with(stage: &str, result: Result<()>) -> std::process::ExitCode {
+/// `Ok(code)` exits with `code`; a closed downstream pipe exits 0; any other error exits with
+/// `code_of(&error)` (normally [`Error::code`]: 2 for usage errors, 1 otherwise).
+pub fn exit_with(stage: &str, result: Result<u8>, code_of: impl Fn(&Error) -> u8) -> std::process::ExitCode {
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => std::process::ExitCode::from(code),
         Err(e) if e.is_broken_pipe() => std::process::ExitCode::SUCCESS,
         Err(e) => {
             let msg = one_line(&e.to_string());
             eprintln!("{stage}: error: {msg}");
-            std::process::ExitCode::from(1)
+            std::process::ExitCode::from(code_of(&e))
         }
     }
 }
@@ -152,4 +186,18 @@ pub fn one_line(s: &str) -> String {
         out.push_str(part);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exit_code_belongs_to_the_variant() {
+        assert_eq!(Error::usage("x").code(), 2);
+        assert_eq!(Error::config("x").code(), 2);
+        assert_eq!(Error::data("x").code(), 1);
+        assert_eq!(Error::internal("x").code(), 1);
+        assert_eq!(Error::internal("no open output").to_string(), "internal error: no open output; please report it");
+    }
 }

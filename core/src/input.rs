@@ -68,7 +68,7 @@ pub fn discover(paths: &[String]) -> Result<Vec<Source>> {
     for p in paths {
         if p == "-" {
             if out.contains(&Source::Stdin) {
-                return Err(Error::config("`-` (stdin) is given more than once"));
+                return Err(Error::data("`-` (stdin) is given more than once"));
             }
             out.push(Source::Stdin);
             continue;
@@ -108,7 +108,7 @@ impl Seen {
         use std::os::unix::fs::MetadataExt;
         let what = if meta.is_dir() { "directory" } else { "file" };
         match self.0.entry((meta.dev(), meta.ino())) {
-            std::collections::hash_map::Entry::Occupied(first) => Err(Error::config(format!(
+            std::collections::hash_map::Entry::Occupied(first) => Err(Error::data(format!(
                 "{}: the same {what} as {}, reached twice through the inputs; its rows would be read twice, \
                  so pass each input once",
                 path.display(),

@@ -9,6 +9,8 @@
 //! - [`columns`]: key/time column checks; [`cli`]: shared clap options;
 //! - [`schema`]: the one rule for inputs that must agree on their columns;
 //! - [`streams`]: several Arrow IPC streams concatenated in one input;
+//! - [`meta`]: key/time column lists: their check, and the names recorded in schema metadata;
+//! - [`time`]: times as ISO 8601 for messages, the unit of integer times;
 //! - [`keyhash`]: the documented key hash used by `probe-split` and partitioning;
 //! - [`cleanup`]: removal of temp files on Ctrl-C / SIGTERM;
 //! - [`staging`]: multi-file outputs (`--out-dir`) that appear all at once.
@@ -39,21 +41,33 @@ pub mod error;
 pub mod guard;
 pub mod input;
 pub mod keyhash;
+pub mod meta;
 pub mod output;
 pub mod progress;
 pub mod schema;
 pub mod staging;
 pub mod streams;
+pub mod time;
 
 pub use error::{Error, Result};
 
-/// Run a stage: install the interrupt cleanup, run, print the error as one line, map the exit
-/// code (0 ok or closed pipe, 1 error).
+/// Run a stage: install the interrupt cleanup, run, print the error as one line, and exit
+/// with the code the error carries (0 ok or closed pipe, 2 usage error, 1 any other error).
 pub fn main(stage: &str, run: impl FnOnce() -> Result<()>) -> std::process::ExitCode {
+    main_with_status(stage, Error::code, || run().map(|()| 0))
+}
+
+/// [`main`] for a stage whose success has several exit codes (`probe-check-order`: 0 or 1 by
+/// verdict) or whose errors map to codes of their own (`code_of`).
+pub fn main_with_status(
+    stage: &str,
+    code_of: impl Fn(&Error) -> u8,
+    run: impl FnOnce() -> Result<u8>,
+) -> std::process::ExitCode {
     cleanup::install();
     let result = run();
     if result.is_err() {
         cleanup::remove_all();
     }
-    error::exit_with(stage, result)
+    error::exit_with(stage, result, code_of)
 }

@@ -149,14 +149,14 @@ impl std::fmt::Debug for Output {
 pub fn check_file_path(path: &Path) -> Result<()> {
     let text = path.as_os_str().to_string_lossy();
     if path.is_dir() {
-        return Err(Error::config(format!(
+        return Err(Error::data(format!(
             "{}: is a directory; -o takes a file name, such as {}/out.arrows",
             path.display(),
             text.trim_end_matches('/')
         )));
     }
     if text.ends_with('/') {
-        return Err(Error::config(format!(
+        return Err(Error::data(format!(
             "{}: ends with `/`, so it names a directory; -o takes a file name, such as {}out.arrows",
             path.display(),
             text
@@ -184,7 +184,7 @@ pub fn check_output(path: &Path, inputs: &[Source]) -> Result<()> {
             Source::Stdin => std::fs::metadata("/dev/stdin"),
         };
         if meta.is_ok_and(|m| m.dev() == out.dev() && m.ino() == out.ino()) {
-            return Err(Error::config(format!(
+            return Err(Error::data(format!(
                 "{}: is also an input ({}); writing it would replace the data being read, so choose another output",
                 path.display(),
                 input.name()
@@ -197,7 +197,7 @@ pub fn check_output(path: &Path, inputs: &[Source]) -> Result<()> {
 /// Refuse binary output to a terminal before any work starts.
 pub fn check_stdout_not_terminal(path: Option<&Path>) -> Result<()> {
     if path.is_none() && io::stdout().is_terminal() {
-        return Err(Error::config(
+        return Err(Error::data(
             "refusing to write binary Arrow data to a terminal: pipe it into another stage (| probe-...) or pass -o FILE",
         ));
     }
@@ -277,7 +277,7 @@ impl Output {
                     w.flush().map_err(|e| parquet_err(name, e))?;
                 }
             }
-            None => return Err(Error::data(format!("{name}: internal error: write after finish"))),
+            None => return Err(Error::internal(format!("{name}: write after finish"))),
         }
         self.rows += batch.num_rows() as u64;
         Ok(())

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use probe_core::cli::{parse_size, InputArgs, KeyArgs, LogArgs, OutputArgs};
+use parquet::basic::Compression;
+use probe_core::cli::{parse_size, CompressionParser, InputArgs, KeyArgs, LogArgs, OutputArgs};
 
 /// Group measurements into probe rows: one row per key with its measurements as a
 /// time-ordered list.
@@ -52,9 +53,9 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub temp_dir: Option<PathBuf>,
 
-    /// Parquet compression for a `.parquet` output: zstd, zstd:LEVEL, snappy, lz4, gzip, none.
-    #[arg(long, value_name = "CODEC", default_value = "zstd")]
-    pub compression: String,
+    /// Parquet compression for a `.parquet` output.
+    #[arg(long, value_name = "CODEC", default_value = "zstd", value_parser = CompressionParser)]
+    pub compression: Compression,
 
     /// Target size of one decoded batch (input and output).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "8MiB", hide = true)]

@@ -162,11 +162,11 @@ impl<'a> Grouper<'a> {
         }
         let item_fields = match self.schema.field(self.n_keys).data_type() {
             DataType::List(f) => f.clone(),
-            _ => return Err(Error::data("internal error: output schema without a list column")),
+            _ => return Err(Error::internal("output schema without a list column")),
         };
         let struct_fields = match item_fields.data_type() {
             DataType::Struct(fs) => fs.clone(),
-            _ => return Err(Error::data("internal error: list items are not structs")),
+            _ => return Err(Error::internal("list items are not structs")),
         };
         let items = StructArray::try_new(struct_fields, children, None).map_err(|e| self.too_big(e))?;
         let mut offsets: Vec<i32> = self.group_starts[..n_groups].iter().map(|&s| s as i32).collect();

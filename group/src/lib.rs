@@ -21,9 +21,8 @@ use parquet::basic::Compression;
 
 use probe_core::columns::key_time_indices;
 use probe_core::input::{discover, Input};
-use probe_core::output::{
-    check_output, check_stdout_not_terminal, parse_compression, IpcCompression, Output, OutputOptions,
-};
+use probe_core::meta::{check_columns, record, resolve_keys, resolve_time};
+use probe_core::output::{check_output, check_stdout_not_terminal, IpcCompression, Output, OutputOptions};
 use probe_core::progress::{physical_memory_bytes, Progress};
 use probe_core::schema::common_schema;
 use probe_core::{Error, Result};
@@ -31,7 +30,7 @@ use probe_core::{Error, Result};
 pub use cli::Args;
 
 use crate::grouper::{output_schema, Grouper};
-use crate::merge::{key_converter, BatchSource, Cursor, Layout};
+use crate::merge::{key_converter, BatchSource, Cursor, Layout, SourceKind};
 
 /// A validated `probe-group` run.
 #[derive(Debug, Clone)]
@@ -40,10 +39,10 @@ pub struct Config {
     pub inputs: Vec<String>,
     /// Output file, or stdout.
     pub output: Option<PathBuf>,
-    /// Key column names.
+    /// Key column names; empty: the key the input records, else `src_addr`.
     pub keys: Vec<String>,
-    /// Time column name.
-    pub time: String,
+    /// Time column name; `None`: the one the input records, else `event_time`.
+    pub time: Option<String>,
     /// Payload projection (None = all other columns).
     pub columns: Option<Vec<String>>,
     /// External sort.
@@ -90,19 +89,7 @@ pub fn default_memory_limit() -> u64 {
 impl Args {
     /// Check the flags and turn them into a config.
     pub fn into_config(self) -> Result<Config> {
-        let compression = parse_compression(&self.compression).map_err(Error::config)?;
-        if self.keys.key.is_empty() || self.keys.key.iter().any(|k| k.is_empty()) {
-            return Err(Error::config("--key needs at least one column name"));
-        }
-        if let Some(cols) = &self.columns {
-            for c in cols {
-                if self.keys.key.contains(c) || *c == self.keys.time {
-                    return Err(Error::config(format!(
-                        "--columns: `{c}` is the key or time column, which is always kept; leave it out"
-                    )));
-                }
-            }
-        }
+        check_columns(&self.keys.key.key, self.keys.time.as_deref(), self.columns.as_deref())?;
         if self.fan_in < 2 {
             return Err(Error::config("--fan-in must be at least 2"));
         }
@@ -114,26 +101,18 @@ impl Args {
         Ok(Config {
             inputs: self.input.inputs,
             output: self.output.output,
-            keys: self.keys.key,
+            keys: self.keys.key.key,
             time: self.keys.time,
             columns: self.columns,
             sort: self.sort,
             memory_limit,
             temp_dir: self.temp_dir.unwrap_or_else(std::env::temp_dir),
-            compression,
+            compression: self.compression,
             ipc_compression: self.output.ipc_compression,
             batch_bytes: self.batch_size.clamp(1, 1 << 30) as usize,
             fan_in: self.fan_in,
             quiet: self.log.quiet,
         })
-    }
-}
-
-fn advice(sort: bool) -> Arc<str> {
-    if sort {
-        Arc::from("internal error: a sorted run is out of order; please report it")
-    } else {
-        Arc::from("rerun with --sort (probe-check-order shows what the input needs)")
     }
 }
 
@@ -148,7 +127,10 @@ impl Config {
         let named: Vec<_> = inputs.iter().map(|i| (i.name().to_string(), i.schema())).collect();
         let first = &inputs[0];
         let schema = first.schema();
-        let (key_idx, time_idx) = key_time_indices(&schema, &self.keys, &self.time, first.name())?;
+        let keys = resolve_keys(&self.keys, &schema, first.name())?;
+        let time = resolve_time(self.time.as_deref(), &schema, first.name())?;
+        check_columns(&keys, Some(&time), self.columns.as_deref())?;
+        let (key_idx, time_idx) = key_time_indices(&schema, &keys, &time, first.name())?;
         let payload: Vec<String> = match &self.columns {
             Some(cols) => cols.clone(),
             None => {
@@ -164,8 +146,8 @@ impl Config {
                     .collect()
             }
         };
-        let mut projection: Vec<String> = self.keys.clone();
-        projection.push(self.time.clone());
+        let mut projection: Vec<String> = keys.clone();
+        projection.push(time.clone());
         projection.extend(payload);
         // The columns read, checked across inputs before anything is written; a column is
         // nullable in the output if it is in any input.
@@ -185,11 +167,11 @@ impl Config {
             let r = input.reader(Some(&projection), batch_bytes)?;
             readers.push(r);
         }
-        let out_schema = output_schema(&proj_schema, self.keys.len());
-        let layout =
-            Arc::new(Layout { n_keys: self.keys.len(), key_names: self.keys.clone(), time_name: self.time.clone() });
+        // Later stages take their --key and --time from what the output records.
+        let out_schema = Arc::new(record(output_schema(&proj_schema, keys.len()).as_ref().clone(), &keys, &time));
+        let layout = Arc::new(Layout { n_keys: keys.len(), key_names: keys.clone(), time_name: time.clone() });
         let empty = arrow::record_batch::RecordBatch::new_empty(proj_schema.clone());
-        let converter = Arc::new(key_converter(&empty, self.keys.len())?);
+        let converter = Arc::new(key_converter(&empty, keys.len())?);
 
         let progress = Progress::new("probe-group", self.quiet, total_rows);
         let opts = OutputOptions {
@@ -209,10 +191,13 @@ impl Config {
         } else {
             readers.into_iter().map(|r| Box::new(r) as Box<dyn BatchSource>).collect()
         };
+        // With --sort, the sources are runs this stage sorted itself (when nothing spilled, the
+        // one run is in memory): a violation there is a bug, not bad input.
+        let source_kind = if self.sort { SourceKind::SortedRun } else { SourceKind::Input };
         let cursors: Vec<Cursor> = sources
             .into_iter()
             .enumerate()
-            .map(|(i, s)| Cursor::new(s, i, converter.clone(), layout.clone(), advice(self.sort)))
+            .map(|(i, s)| Cursor::new(s, i, converter.clone(), layout.clone(), source_kind))
             .collect();
 
         // Encoding the output (IPC, or Parquet with compression) runs on its own thread, so it
@@ -230,7 +215,7 @@ impl Config {
             let mut emit = |b: arrow::record_batch::RecordBatch| {
                 tx.send(b).map_err(|_| Error::data("probe-group: output writer stopped"))
             };
-            let mut grouper = Grouper::new(out_schema, self.keys.len(), out_batch_bytes, &mut emit);
+            let mut grouper = Grouper::new(out_schema, keys.len(), out_batch_bytes, &mut emit);
             let counting = !self.sort;
             merge::merge(cursors, &mut grouper, &mut |n| {
                 if counting {

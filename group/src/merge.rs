@@ -144,8 +144,8 @@ pub struct Cursor {
     converter: Arc<RowConverter>,
     layout: Arc<Layout>,
     last: Option<LastRow>,
-    /// Message suffix for an order violation (what to do).
-    advice: Arc<str>,
+    /// What an order violation means here.
+    source_kind: SourceKind,
     rows: u64,
 }
 
@@ -156,9 +156,9 @@ impl Cursor {
         input: usize,
         converter: Arc<RowConverter>,
         layout: Arc<Layout>,
-        advice: Arc<str>,
+        source_kind: SourceKind,
     ) -> Cursor {
-        Cursor { source, input, converter, layout, last: None, advice, rows: 0 }
+        Cursor { source, input, converter, layout, last: None, source_kind, rows: 0 }
     }
 
     /// Rows read from this input so far.
@@ -189,7 +189,7 @@ impl Cursor {
         let keys =
             self.converter.convert_columns(&key_cols).map_err(|e| Error::arrow(format!("{name}: key columns"), e))?;
         let times =
-            time_as_i64(data.column(self.layout.time_idx())).map_err(|e| Error::data(format!("{name}: {e}")))?;
+            time_as_i64(data.column(self.layout.time_idx()), |i| format!("{name}: row {}", first_row + i as u64))?;
         let n = data.num_rows();
         let mut key_changes = Vec::new();
         // Check the first row against the previous batch's last row.
@@ -256,16 +256,26 @@ impl Cursor {
         let what = if !by_time {
             format!("key {key} comes after key {}", format_key(prev, l.n_keys, pi))
         } else {
-            let time = |b: &RecordBatch, i: usize| columns::format_value(b.column(l.time_idx()).as_ref(), i, false);
+            let time = |b: &RecordBatch, i: usize| columns::format_time_at(b.column(l.time_idx()).as_ref(), i, None);
             format!("key {key}: {} {} comes after {}", l.time_name, time(cur, ci), time(prev, pi))
         };
-        Error::data(format!(
-            "{name}: row {row}: {what}: the input is not sorted by ({}, {}); {}",
-            l.key_names.join(", "),
-            l.time_name,
-            self.advice
-        ))
+        let order = format!("{name}: row {row}: {what}: not sorted by ({}, {})", l.key_names.join(", "), l.time_name);
+        match self.source_kind {
+            SourceKind::Input => {
+                Error::data(format!("{order}; rerun with --sort (probe-check-order shows what the input needs)"))
+            }
+            SourceKind::SortedRun => Error::internal(format!("{order} in a sorted run")),
+        }
     }
+}
+
+/// Where a cursor's rows come from, which decides what an order violation means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// A user's input: a violation is bad input, and `--sort` is the fix.
+    Input,
+    /// A run that `--sort` wrote sorted: a violation is a bug.
+    SortedRun,
 }
 
 /// A heap entry: an input's current batch and position.

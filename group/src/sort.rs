@@ -39,7 +39,7 @@ use probe_core::output::disk_error;
 use probe_core::progress::Progress;
 use probe_core::{Error, Result};
 
-use crate::merge::{gather, key_converter, merge, BatchSource, Cursor, Layout, RunSink, SortedBatch};
+use crate::merge::{gather, key_converter, merge, BatchSource, Cursor, Layout, RunSink, SortedBatch, SourceKind};
 use crate::Config;
 
 /// Sorted runs ready for the final merge.
@@ -344,6 +344,11 @@ pub fn sort_inputs(
                 continue;
             }
             progress.inc(batch.num_rows());
+            // Times are checked here, where the file and row are known, not in the sorted runs.
+            let first_row = reader.rows_read() - batch.num_rows() as u64;
+            probe_core::columns::check_time_values(batch.column(layout.time_idx()), |i| {
+                format!("{}: row {}", reader.name(), first_row + i as u64)
+            })?;
             builder.push(batch)?;
             if builder.bytes >= budget.run_bytes {
                 let dir = match &spill {
@@ -424,13 +429,12 @@ fn open_cursors(
     converter: &Arc<RowConverter>,
     layout: &Arc<Layout>,
 ) -> Result<Vec<Cursor>> {
-    let advice: Arc<str> = Arc::from("internal error: a sorted run is out of order; please report it");
     paths
         .iter()
         .enumerate()
         .map(|(i, p)| {
             let r = RunReader::open(p, dir)?;
-            Ok(Cursor::new(Box::new(r), i, converter.clone(), layout.clone(), advice.clone()))
+            Ok(Cursor::new(Box::new(r), i, converter.clone(), layout.clone(), SourceKind::SortedRun))
         })
         .collect()
 }

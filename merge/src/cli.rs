@@ -7,8 +7,9 @@
 use std::path::PathBuf;
 
 use clap::{ArgGroup, Parser};
-use probe_core::cli::{parse_size, InputArgs, LogArgs};
-use probe_core::output::{parse_compression, OutFormat};
+use parquet::basic::Compression;
+use probe_core::cli::{parse_size, CompressionParser, InputArgs, LogArgs};
+use probe_core::output::OutFormat;
 use probe_core::{Error, Result};
 
 use crate::{Config, Target};
@@ -58,9 +59,9 @@ pub struct Args {
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "128MiB")]
     pub row_group_size: u64,
 
-    /// Parquet compression: zstd, zstd:LEVEL, snappy, lz4, gzip, none.
-    #[arg(long, value_name = "CODEC", default_value = "zstd")]
-    pub compression: String,
+    /// Parquet compression.
+    #[arg(long, value_name = "CODEC", default_value = "zstd", value_parser = CompressionParser)]
+    pub compression: Compression,
 
     /// Target size of one decoded input batch.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "8MiB", hide = true)]
@@ -76,8 +77,6 @@ pub const DEFAULT_MAX_FILE_SIZE: u64 = 1 << 30;
 impl Args {
     /// Check the flags and turn them into a config.
     pub fn into_config(self) -> Result<Config> {
-        let compression =
-            parse_compression(&self.compression).map_err(|e| Error::config(format!("--compression: {e}")))?;
         if self.row_group_size == 0 {
             return Err(Error::config("--row-group-size must be above 0"));
         }
@@ -107,7 +106,7 @@ impl Args {
             inputs: self.input.inputs,
             target,
             row_group_bytes: self.row_group_size.clamp(1, usize::MAX as u64) as usize,
-            compression,
+            compression: self.compression,
             batch_bytes: self.batch_size.clamp(1, 1 << 30) as usize,
             quiet: self.log.quiet,
         })

@@ -115,7 +115,7 @@ impl Config {
             Target::File(path) => Parts::single(path.clone(), schema.clone(), opts, self.row_group_bytes),
             Target::Dir { max_file_bytes, .. } => {
                 let Some(staging) = &staging else {
-                    return Err(Error::data("internal error: --out-dir without a staging folder"));
+                    return Err(Error::internal("--out-dir without a staging folder"));
                 };
                 Parts::rolled(staging.path().to_path_buf(), *max_file_bytes, schema.clone(), opts, self.row_group_bytes)
             }

@@ -110,7 +110,7 @@ impl Parts {
         let path = match (&self.single, &self.dir) {
             (Some(p), _) => p.clone(),
             (None, Some(d)) => d.join(part_name(self.written.len())),
-            (None, None) => return Err(Error::data("internal error: output without a path")),
+            (None, None) => return Err(Error::internal("output without a path")),
         };
         let out = Output::create(Some(&path), self.schema.clone(), &self.opts)?;
         self.current = Some((out, path));
@@ -147,7 +147,7 @@ impl Parts {
             let max = self.max_file_bytes.saturating_sub(self.footer_bytes).max(1);
             let prior = self.bytes_per_row.unwrap_or(decoded_per_row);
             let Some((out, _)) = self.current.as_mut() else {
-                return Err(Error::data("internal error: no open output"));
+                return Err(Error::internal("no open output"));
             };
             let size = out.bytes_written() + out.in_progress_bytes() as u64;
             let per_row = if out.rows() > 0 { size as f64 / out.rows() as f64 } else { prior };

@@ -7,8 +7,10 @@
 use std::path::PathBuf;
 
 use clap::{ArgGroup, Parser, ValueEnum};
-use probe_core::cli::{parse_size, InputArgs, LogArgs, OutputArgs};
-use probe_core::output::{check_stdout_not_terminal, parse_compression};
+use parquet::basic::Compression;
+use probe_core::cli::{parse_size, CompressionParser, InputArgs, KeyArg, LogArgs, OutputArgs};
+use probe_core::meta::check_columns;
+use probe_core::output::check_stdout_not_terminal;
 use probe_core::{Error, Result};
 
 use crate::ratios::parse_ratios;
@@ -64,9 +66,8 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub seed: u64,
 
-    /// Key column; repeat it or separate with commas for a composite key.
-    #[arg(short = 'k', long = "key", value_name = "COLUMN", value_delimiter = ',', default_value = "src_addr")]
-    pub key: Vec<String>,
+    #[command(flatten)]
+    pub key: KeyArg,
 
     /// List column whose lengths are counted as each split's measurements.
     #[arg(long, value_name = "COLUMN", default_value = "measurements")]
@@ -76,9 +77,9 @@ pub struct Args {
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub format: Option<SplitFormat>,
 
-    /// Parquet compression: zstd, zstd:LEVEL, snappy, lz4, gzip, none.
-    #[arg(long, value_name = "CODEC", default_value = "zstd")]
-    pub compression: String,
+    /// Parquet compression.
+    #[arg(long, value_name = "CODEC", default_value = "zstd", value_parser = CompressionParser)]
+    pub compression: Compression,
 
     /// Close a Parquet row group when its encoded size reaches SIZE (bounds the memory each
     /// open Parquet output holds).
@@ -115,15 +116,8 @@ impl SplitFormat {
 impl Args {
     /// Check the flags and turn them into a config.
     pub fn into_config(self) -> Result<Config> {
-        let compression =
-            parse_compression(&self.compression).map_err(|e| Error::config(format!("--compression: {e}")))?;
         let splits = parse_ratios(&self.ratios)?;
-        if self.key.is_empty() || self.key.iter().any(|k| k.is_empty()) {
-            return Err(Error::config("--key needs at least one column name"));
-        }
-        if let Some(dup) = self.key.iter().enumerate().find(|(i, k)| self.key[..*i].contains(k)).map(|(_, k)| k) {
-            return Err(Error::config(format!("--key: column `{dup}` is given twice")));
-        }
+        check_columns(&self.key.key, None, None)?;
         if self.measurements.is_empty() {
             return Err(Error::config("--measurements needs a column name"));
         }
@@ -151,11 +145,11 @@ impl Args {
         Ok(Config {
             inputs: self.input.inputs,
             mode,
-            keys: self.key,
+            keys: self.key.key,
             splits,
             seed: self.seed,
             measurements: self.measurements,
-            compression,
+            compression: self.compression,
             ipc_compression,
             row_group_bytes: self.row_group_size.clamp(1, usize::MAX as u64) as usize,
             batch_bytes: self.batch_size.clamp(1, 1 << 30) as usize,

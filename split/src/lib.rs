@@ -19,6 +19,7 @@ use arrow::record_batch::RecordBatch;
 use parquet::basic::Compression;
 
 use probe_core::input::{column_index, discover, Input};
+use probe_core::meta::{check_columns, resolve_keys};
 use probe_core::output::{check_output, Output, OutputOptions};
 use probe_core::progress::Progress;
 use probe_core::schema::common_schema;
@@ -54,7 +55,7 @@ pub struct Config {
     pub inputs: Vec<String>,
     /// Files per split, or one tagged output.
     pub mode: Mode,
-    /// Key column names, in hash order.
+    /// Key column names, in hash order; empty: the key the input records, else `src_addr`.
     pub keys: Vec<String>,
     /// The splits, in the order their ratios are walked.
     pub splits: Vec<SplitSpec>,
@@ -150,8 +151,10 @@ impl Config {
         let schema = common_schema(&named, None)?;
         let first = inputs.first().map(|i| i.name().to_string()).unwrap_or_default();
 
-        let mut key_idx = Vec::with_capacity(self.keys.len());
-        for k in &self.keys {
+        let keys = resolve_keys(&self.keys, &schema, &first)?;
+        check_columns(&keys, None, None)?;
+        let mut key_idx = Vec::with_capacity(keys.len());
+        for k in &keys {
             let i = column_index(&schema, k, &first)?;
             let dt = schema.field(i).data_type();
             if !hashable(dt) {

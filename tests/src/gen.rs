@@ -917,20 +917,17 @@ pub fn generate_with_progress(cfg: &GenConfig, progress: &Progress) -> Result<Ge
     let (gen_result, write_result) = std::thread::scope(|s| {
         let plan = &plan;
         let producer = s.spawn(move || {
-            run_plan(cfg, plan, &mut |ev| {
-                tx.send(ev).map_err(|_| Error::data("probe-gen: internal error: the writer stopped"))
-            })
+            run_plan(cfg, plan, &mut |ev| tx.send(ev).map_err(|_| Error::internal("probe-gen: the writer stopped")))
         });
         let write_result = write_events(rx, &mut outs, progress);
-        let gen_result = producer
-            .join()
-            .unwrap_or_else(|_| Err(Error::data("probe-gen: internal error: the generator thread panicked")));
+        let gen_result =
+            producer.join().unwrap_or_else(|_| Err(Error::internal("probe-gen: the generator thread panicked")));
         (gen_result, write_result)
     });
     write_result?;
     gen_result?;
     if let Some(out) = outs.iter().find(|o| o.writer.is_some()) {
-        return Err(Error::data(format!("{}: internal error: never finished", out.dest.display())));
+        return Err(Error::internal(format!("{}: never finished", out.dest.display())));
     }
 
     let file_rows = outs.iter().map(|o| o.rows).collect();
@@ -956,10 +953,8 @@ fn write_events<T>(rx: Receiver<Event>, outs: &mut [FileOut<T>], progress: &Prog
             Event::Batch { file, batch } => {
                 let out = &mut outs[file];
                 let name = out.dest.display();
-                let writer = out
-                    .writer
-                    .as_mut()
-                    .ok_or_else(|| Error::data(format!("{name}: internal error: written after done")))?;
+                let writer =
+                    out.writer.as_mut().ok_or_else(|| Error::internal(format!("{name}: written after done")))?;
                 writer.write(&batch).map_err(|e| Error::parquet(format!("writing {name}"), e))?;
                 out.rows += batch.num_rows() as u64;
                 progress.inc(batch.num_rows());
