@@ -708,12 +708,12 @@ fn schema_errors_name_the_column_and_file() {
     assert!(msg.contains("`split`") && msg.contains("list of structs") && msg.contains("in.arrows"), "{msg}");
 
     let mut cfg = config(&input, &out);
-    cfg.time = "when".into();
+    cfg.time = Some("when".into());
     let msg = run_err(&cfg);
     assert!(msg.contains("`when`") && msg.contains("--time") && msg.contains("in.arrows"), "{msg}");
 
     let mut cfg = config(&input, &out);
-    cfg.time = "dst_addr".into();
+    cfg.time = Some("dst_addr".into());
     let msg = run_err(&cfg);
     assert!(msg.contains("`dst_addr`") && msg.contains("Utf8"), "{msg}");
 
@@ -728,7 +728,7 @@ fn schema_errors_name_the_column_and_file() {
     let mut cfg = config(&input, &out);
     cfg.keys = vec!["id".into()];
     cfg.measurements = "m".into();
-    cfg.time = "ts".into();
+    cfg.time = Some("ts".into());
     let msg = run_err(&cfg);
     assert!(msg.contains("`window`") && msg.contains("twice"), "{msg}");
 }

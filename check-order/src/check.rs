@@ -282,6 +282,8 @@ impl Checker {
             Verdict::Unordered
         };
         r.group_command = report::group_command(cfg, r.verdict.needs_sort());
+        r.key = cfg.keys.clone();
+        r.time = cfg.time.clone().unwrap_or_default();
         r
     }
 
@@ -289,6 +291,8 @@ impl Checker {
     pub fn empty_report(cfg: &Config) -> Report {
         let mut r = Report::empty();
         r.group_command = report::group_command(cfg, false);
+        r.key = cfg.keys.clone();
+        r.time = cfg.time.clone().unwrap_or_default();
         r
     }
 }

@@ -10,7 +10,7 @@ const LONG_ABOUT: &str = "\
 Report whether measurements are ordered by (key, time), and print the probe-group command to use.
 
 Streams the input once, reading only the key and time columns, and reports rows, files, key runs \
-(source address changes), distinct keys, key-order and time-order violations, ties, nulls, a verdict \
+(where the key changes), distinct keys, key-order and time-order violations, ties, nulls, a verdict \
 per file, the first violations with file and row, and the overall verdict:
 
   sorted           every file is sorted by (key, time), and so are the files in the order given

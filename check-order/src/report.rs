@@ -182,6 +182,10 @@ pub struct Report {
     pub verdict: Verdict,
     /// The `probe-group` command to use.
     pub group_command: String,
+    /// The key columns checked.
+    pub key: Vec<String>,
+    /// The time column checked.
+    pub time: String,
 }
 
 impl Report {
@@ -204,6 +208,8 @@ impl Report {
             first_reappearance: None,
             verdict: Verdict::Sorted,
             group_command: String::new(),
+            key: Vec::new(),
+            time: String::new(),
         }
     }
 
@@ -240,12 +246,18 @@ pub fn shell_quote(s: &str) -> String {
 /// Files listed one by one in the text report; beyond that only the unsorted and overlapping ones.
 const LIST_FILES: usize = 20;
 
+/// With more files than [`LIST_FILES`], the first few are listed whatever their verdict, so
+/// the list always shows what the files look like.
+const FIRST_FILES: usize = 5;
+
 /// The report for people.
 pub fn write_text(r: &Report, w: &mut dyn Write) -> io::Result<()> {
     let files_word = if r.file_count == 1 { "file" } else { "files" };
     writeln!(w, "rows                   {} in {} {files_word}", r.rows, r.file_count)?;
     writeln!(w, "distinct keys          {}", r.distinct_keys)?;
-    writeln!(w, "key runs               {} (source address changes)", r.key_runs)?;
+    // The seed's wording for its default key; any other key just changes.
+    let runs = if r.key == ["src_addr"] { "source address changes" } else { "key changes" };
+    writeln!(w, "key runs               {} ({runs})", r.key_runs)?;
     writeln!(w, "key-order violations   {}", r.key_order_violations)?;
     writeln!(w, "time-order violations  {} (within a key)", r.time_order_violations)?;
     writeln!(w, "ties                   {} (same key and time as the row before)", r.ties)?;
@@ -257,7 +269,9 @@ pub fn write_text(r: &Report, w: &mut dyn Write) -> io::Result<()> {
     let listed: Vec<&FileReport> = if r.files.len() <= LIST_FILES {
         r.files.iter().collect()
     } else {
-        r.files.iter().filter(notable).take(LIST_FILES).collect()
+        let first = r.files.iter().take(FIRST_FILES);
+        let rest = r.files.iter().skip(FIRST_FILES).filter(notable).take(LIST_FILES - FIRST_FILES);
+        first.chain(rest).collect()
     };
     if !r.files.is_empty() {
         writeln!(w, "files:")?;
@@ -277,7 +291,13 @@ pub fn write_text(r: &Report, w: &mut dyn Write) -> io::Result<()> {
         }
         if listed.len() < r.files.len() {
             let not_listed = r.files.len() - listed.len();
-            writeln!(w, "  ... and {not_listed} more files (sorted, not overlapping unless listed; --json lists all)")?;
+            let notable_not_listed =
+                r.files.iter().filter(notable).count() - listed.iter().filter(|f| notable(f)).count();
+            let what = match notable_not_listed {
+                0 => "all sorted and not overlapping".to_string(),
+                n => format!("{n} of them unsorted or overlapping"),
+            };
+            writeln!(w, "  ... and {not_listed} more files ({what}; --json lists all)")?;
         }
     }
 

@@ -10,7 +10,7 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 /// Progress reporting and the summary for one stage run.
 #[derive(Debug)]
@@ -27,13 +27,13 @@ impl Progress {
         let bar = if !quiet && std::io::stderr().is_terminal() {
             let bar = match total {
                 Some(t) => ProgressBar::with_draw_target(Some(t), ProgressDrawTarget::stderr()).with_style(
-                    ProgressStyle::with_template(
-                        "{prefix} [{bar:30}] {human_pos}/{human_len} rows {per_sec} eta {eta}",
-                    )
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    ProgressStyle::with_template("{prefix} [{bar:30}] {human_pos}/{human_len} rows {rate} eta {eta}")
+                        .map(with_rate)
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
                 ),
                 None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
-                    ProgressStyle::with_template("{prefix} {spinner} {human_pos} rows {per_sec} {elapsed}")
+                    ProgressStyle::with_template("{prefix} {spinner} {human_pos} rows {rate} {elapsed}")
+                        .map(with_rate)
                         .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 ),
             };
@@ -90,6 +90,28 @@ impl Progress {
     }
 }
 
+/// indicatif's `{per_sec}` prints the rate with four decimals (`1,813,757.2515/s`); rows per
+/// second are shown whole instead.
+fn with_rate(style: ProgressStyle) -> ProgressStyle {
+    style.with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+        let _ = write!(w, "{}/s", thousands(state.per_sec()));
+    })
+}
+
+/// A rate rounded to a whole number with thousands separators: `1,813,757`.
+pub fn thousands(r: f64) -> String {
+    let n = if r.is_finite() && r > 0.0 { r.round() as u64 } else { 0 };
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn human_rate(r: f64) -> String {
     if r >= 1e6 {
         format!("{:.2} M", r / 1e6)
@@ -121,4 +143,17 @@ pub fn physical_memory_bytes() -> Option<u64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
     line["MemTotal:".len()..].trim().trim_end_matches("kB").trim().parse::<u64>().ok().map(|k| k * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_whole_numbers_with_separators() {
+        assert_eq!(thousands(1_813_757.2515), "1,813,757");
+        assert_eq!(thousands(999.6), "1,000");
+        assert_eq!(thousands(12.0), "12");
+        assert_eq!(thousands(f64::NAN), "0");
+    }
 }

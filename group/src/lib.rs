@@ -80,6 +80,10 @@ pub struct Report {
     pub spilled_bytes: u64,
 }
 
+/// The smallest `--memory-limit`: below it, peak memory no longer follows the limit (measured
+/// with `/usr/bin/time -v` on 2M shuffled rows: see the README's Memory section).
+pub const MIN_MEMORY_LIMIT: u64 = 16 << 20;
+
 /// The default --memory-limit: a quarter of physical memory, at most 4 GiB.
 pub fn default_memory_limit() -> u64 {
     let phys = physical_memory_bytes().unwrap_or(4 << 30);
@@ -94,8 +98,14 @@ impl Args {
             return Err(Error::config("--fan-in must be at least 2"));
         }
         let memory_limit = self.memory_limit.unwrap_or_else(default_memory_limit);
-        if memory_limit < 1024 {
-            return Err(Error::config("--memory-limit must be at least 1KiB"));
+        if memory_limit < MIN_MEMORY_LIMIT {
+            return Err(Error::usage(format!(
+                "--memory-limit {} is below {}, the least --sort can keep to (its fixed overhead and one \
+                 batch per merged run do not shrink with the limit); give at least {}",
+                probe_core::cli::human_bytes(memory_limit),
+                probe_core::cli::human_bytes(MIN_MEMORY_LIMIT),
+                probe_core::cli::human_bytes(MIN_MEMORY_LIMIT),
+            )));
         }
         check_stdout_not_terminal(self.output.output.as_deref())?;
         Ok(Config {

@@ -402,7 +402,7 @@ fn group_config(inputs: Vec<String>, output: PathBuf) -> probe_group::Config {
         inputs,
         output: Some(output),
         keys: vec!["src_addr".into()],
-        time: "event_time".into(),
+        time: Some("event_time".into()),
         columns: None,
         sort: false,
         memory_limit: 64 << 20,
