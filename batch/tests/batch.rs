@@ -344,7 +344,8 @@ fn arb_params() -> impl Strategy<Value = Params> {
         .prop_map(|(min_len, max_gap_s, max_len, stride, delta)| Params {
             min_len,
             max_gap_s,
-            max_len,
+            // --min-len above --max-len is a usage error (it would drop every window).
+            max_len: max_len.map(|m| m.max(min_len)),
             stride: match (max_len, stride) {
                 (Some(m), Some(s)) => Some(s.min(m)),
                 _ => None,
@@ -681,13 +682,13 @@ fn times_out_of_order_or_nulls_in_between_are_errors() {
     let out = dir.path().join("out.arrows");
     write_keys(&input, &[key("ok", &secs(&[0.0]), 0), key("bad", &secs(&[0.0, 2.0, 1.0]), 0)], 1, false, false);
     let msg = run_err(&config(&input, &out));
-    assert!(msg.contains("in.arrows") && msg.contains("row 1") && msg.contains("key bad"), "{msg}");
+    assert!(msg.contains("in.arrows") && msg.contains("row 1") && msg.contains("key \"bad\""), "{msg}");
     assert!(msg.contains("ascend"), "{msg}");
     assert!(!out.exists(), "a failed run leaves no output");
 
     write_keys(&input, &[key("gap", &[Some(0), None, Some(SEC)], 0)], 1, false, false);
     let msg = run_err(&config(&input, &out));
-    assert!(msg.contains("key gap") && msg.contains("null times must come last"), "{msg}");
+    assert!(msg.contains("key \"gap\"") && msg.contains("null times must come last"), "{msg}");
 }
 
 #[test]
