@@ -122,9 +122,7 @@ impl Config {
             .num_threads(self.workers)
             .thread_name(|i| format!("probe-batch-{i}"))
             .build()
-            .map_err(|e| {
-                Error::config(format!("cannot start {} worker threads: {e}; lower --workers", self.workers))
-            })?;
+            .map_err(|e| Error::data(format!("cannot start {} worker threads: {e}; lower --workers", self.workers)))?;
         let threads = pool.current_num_threads().max(1);
 
         let sources = discover(&self.inputs)?;
@@ -133,7 +131,7 @@ impl Config {
         }
         let inputs = sources.iter().map(Input::open).collect::<Result<Vec<_>>>()?;
         let Some(first) = inputs.first() else {
-            return Err(Error::config("no input given"));
+            return Err(Error::internal("no input after discovery"));
         };
         let cfg = self.resolved(&first.schema(), first.name())?;
         let layout = Layout::new(&first.schema(), &cfg, first.name())?;

@@ -98,7 +98,7 @@ impl Args {
             return Err(Error::config("--fan-in must be at least 2"));
         }
         let memory_limit = self.memory_limit.unwrap_or_else(default_memory_limit);
-        if memory_limit < MIN_MEMORY_LIMIT {
+        if memory_limit < MIN_MEMORY_LIMIT && !(self.allow_small_memory_limit && memory_limit >= 1024) {
             return Err(Error::usage(format!(
                 "--memory-limit {} is below {}, the least --sort can keep to (its fixed overhead and one \
                  batch per merged run do not shrink with the limit); give at least {}",

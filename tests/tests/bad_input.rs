@@ -489,12 +489,16 @@ fn missing_and_mistyped_columns_are_named() {
         }
         fx.expect_error(stage, &[&gnokey], &[], &["gnokey.arrows", "`src_addr`"]);
         fx.expect_error(stage, &[&floatkey], &[], &["floatkey.arrows", "src_addr", "Float64"]);
-        // A list column as the key.
-        fx.expect_error(stage, &[g], &["--key", "src_addr,measurements"], &["measurements"]);
+        // A list column as the key (on probe rows that record no key: with `g`'s recorded key,
+        // any other --key is a usage error, tested in options.rs).
+        // In probe-batch that names the --measurements column as a key too: a usage error.
+        if stage != Stage::Batch {
+            fx.expect_error(stage, &[&gother], &["--key", "src_addr,measurements"], &["measurements"]);
+        }
     }
     // probe-batch: a time field of the wrong type inside the struct, and a missing one.
-    fx.expect_error(Stage::Batch, &[g], &["--time", "dst_addr"], &["dst_addr", "Utf8"]);
-    fx.expect_error(Stage::Batch, &[g], &["--time", "nope"], &["`nope`"]);
+    fx.expect_error(Stage::Batch, &[&gother], &["--time", "dst_addr"], &["dst_addr", "Utf8"]);
+    fx.expect_error(Stage::Batch, &[&gother], &["--time", "nope"], &["`nope`"]);
 }
 
 #[test]

@@ -107,8 +107,10 @@ fn shuffled_through_sort_matches_duckdb() {
     std::fs::create_dir(&spill).expect("spill dir");
     let spill_s = spill.display().to_string();
     // A small budget forces many runs and more than one merge pass.
-    let got =
-        probe_group(&args_for(&files, &["--sort", "--memory-limit", "2MiB", "--fan-in", "4", "--temp-dir", &spill_s]));
+    let got = probe_group(&args_for(
+        &files,
+        &["--sort", "--allow-small-memory-limit", "--memory-limit", "2MiB", "--fan-in", "4", "--temp-dir", &spill_s],
+    ));
     assert_groups_eq(&got, &want);
     // And with everything in memory.
     let got = probe_group(&args_for(&files, &["--sort", "--memory-limit", "1GiB"]));
@@ -202,7 +204,16 @@ fn nulls_ties_and_composite_keys_match_duckdb() {
     assert_groups_eq(&got, &want);
     let got = probe_group(&args_for(
         &paths,
-        &["--key", "site,src_addr", "--columns", "rtt_ms,seq", "--sort", "--memory-limit", "64KiB"],
+        &[
+            "--key",
+            "site,src_addr",
+            "--columns",
+            "rtt_ms,seq",
+            "--sort",
+            "--allow-small-memory-limit",
+            "--memory-limit",
+            "64KiB",
+        ],
     ));
     assert_groups_eq(&got, &want);
 }

@@ -101,7 +101,16 @@ fn interrupts_remove_temp_and_spill_files() {
         let spill = tempfile::tempdir_in(dir.path()).unwrap();
         let out = tempfile::tempdir_in(dir.path()).unwrap();
         let target = out.path().join("grouped.parquet");
-        let mut args = vec!["--sort", "--memory-limit", "8MiB", "--temp-dir", p(spill.path()), "-q", "-"];
+        let mut args = vec![
+            "--sort",
+            "--allow-small-memory-limit",
+            "--memory-limit",
+            "8MiB",
+            "--temp-dir",
+            p(spill.path()),
+            "-q",
+            "-",
+        ];
         let mut child;
         let hold;
         let mut unread = None;
@@ -155,6 +164,7 @@ fn interrupts_at_arbitrary_moments_leave_nothing() {
             "probe-group",
             &[
                 "--sort",
+                "--allow-small-memory-limit",
                 "--memory-limit",
                 "8MiB",
                 "--fan-in",
@@ -447,6 +457,7 @@ fn a_full_disk_is_reported_and_leaves_nothing() {
             "probe-group",
             vec![
                 "--sort".into(),
+                "--allow-small-memory-limit".into(),
                 "--memory-limit".into(),
                 "4MiB".into(),
                 "--temp-dir".into(),

@@ -157,7 +157,7 @@ proptest! {
             let n = f.len();
             if n > 2 { f.swap(0, n / 2); }
         }
-        let mut args = vec!["--sort".to_string(), "--memory-limit".into(), "3KiB".into(), "--fan-in".into(), "2".into(), "--batch-size".into(), "500".into(), "-q".into(), "--temp-dir".into(), dir.path().join("spill").display().to_string()];
+        let mut args = vec!["--sort".to_string(), "--allow-small-memory-limit".into(), "--memory-limit".into(), "3KiB".into(), "--fan-in".into(), "2".into(), "--batch-size".into(), "500".into(), "-q".into(), "--temp-dir".into(), dir.path().join("spill").display().to_string()];
         std::fs::create_dir(dir.path().join("spill")).unwrap();
         for (i, f) in files.iter().enumerate() {
             let p = dir.path().join(format!("in{i}.parquet"));
@@ -221,9 +221,17 @@ fn composite_key_matches_oracle() {
         })
         .collect();
     let want = oracle::group(std::slice::from_ref(&vals), &[0, 1], 2, &[3]);
-    for extra in
-        [vec![], vec!["--sort".to_string(), "--memory-limit".into(), "8KiB".into(), "--fan-in".into(), "3".into()]]
-    {
+    for extra in [
+        vec![],
+        vec![
+            "--sort".to_string(),
+            "--allow-small-memory-limit".into(),
+            "--memory-limit".into(),
+            "8KiB".into(),
+            "--fan-in".into(),
+            "3".into(),
+        ],
+    ] {
         let mut args: Vec<String> =
             vec!["--key".into(), "site,probe".into(), "--time".into(), "t".into(), "--batch-size".into(), "200".into()];
         args.extend(extra.clone());
@@ -367,6 +375,7 @@ fn sort_spills_runs_merges_in_passes_and_spills_nothing_when_it_fits() {
         "probe-group",
         &[
             "--sort",
+            "--allow-small-memory-limit",
             "--memory-limit",
             "64KiB",
             "--fan-in",
