@@ -65,7 +65,7 @@ impl Staging {
             Err(_) => dir.to_path_buf(),
         };
         let Some(name) = dir.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-            return Err(Error::config(format!("{}: not a folder name; choose another --out-dir", dir.display())));
+            return Err(Error::data(format!("{}: not a folder name; choose another --out-dir", dir.display())));
         };
         let parent = match dir.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -73,13 +73,13 @@ impl Staging {
         };
         if dir.exists() {
             if !dir.is_dir() {
-                return Err(Error::config(format!(
+                return Err(Error::data(format!(
                     "{}: exists and is not a directory; choose another --out-dir",
                     dir.display()
                 )));
             }
             if let Some(entry) = first_entry(&dir)? {
-                return Err(Error::config(format!(
+                return Err(Error::data(format!(
                     "{}: out-dir not empty (it holds {entry}): the result replaces the whole folder; remove it or \
                      choose another",
                     dir.display()
