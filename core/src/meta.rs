@@ -156,6 +156,7 @@ pub fn resolve_time(given: Option<&str>, schema: &Schema, file: &str) -> Result<
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
     use arrow::datatypes::{DataType, Field};

@@ -151,7 +151,7 @@ mod tests {
 
     #[test]
     fn rates_are_whole_numbers_with_separators() {
-        assert_eq!(thousands(1_813_757.2515), "1,813,757");
+        assert_eq!(thousands(1_813_757.251_5), "1,813,757");
         assert_eq!(thousands(999.6), "1,000");
         assert_eq!(thousands(12.0), "12");
         assert_eq!(thousands(f64::NAN), "0");

@@ -219,6 +219,7 @@ fn duration(v: i128, unit: TimeUnit) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
 
