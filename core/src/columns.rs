@@ -120,6 +120,15 @@ pub fn cmp_time(a: Option<i64>, b: Option<i64>) -> std::cmp::Ordering {
 /// for a null; strings in double quotes when `quote_strings` (one-line error messages, where a
 /// key may hold spaces or commas).
 pub fn format_value(col: &dyn Array, row: usize, quote_strings: bool) -> String {
+    // arrow's formatter gives up on a named timezone ("UTC") without the timezone database;
+    // timestamps and dates (keys too) go through the one ISO 8601 formatter instead.
+    if matches!(col.data_type(), DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64) {
+        return format_time_at(col, row, None);
+    }
+    arrow_format(col, row, quote_strings)
+}
+
+fn arrow_format(col: &dyn Array, row: usize, quote_strings: bool) -> String {
     let opts = arrow::util::display::FormatOptions::default().with_null("null");
     match arrow::util::display::ArrayFormatter::try_new(col, &opts) {
         Ok(f) if row < col.len() => {
@@ -141,10 +150,10 @@ pub fn format_time_at(col: &dyn Array, row: usize, int_unit: Option<crate::time:
     if row >= col.len() || col.is_null(row) {
         return "null".to_string();
     }
-    let one = col.slice(row, 1);
+    let one = arrow::array::make_array(col.to_data().slice(row, 1));
     match time_as_i64(&one, |_| String::new()) {
         Ok(v) if v.is_valid(0) => crate::time::format_time(v.value(0), col.data_type(), int_unit),
-        _ => format_value(col, row, false),
+        _ => arrow_format(col, row, false),
     }
 }
 

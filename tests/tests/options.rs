@@ -394,3 +394,19 @@ fn check_order_lists_the_first_files_and_names_key_changes_by_the_key() {
     let report = String::from_utf8(out.stdout).unwrap();
     assert!(report.contains("3 (key changes)"), "{report}");
 }
+
+#[test]
+fn timestamp_keys_show_as_iso_times_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("hour", DataType::Timestamp(TimeUnit::Second, Some("UTC".into())), true),
+        Field::new("event_time", DataType::Int64, true),
+    ]));
+    let keys = arrow::array::TimestampSecondArray::from(vec![7_200i64, 3_600]).with_timezone("UTC");
+    let batch =
+        RecordBatch::try_new(schema.clone(), vec![Arc::new(keys), Arc::new(Int64Array::from(vec![1i64, 2]))]).unwrap();
+    let path = dir.path().join("k.parquet");
+    write_parquet(&path, schema, &[batch], 16);
+    let out = run("probe-group", &["-q", "--key", "hour", path.to_str().unwrap()], None);
+    out.assert_error("probe-group", &["key 1970-01-01T01:00:00Z comes after key 1970-01-01T02:00:00Z"]);
+}
