@@ -51,6 +51,8 @@ pub struct Config {
     pub max_violations: usize,
     /// No progress and no summary on stderr.
     pub quiet: bool,
+    /// Worker threads (0 = one per core).
+    pub threads: usize,
 }
 
 impl Config {
@@ -58,7 +60,7 @@ impl Config {
     /// after checking the column names make sense together.
     pub fn new(inputs: Vec<String>, keys: Vec<String>, time: Option<String>) -> Result<Config> {
         check_columns(&keys, time.as_deref(), None)?;
-        Ok(Config { inputs, keys, time, json: false, max_violations: 5, quiet: true })
+        Ok(Config { inputs, keys, time, json: false, max_violations: 5, quiet: true, threads: 0 })
     }
 
     /// This config with the key and time columns settled for `schema` (the first input's):
@@ -78,6 +80,7 @@ impl Config {
 
 /// Check the order of every input and build the report.
 pub fn run(cfg: &Config) -> Result<Report> {
+    probe_core::threads::init(cfg.threads)?;
     let sources = discover(&cfg.inputs)?;
     let progress = Progress::new(STAGE, cfg.quiet, None);
     // Settled on the first input; `cfg` as given if there is none.

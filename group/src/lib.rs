@@ -59,6 +59,8 @@ pub struct Config {
     pub batch_bytes: usize,
     /// Merge fan-in for the sort.
     pub fan_in: usize,
+    /// Worker threads (0 = one per core).
+    pub threads: usize,
     /// No progress or summary.
     pub quiet: bool,
 }
@@ -121,6 +123,7 @@ impl Args {
             ipc_compression: self.output.ipc_compression,
             batch_bytes: self.batch_size.clamp(1, 1 << 30) as usize,
             fan_in: self.fan_in,
+            threads: self.threads.threads,
             quiet: self.log.quiet,
         })
     }
@@ -129,6 +132,7 @@ impl Args {
 impl Config {
     /// Run the stage.
     pub fn run(&self) -> Result<Report> {
+        probe_core::threads::init(self.threads)?;
         let sources = discover(&self.inputs)?;
         if let Some(path) = &self.output {
             check_output(path, &sources)?;
