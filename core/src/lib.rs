@@ -50,8 +50,8 @@ pub mod progress;
 pub mod schema;
 pub mod staging;
 pub mod streams;
-pub mod time;
 pub mod threads;
+pub mod time;
 
 pub use error::{Error, Result};
 
