@@ -117,7 +117,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
         let reader = input.reader(Some(&columns), DEFAULT_BATCH_BYTES)?;
         // With threads to spare, decoding (most of the work) runs on its own thread, two
         // batches ahead of the checker; batches and errors arrive in the same order either way.
-        let mut batches = if threads > 1 { Batches::ahead(reader)? } else { Batches::Here(reader) };
+        let mut batches = if threads > 1 { Batches::ahead(reader)? } else { Batches::Here(Box::new(reader)) };
         while let Some(batch) = batches.next()? {
             checker.batch(&batch)?;
             progress.inc(batch.num_rows());
@@ -142,7 +142,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
 
 /// The batches of one input, decoded here or ahead on a thread of its own.
 enum Batches {
-    Here(probe_core::input::BatchReader),
+    Here(Box<probe_core::input::BatchReader>),
     Ahead(std::sync::mpsc::Receiver<Result<Option<arrow::record_batch::RecordBatch>>>),
 }
 
