@@ -2,7 +2,7 @@
 # Benchmark probe-group against its floor (decoding the input) and the seed's stack (DuckDB,
 # Polars) on the same synthetic data. See scripts/BENCH.md.
 #
-# Usage: scripts/bench.sh [--rows N] [--reps N] [--only ID,...] [--skip-python] [options]
+# Usage: scripts/bench.sh [--rows N] [--reps N] [--only ID,...] [--skip-python] [--threads N] [--scaling]
 set -euo pipefail
 
 usage() {
@@ -25,6 +25,11 @@ Options:
   --memory-limit S  --memory-limit of the probe-group --sort run (default 1GiB)
   --timeout SECS    kill a run after SECS seconds and record it as failed (default: none)
   --no-build        do not run cargo build first (use the binaries already built)
+  --threads N       threads for every tool: probe-* --threads N, DuckDB SET threads=N,
+                    POLARS_MAX_THREADS=N (default: all cores, nproc)
+  --scaling         instead of the table above: run every stage (check-order, group to IPC
+                    and Parquet, group --sort, split, batch, merge) at --threads 1 and at
+                    --threads N, interleaved, and print each one's speedup
   -h, --help        this text
 
 Run ids:
@@ -62,6 +67,8 @@ SEED=1
 SORT_MEMORY=1GiB
 TIMEOUT=""
 BUILD=1
+THREADS=$(nproc)
+SCALING=0
 
 need_value() {
     [[ $# -ge 2 && -n $2 ]] || die "$1 needs a value (see --help)"
@@ -85,6 +92,9 @@ while [[ $# -gt 0 ]]; do
         --timeout) need_value "$@"; TIMEOUT=$2; shift 2 ;;
         --timeout=*) TIMEOUT=${1#*=}; shift ;;
         --no-build) BUILD=0; shift ;;
+        --threads) need_value "$@"; THREADS=$2; shift 2 ;;
+        --threads=*) THREADS=${1#*=}; shift ;;
+        --scaling) SCALING=1; shift ;;
         -h | --help) usage; exit 0 ;;
         *) echo "bench.sh: error: unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -94,6 +104,7 @@ done
 [[ $FILES =~ ^[1-9][0-9]*$ ]] || die "--files must be a positive integer, not '$FILES'"
 [[ $SEED =~ ^[0-9]+$ ]] || die "--seed must be a non-negative integer, not '$SEED'"
 [[ -z $TIMEOUT || $TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "--timeout must be a positive number of seconds"
+[[ $THREADS =~ ^[1-9][0-9]*$ ]] || die "--threads must be a positive integer, not '$THREADS'"
 
 # Parse a count the way probe-gen does (10M, 2.5M, 200M, 1_000_000, 10k) into an integer.
 parse_count() {
@@ -125,6 +136,7 @@ mkdir -p "$BENCH_DIR"
 BENCH_DIR=$(cd "$BENCH_DIR" && pwd)
 DATA_DIR=$BENCH_DIR/rows-$LABEL
 RESULTS=$BENCH_DIR/results-rows-$LABEL.tsv
+if [[ $SCALING == 1 ]]; then RESULTS=$BENCH_DIR/scaling-rows-$LABEL-threads-$THREADS.tsv; fi
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release
 VENV=$ROOT/scripts/.venv
@@ -152,6 +164,33 @@ declare -A TOOL_OF=(
     [polars-shuffled]="Polars group_by -> Parquet"
 )
 BASELINE=group-ipc
+# --scaling: every stage, each at 1 thread and at --threads N.
+SCALING_IDS=(check-order group-ipc group-parquet group-sort split-parquet batch merge)
+if [[ $SCALING == 1 ]]; then
+    ALL_IDS=()
+    for id in "${SCALING_IDS[@]}"; do ALL_IDS+=("$id@1" "$id@$THREADS"); done
+    for id in "${SCALING_IDS[@]}"; do
+        for t in 1 "$THREADS"; do
+            case $id in
+                group-sort) INPUT_OF[$id@$t]=shuffled ;;
+                split-* | batch | merge) INPUT_OF[$id@$t]=grouped ;;
+                *) INPUT_OF[$id@$t]=sorted ;;
+            esac
+            TOOL_OF[$id@$t]="probe-$id --threads $t"
+        done
+    done
+    TOOL_OF[group-ipc@1]="probe-group -> IPC --threads 1"
+    TOOL_OF[group-ipc@$THREADS]="probe-group -> IPC --threads $THREADS"
+    TOOL_OF[group-parquet@1]="probe-group -> Parquet --threads 1"
+    TOOL_OF[group-parquet@$THREADS]="probe-group -> Parquet --threads $THREADS"
+    TOOL_OF[group-sort@1]="probe-group --sort -> IPC --threads 1"
+    TOOL_OF[group-sort@$THREADS]="probe-group --sort -> IPC --threads $THREADS"
+    TOOL_OF[split-parquet@1]="probe-split -> Parquet --threads 1"
+    TOOL_OF[split-parquet@$THREADS]="probe-split -> Parquet --threads $THREADS"
+    TOOL_OF[merge@1]="probe-merge -> Parquet --threads 1"
+    TOOL_OF[merge@$THREADS]="probe-merge -> Parquet --threads $THREADS"
+    BASELINE=group-ipc@1
+fi
 
 is_python() { [[ $1 == duckdb-* || $1 == polars-* ]]; }
 
@@ -164,7 +203,7 @@ selected() {
     local IFS=,
     for want in $ONLY; do
         [[ -z $want ]] && continue
-        if [[ $id == "$want" || $id == "$want"-* ]]; then
+        if [[ $id == "$want" || $id == "$want"-* || $id == "$want"@* ]]; then
             return 0
         fi
     done
@@ -183,7 +222,7 @@ if [[ -n $ONLY ]]; then
         [[ -z $want ]] && continue
         match=0
         for id in "${ALL_IDS[@]}"; do
-            if [[ $id == "$want" || $id == "$want"-* ]]; then match=1; fi
+            if [[ $id == "$want" || $id == "$want"-* || $id == "$want"@* ]]; then match=1; fi
         done
         ((match)) || die "--only: no run id matches '$want' (ids: ${ALL_IDS[*]})"
     done
@@ -195,7 +234,10 @@ NEED_SORTED=0
 NEED_SHUFFLED=0
 for id in "${IDS[@]}"; do
     if is_python "$id"; then NEED_PYTHON=1; fi
-    if [[ ${INPUT_OF[$id]} == sorted ]]; then NEED_SORTED=1; else NEED_SHUFFLED=1; fi
+    case ${INPUT_OF[$id]} in
+        sorted | grouped) NEED_SORTED=1 ;;
+        *) NEED_SHUFFLED=1 ;;
+    esac
 done
 
 # --- The machine. -------------------------------------------------------------------------------
@@ -208,21 +250,21 @@ LOAD_START=$(loadavg)
 echo "machine: $MACHINE"
 echo "date:    $DATE (load average $LOAD_START: other work on the machine skews the figures)"
 echo "data:    $ROWS rows ($LABEL), $FILES files per order, seed $SEED, under $DATA_DIR"
-echo "runs:    ${IDS[*]}; $REPS repetition(s), interleaved"
+echo "runs:    ${IDS[*]}; $REPS repetition(s), interleaved; --threads $THREADS"
 echo
 
 # --- Build. -------------------------------------------------------------------------------------
 if [[ $BUILD == 1 ]]; then
-    echo "building: cargo build --release -p probe-tests -p probe-group" >&2
-    cargo build --release -q -p probe-tests -p probe-group
+    echo "building: cargo build --release --workspace --bins" >&2
+    cargo build --release -q --workspace --bins
 fi
 # Work dir for outputs and spills, and a private copy of the binaries: others building in the same
 # target dir must not swap them between repetitions.
 WORK=$(mktemp -d "$BENCH_DIR/.run.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/bin"
-for b in probe-gen probe-group bench-decode; do
-    [[ -x $BIN/$b ]] || die "$BIN/$b is missing: run cargo build --release -p probe-tests -p probe-group"
+for b in probe-gen probe-group probe-check-order probe-split probe-batch probe-merge bench-decode; do
+    [[ -x $BIN/$b ]] || die "$BIN/$b is missing: run cargo build --release --workspace --bins"
     cp "$BIN/$b" "$WORK/bin/$b"
 done
 BIN=$WORK/bin
@@ -273,20 +315,36 @@ if [[ $NEED_SHUFFLED == 1 ]]; then ensure_data shuffled; fi
 # The bytes of one data set (both orders hold the same rows; sizes differ with compression).
 data_bytes() { du -sb --exclude='.*' "$DATA_DIR/$1" | cut -f1; }
 
+# The later stages' input: the sorted data grouped once (not measured).
+NEED_GROUPED=0
+for id in "${IDS[@]}"; do
+    if [[ ${INPUT_OF[$id]} == grouped ]]; then NEED_GROUPED=1; fi
+done
+if [[ $NEED_GROUPED == 1 ]]; then
+    echo "grouping $DATA_DIR/sorted into $WORK/grouped.arrows (input of split, batch, merge)" >&2
+    "$BIN/probe-group" -q "$DATA_DIR/sorted" -o "$WORK/grouped.arrows"
+fi
+
 # --- One measured run. --------------------------------------------------------------------------
 LOG_DIR=$DATA_DIR/logs
 mkdir -p "$LOG_DIR"
 
 # The command line of a run; the output and spill paths live in $WORK/run (emptied between runs).
 command_of() {
-    local id=$1 in=$DATA_DIR/${INPUT_OF[$1]} run=$WORK/run
+    local id=${1%@*} in=$DATA_DIR/${INPUT_OF[$1]} run=$WORK/run t=$THREADS
+    if [[ $1 == *@* ]]; then t=${1##*@}; fi
+    if [[ ${INPUT_OF[$1]} == grouped ]]; then in=$WORK/grouped.arrows; fi
     case $id in
         decode-*) CMD=("$BIN/bench-decode" "$in") ;;
-        group-ipc) CMD=("$BIN/probe-group" "$in") ;;
-        group-parquet) CMD=("$BIN/probe-group" "$in" -o "$run/out.parquet") ;;
-        group-sort) CMD=("$BIN/probe-group" --sort --memory-limit "$SORT_MEMORY" --temp-dir "$run/spill" "$in") ;;
-        duckdb-original-*) CMD=("$PY" scripts/bench_duckdb.py original "$in" "$run/out.parquet" --temp-dir "$run/spill" --threads 2) ;;
-        duckdb-optimized) CMD=("$PY" scripts/bench_duckdb.py optimized "$in" "$run/out.parquet" --temp-dir "$run/spill" --threads 2) ;;
+        check-order) CMD=("$BIN/probe-check-order" --threads "$t" "$in") ;;
+        group-ipc) CMD=("$BIN/probe-group" --threads "$t" "$in") ;;
+        group-parquet) CMD=("$BIN/probe-group" --threads "$t" "$in" -o "$run/out.parquet") ;;
+        group-sort) CMD=("$BIN/probe-group" --threads "$t" --sort --memory-limit "$SORT_MEMORY" --temp-dir "$run/spill" "$in") ;;
+        split-parquet) CMD=("$BIN/probe-split" --threads "$t" "$in" --out-dir "$run/split" --format parquet) ;;
+        batch) CMD=("$BIN/probe-batch" --threads "$t" "$in" --max-len 512 -o "$run/rows.arrows") ;;
+        merge) CMD=("$BIN/probe-merge" --threads "$t" "$in" -o "$run/out.parquet") ;;
+        duckdb-original-*) CMD=("$PY" scripts/bench_duckdb.py original "$in" "$run/out.parquet" --temp-dir "$run/spill" --threads "$t") ;;
+        duckdb-optimized) CMD=("$PY" scripts/bench_duckdb.py optimized "$in" "$run/out.parquet" --temp-dir "$run/spill" --threads "$t") ;;
         polars-*) CMD=("$PY" scripts/bench_polars.py "$in" "$run/out.parquet") ;;
         *) die "internal: unknown run id $id" ;;
     esac
@@ -307,7 +365,7 @@ run_once() {
     if [[ -n $TIMEOUT ]]; then pre=(timeout --signal=KILL "$TIMEOUT"); fi
     echo "  rep $rep  $id: ${CMD[*]}" >&2
     # stdout goes to /dev/null: the IPC runs' output, discarded (probe-group refuses only a terminal).
-    POLARS_MAX_THREADS=2 /usr/bin/time -v -o "$log.time" "${pre[@]}" "${CMD[@]}" >/dev/null 2>"$log.err" || rc=$?
+    POLARS_MAX_THREADS=$THREADS /usr/bin/time -v -o "$log.time" "${pre[@]}" "${CMD[@]}" >/dev/null 2>"$log.err" || rc=$?
     rm -rf "$WORK/run"
     if ((rc != 0)); then
         FAILED[$id]="failed (exit $rc)"
@@ -376,6 +434,26 @@ fi
 # The table on stdout: comments as they are, then aligned columns (measurements/s in millions).
 grep '^#' "$RESULTS"
 echo
+if [[ $SCALING == 1 ]]; then
+    # One line per stage: wall at 1 thread, at N, and the speedup; peak memory at both.
+    grep -v '^#' "$RESULTS" | awk -F'\t' -v n="$THREADS" '
+        NR == 1 { printf "%-16s %12s %12s %9s %14s %14s\n", "stage", "wall s @1", "wall s @" n, "speedup", "peak MiB @1", "peak MiB @" n; next }
+        {
+            split($1, p, "@"); id = p[1]; t = p[2]
+            if (!(id in seen)) { seen[id] = 1; order[++k] = id }
+            w[id, t] = $4; r[id, t] = $5
+        }
+        END {
+            for (i = 1; i <= k; i++) {
+                id = order[i]; w1 = w[id, 1]; wn = w[id, n]
+                sp = (w1 ~ /^[0-9.]+$/ && wn ~ /^[0-9.]+$/ && wn > 0) ? sprintf("%.2fx", w1 / wn) : "-"
+                printf "%-16s %12s %12s %9s %14s %14s\n", id, w1, wn, sp, r[id, 1], r[id, n]
+            }
+        }'
+    echo
+    echo "TSV: $RESULTS"
+    exit 0
+fi
 grep -v '^#' "$RESULTS" | awk -F'\t' '
     NR == 1 { printf "%-26s %-48s %-9s %9s %10s %10s %7s %7s\n", "run", "tool", "input", "wall s", "peak MiB", "M meas/s", "wall x", "RSS x"; next }
     {

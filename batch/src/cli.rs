@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use probe_core::cli::{parse_size, InputArgs, KeyArgs, LogArgs, OutputArgs};
+use probe_core::cli::{parse_size, InputArgs, KeyArgs, LogArgs, OutputArgs, ThreadArgs};
 use probe_core::meta::check_columns;
 use probe_core::output::check_stdout_not_terminal;
 use probe_core::{Error, Result};
@@ -29,11 +29,13 @@ use crate::Config;
 /// windows of the key), `start_time` and `end_time` (the time field's type), `length`
 /// (UInt32), then one list column per measurement field, named after it, in struct order
 /// (`event_time: List<Timestamp>`, `dst_addr: List<Utf8>`, `rtt_ms: List<Float64>`, ...), and
-/// `dt: List<Float32>` with --delta-time. Rows come out in input order whatever --workers is.
+/// `dt: List<Float32>` with --delta-time. Rows come out in input order whatever --threads is.
 #[derive(Debug, Parser)]
 #[command(
     name = "probe-batch",
     version,
+    // `--workers` was this stage's name for `--threads` before every stage had one.
+    mut_arg("threads", |a| a.visible_alias("workers")),
     after_long_help = "Example:\n  probe-batch work/train.arrows --max-len 512 --max-gap 30m -o work/train-rows.arrows"
 )]
 pub struct Args {
@@ -81,13 +83,12 @@ pub struct Args {
     #[arg(long, value_name = "UNIT", value_parser = parse_unit)]
     pub time_unit: Option<IntUnit>,
 
-    /// Worker threads; 0 = one per core.
-    #[arg(short = 'j', long, value_name = "N", default_value_t = 0)]
-    pub workers: usize,
-
     /// Target size of one decoded batch (input and output).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "8MiB", hide = true)]
     pub batch_size: u64,
+
+    #[command(flatten)]
+    pub threads: ThreadArgs,
 
     #[command(flatten)]
     pub log: LogArgs,
@@ -155,7 +156,7 @@ impl Args {
             stride,
             delta_time: self.delta_time,
             time_unit: self.time_unit,
-            workers: self.workers,
+            threads: self.threads.threads,
             batch_bytes: self.batch_size.clamp(1, 1 << 30) as usize,
             quiet: self.log.quiet,
         })

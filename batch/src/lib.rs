@@ -9,13 +9,13 @@
 //! cutting rules, [`plan`] finds each batch's windows, [`build`] gathers them into output
 //! batches.
 //!
-//! Parallelism keeps the output order: up to `workers` input batches are read at a time and
-//! planned on the pool (each in row chunks); each batch's windows are cut into output batches
-//! by size alone (never by the number of workers), and those are built a wave of `workers` at a
-//! time, collected in order, and written by the calling thread while the pool builds the next
+//! Parallelism keeps the output order: up to N (`--threads`) input batches are read at a time
+//! and planned on the pool (each in row chunks); each batch's windows are cut into output
+//! batches by size alone (never by the number of threads), and those are built a wave of N at
+//! a time, collected in order, and written by the calling thread while the pool builds the next
 //! wave (during the last wave the calling thread also reads the next input batches). Memory:
-//! two sets of `workers` input batches (one being read) with one set's window plans, and two
-//! waves of `workers` output batches, each about --batch-size.
+//! two sets of N input batches (one being read) with one set's window plans, and two waves of
+//! N output batches, each about --batch-size.
 
 pub mod build;
 pub mod cli;
@@ -73,7 +73,7 @@ pub struct Config {
     /// Unit of an integer time field (None = seconds).
     pub time_unit: Option<IntUnit>,
     /// Worker threads (0 = one per core).
-    pub workers: usize,
+    pub threads: usize,
     /// Target decoded batch size, input and output.
     pub batch_bytes: usize,
     /// No progress or summary.
@@ -96,7 +96,7 @@ impl Config {
             stride: None,
             delta_time: false,
             time_unit: None,
-            workers: 0,
+            threads: 0,
             batch_bytes: probe_core::input::DEFAULT_BATCH_BYTES,
             quiet: true,
         }
@@ -118,12 +118,7 @@ impl Config {
     /// Run the stage.
     pub fn run(&self) -> Result<Report> {
         self.check()?;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(self.workers)
-            .thread_name(|i| format!("probe-batch-{i}"))
-            .build()
-            .map_err(|e| Error::data(format!("cannot start {} worker threads: {e}; lower --workers", self.workers)))?;
-        let threads = pool.current_num_threads().max(1);
+        let threads = probe_core::threads::init(self.threads)?.max(1);
 
         let sources = discover(&self.inputs)?;
         if let Some(path) = &self.output {
@@ -159,7 +154,7 @@ impl Config {
         let mut set = batches.next_set(threads)?;
         while !set.is_empty() {
             let planned: Vec<Result<Planned>> =
-                pool.install(|| set.par_iter().map(|view| plan_parallel(view, &rules, threads)).collect());
+                set.par_iter().map(|view| plan_parallel(view, &rules, threads)).collect();
             let planned = planned.into_iter().collect::<Result<Vec<_>>>()?;
             let mut groups: Vec<(usize, Range<usize>)> = Vec::new();
             for (i, (view, plan)) in set.iter().zip(&planned).enumerate() {
@@ -179,7 +174,7 @@ impl Config {
             let mut next: Option<Result<Vec<BatchView>>> = None;
             for (w, wave) in waves.iter().enumerate() {
                 let mut built: Vec<Result<RecordBatch>> = Vec::new();
-                let written = pool.in_place_scope(|scope| {
+                let written = rayon::in_place_scope(|scope| {
                     scope.spawn(|_| {
                         built = wave
                             .par_iter()
@@ -217,7 +212,7 @@ impl Config {
                 ("measurements in", s.measurements_in.to_string()),
                 ("measurements in windows", s.measurements_out.to_string()),
                 ("null times dropped", s.null_times.to_string()),
-                ("workers", threads.to_string()),
+                ("threads", threads.to_string()),
             ],
         );
         Ok(report)

@@ -375,9 +375,9 @@ proptest! {
             cfg.keys = vec!["src_addr".into(), "port".into()];
         }
         cfg.batch_bytes = batch_bytes;
-        cfg.workers = 1;
+        cfg.threads = 1;
         let (report1, schema1, out1) = run(&cfg);
-        cfg.workers = 4;
+        cfg.threads = 4;
         cfg.output = Some(dir.path().join("out4.arrows"));
         let (report4, schema4, out4) = run(&cfg);
 
@@ -754,7 +754,7 @@ fn option_checks() {
     let cfg = parse(&["--max-len", "512", "--max-gap", "30m", "-j", "3"]).expect("valid");
     assert_eq!(cfg.stride, Some(512));
     assert_eq!(cfg.max_gap, Some(Duration::from_secs(1800)));
-    assert_eq!(cfg.workers, 3);
+    assert_eq!(cfg.threads, 3);
 }
 
 #[test]
@@ -764,7 +764,9 @@ fn help_ends_with_the_example() {
     assert!(help
         .trim_end()
         .ends_with("probe-batch work/train.arrows --max-len 512 --max-gap 30m -o work/train-rows.arrows"));
-    for opt in ["--max-gap", "--max-len", "--stride", "--min-len", "--delta-time", "--workers", "--measurements"] {
+    for opt in
+        ["--max-gap", "--max-len", "--stride", "--min-len", "--delta-time", "--threads", "--workers", "--measurements"]
+    {
         assert!(help.contains(opt), "{opt} missing from --help");
     }
 }

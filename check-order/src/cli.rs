@@ -1,7 +1,7 @@
 //! The command line of probe-check-order, turned into a validated [`Config`].
 
 use clap::Parser;
-use probe_core::cli::{InputArgs, KeyArgs, LogArgs};
+use probe_core::cli::{InputArgs, KeyArgs, LogArgs, ThreadArgs};
 use probe_core::Result;
 
 use crate::Config;
@@ -51,6 +51,9 @@ pub struct Args {
     pub max_violations: usize,
 
     #[command(flatten)]
+    pub threads: ThreadArgs,
+
+    #[command(flatten)]
     pub log: LogArgs,
 }
 
@@ -61,6 +64,7 @@ impl Args {
         cfg.json = self.json;
         cfg.max_violations = self.max_violations;
         cfg.quiet = self.log.quiet;
+        cfg.threads = self.threads.threads;
         Ok(cfg)
     }
 }

@@ -51,6 +51,8 @@ pub struct Config {
     pub max_violations: usize,
     /// No progress and no summary on stderr.
     pub quiet: bool,
+    /// Worker threads (0 = one per core).
+    pub threads: usize,
 }
 
 impl Config {
@@ -58,7 +60,7 @@ impl Config {
     /// after checking the column names make sense together.
     pub fn new(inputs: Vec<String>, keys: Vec<String>, time: Option<String>) -> Result<Config> {
         check_columns(&keys, time.as_deref(), None)?;
-        Ok(Config { inputs, keys, time, json: false, max_violations: 5, quiet: true })
+        Ok(Config { inputs, keys, time, json: false, max_violations: 5, quiet: true, threads: 0 })
     }
 
     /// This config with the key and time columns settled for `schema` (the first input's):
@@ -78,6 +80,7 @@ impl Config {
 
 /// Check the order of every input and build the report.
 pub fn run(cfg: &Config) -> Result<Report> {
+    let threads = probe_core::threads::init(cfg.threads)?;
     let sources = discover(&cfg.inputs)?;
     let progress = Progress::new(STAGE, cfg.quiet, None);
     // Settled on the first input; `cfg` as given if there is none.
@@ -111,8 +114,11 @@ pub fn run(cfg: &Config) -> Result<Report> {
             return Err(Error::internal(format!("{name}: no checker")));
         };
         checker.start_file(&name);
-        let mut reader = input.reader(Some(&columns), DEFAULT_BATCH_BYTES)?;
-        while let Some(batch) = reader.next_batch()? {
+        let reader = input.reader(Some(&columns), DEFAULT_BATCH_BYTES)?;
+        // With threads to spare, decoding (most of the work) runs on its own thread, two
+        // batches ahead of the checker; batches and errors arrive in the same order either way.
+        let mut batches = if threads > 1 { Batches::ahead(reader)? } else { Batches::Here(Box::new(reader)) };
+        while let Some(batch) = batches.next()? {
             checker.batch(&batch)?;
             progress.inc(batch.num_rows());
         }
@@ -132,6 +138,39 @@ pub fn run(cfg: &Config) -> Result<Report> {
         ],
     );
     Ok(report)
+}
+
+/// The batches of one input, decoded here or ahead on a thread of its own.
+enum Batches {
+    Here(Box<probe_core::input::BatchReader>),
+    Ahead(std::sync::mpsc::Receiver<Result<Option<arrow::record_batch::RecordBatch>>>),
+}
+
+impl Batches {
+    fn ahead(mut reader: probe_core::input::BatchReader) -> Result<Batches> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        std::thread::Builder::new()
+            .name("probe-read".into())
+            .spawn(move || loop {
+                let next = reader.next_batch();
+                let end = !matches!(next, Ok(Some(_)));
+                // A closed channel: the checker stopped on an error of its own.
+                if tx.send(next).is_err() || end {
+                    return;
+                }
+            })
+            .map_err(|e| Error::config(format!("cannot start a reader thread ({e}); lower --threads")))?;
+        Ok(Batches::Ahead(rx))
+    }
+
+    fn next(&mut self) -> Result<Option<arrow::record_batch::RecordBatch>> {
+        match self {
+            Batches::Here(r) => r.next_batch(),
+            Batches::Ahead(rx) => {
+                rx.recv().map_err(|_| Error::data("internal error: the reader thread stopped without a result"))?
+            }
+        }
+    }
 }
 
 /// Print the report: text by default, one JSON object with `json`.

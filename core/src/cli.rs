@@ -37,6 +37,14 @@ pub struct LogArgs {
     pub quiet: bool,
 }
 
+/// `--threads`.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct ThreadArgs {
+    /// Worker threads; 0 = one per core. The output is byte-identical for any N.
+    #[arg(short = 'j', long = "threads", value_name = "N", default_value_t = 0)]
+    pub threads: usize,
+}
+
 /// `--key` and `--time`. Neither has a clap default, so a stage can tell a given name from a
 /// default one: the defaults come from the input's schema metadata when it records the names
 /// (see [`crate::meta`]), else `src_addr` and `event_time`.

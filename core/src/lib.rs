@@ -3,6 +3,7 @@
 //! - [`input`]: input discovery (files, directories, stdin), format detection from the bytes,
 //!   one batch reader for Parquet / Arrow IPC file / Arrow IPC stream with projection pushdown;
 //! - [`output`]: stdout IPC stream or a file by extension, written atomically;
+//! - [`parquet_writer`]: Parquet encoded on every thread, row groups appended in order;
 //! - [`error`]: the error type and the exit-code mapping used by every `main`;
 //! - [`guard`]: decoder panics and corrupt IPC lengths turned into clean errors;
 //! - [`progress`]: stderr progress bar, summary line, peak memory;
@@ -13,7 +14,8 @@
 //! - [`time`]: times as ISO 8601 for messages, the unit of integer times;
 //! - [`keyhash`]: the documented key hash used by `probe-split` and partitioning;
 //! - [`cleanup`]: removal of temp files on Ctrl-C / SIGTERM;
-//! - [`staging`]: multi-file outputs (`--out-dir`) that appear all at once.
+//! - [`staging`]: multi-file outputs (`--out-dir`) that appear all at once;
+//! - [`threads`]: the one rayon pool of a process, sized by `--threads`.
 //!
 //! A stage's `main.rs` is a few lines:
 //! ```no_run
@@ -43,10 +45,12 @@ pub mod input;
 pub mod keyhash;
 pub mod meta;
 pub mod output;
+pub mod parquet_writer;
 pub mod progress;
 pub mod schema;
 pub mod staging;
 pub mod streams;
+pub mod threads;
 pub mod time;
 
 pub use error::{Error, Result};

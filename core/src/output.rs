@@ -19,13 +19,13 @@ use std::path::{Path, PathBuf};
 use arrow::datatypes::SchemaRef;
 use arrow::ipc::writer::{FileWriter, IpcWriteOptions, StreamWriter};
 use arrow::record_batch::RecordBatch;
-use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use crate::cleanup;
 use crate::error::{Error, Result};
 use crate::input::Source;
+use crate::parquet_writer::{ParallelParquetWriter, RowGroupLimits};
 
 /// Output encodings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,9 +88,13 @@ pub struct OutputOptions {
     pub compression: Compression,
     /// Parquet row-group size in rows.
     pub max_row_group_rows: usize,
-    /// Close a Parquet row group once its buffered (encoded) size reaches this; the writer holds
-    /// the open row group in memory, so this bounds that. `None`: the caller flushes.
+    /// Close a Parquet row group once it holds this much decoded Arrow memory; the writer holds
+    /// the open row group decoded until it is encoded, so this bounds that. `None`: the caller
+    /// flushes (see [`Output::flush_row_group`]).
     pub row_group_bytes: Option<usize>,
+    /// Decoded bytes of closed Parquet row groups that may wait to be encoded on the pool
+    /// (at least one row group always may); see [`crate::parquet_writer`].
+    pub parquet_in_flight_bytes: usize,
     /// IPC buffer compression; `None`: [`IpcCompression::FILE_DEFAULT`] for files, none on stdout.
     pub ipc_compression: Option<IpcCompression>,
 }
@@ -100,7 +104,8 @@ impl Default for OutputOptions {
         OutputOptions {
             compression: Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()),
             max_row_group_rows: 1 << 20,
-            row_group_bytes: Some(64 << 20),
+            row_group_bytes: Some(32 << 20),
+            parquet_in_flight_bytes: 128 << 20,
             ipc_compression: None,
         }
     }
@@ -127,7 +132,7 @@ pub fn parse_compression(s: &str) -> std::result::Result<Compression, String> {
 enum Writer {
     Stream(StreamWriter<BufWriter<Box<dyn Write + Send>>>),
     File(FileWriter<BufWriter<File>>),
-    Parquet(ArrowWriter<File>),
+    Parquet(ParallelParquetWriter),
 }
 
 /// An open output; `finish` completes it, dropping it discards it.
@@ -136,7 +141,6 @@ pub struct Output {
     name: String,
     temp: Option<(tempfile::TempPath, PathBuf)>,
     rows: u64,
-    row_group_bytes: Option<usize>,
 }
 
 impl std::fmt::Debug for Output {
@@ -217,13 +221,7 @@ impl Output {
                     ipc_options(opts.ipc_compression.unwrap_or(IpcCompression::None))?,
                 )
                 .map_err(|e| Error::arrow("writing to standard output", e))?;
-                Ok(Output {
-                    writer: Some(Writer::Stream(w)),
-                    name: "stdout".into(),
-                    temp: None,
-                    rows: 0,
-                    row_group_bytes: None,
-                })
+                Ok(Output { writer: Some(Writer::Stream(w)), name: "stdout".into(), temp: None, rows: 0 })
             }
             Some(path) => {
                 check_file_path(path)?;
@@ -248,19 +246,18 @@ impl Output {
                     ),
                     OutFormat::Parquet => {
                         let props = parquet_properties(&schema, opts);
+                        let limits = RowGroupLimits {
+                            max_rows: opts.max_row_group_rows,
+                            row_group_bytes: opts.row_group_bytes,
+                            in_flight_bytes: opts.parquet_in_flight_bytes,
+                        };
                         Writer::Parquet(
-                            ArrowWriter::try_new(file, schema, Some(props))
+                            ParallelParquetWriter::try_new(file, schema, props, limits)
                                 .map_err(|e| Error::parquet(format!("writing {name}"), e))?,
                         )
                     }
                 };
-                Ok(Output {
-                    writer: Some(writer),
-                    name,
-                    temp: Some((temp_path, path.to_path_buf())),
-                    rows: 0,
-                    row_group_bytes: opts.row_group_bytes,
-                })
+                Ok(Output { writer: Some(writer), name, temp: Some((temp_path, path.to_path_buf())), rows: 0 })
             }
         }
     }
@@ -271,30 +268,26 @@ impl Output {
         match self.writer.as_mut() {
             Some(Writer::Stream(w)) => w.write(batch).map_err(|e| write_err(name, e))?,
             Some(Writer::File(w)) => w.write(batch).map_err(|e| write_err(name, e))?,
-            Some(Writer::Parquet(w)) => {
-                w.write(batch).map_err(|e| parquet_err(name, e))?;
-                if self.row_group_bytes.is_some_and(|limit| w.in_progress_size() >= limit) {
-                    w.flush().map_err(|e| parquet_err(name, e))?;
-                }
-            }
+            Some(Writer::Parquet(w)) => w.write(batch).map_err(|e| parquet_err(name, e))?,
             None => return Err(Error::internal(format!("{name}: write after finish"))),
         }
         self.rows += batch.num_rows() as u64;
         Ok(())
     }
 
-    /// Bytes buffered in memory by a Parquet writer (its open row group).
+    /// Decoded bytes buffered in memory by a Parquet writer (its open row group).
     pub fn in_progress_bytes(&self) -> usize {
         match &self.writer {
-            Some(Writer::Parquet(w)) => w.in_progress_size(),
+            Some(Writer::Parquet(w)) => w.in_progress_bytes(),
             _ => 0,
         }
     }
 
-    /// Bytes written to the file so far (Parquet only; 0 otherwise).
+    /// Bytes of the file so far (Parquet only; 0 otherwise): written, plus the closed row groups
+    /// still being encoded, estimated (deterministically) from the ones written.
     pub fn bytes_written(&self) -> u64 {
         match &self.writer {
-            Some(Writer::Parquet(w)) => w.bytes_written() as u64,
+            Some(Writer::Parquet(w)) => w.bytes_written(),
             _ => 0,
         }
     }
@@ -304,7 +297,7 @@ impl Output {
     /// A no-op for IPC outputs.
     pub fn flush_row_group(&mut self) -> Result<()> {
         if let Some(Writer::Parquet(w)) = self.writer.as_mut() {
-            w.flush().map_err(|e| parquet_err(&self.name, e))?;
+            w.flush_row_group().map_err(|e| parquet_err(&self.name, e))?;
         }
         Ok(())
     }

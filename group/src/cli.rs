@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use parquet::basic::Compression;
-use probe_core::cli::{parse_size, CompressionParser, InputArgs, KeyArgs, LogArgs, OutputArgs};
+use probe_core::cli::{parse_size, CompressionParser, InputArgs, KeyArgs, LogArgs, OutputArgs, ThreadArgs};
 
 /// Group measurements into probe rows: one row per key with its measurements as a
 /// time-ordered list.
@@ -73,6 +73,9 @@ pub struct Args {
     /// fewer passes but a smaller read buffer per run within --memory-limit.
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub fan_in: usize,
+
+    #[command(flatten)]
+    pub threads: ThreadArgs,
 
     #[command(flatten)]
     pub log: LogArgs,

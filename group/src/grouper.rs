@@ -5,6 +5,10 @@
 //! groups not yet written plus the open group, and writes every complete group once they hold
 //! about one output batch of data. Memory: the open group (the largest group, at worst) plus one
 //! output batch plus the input batches those runs point into.
+//!
+//! Where an output batch ends is decided here, in merge order, from the data alone; building
+//! it (gathering the measurements into one list column, the costly part) is a [`BuildJob`]
+//! handed to `emit`, which may run it on another thread: the caller keeps the jobs in order.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -39,6 +43,9 @@ struct Run {
     len: usize,
 }
 
+/// Builds one output batch; `Send`, so it can run on the pool while the merge goes on.
+pub type BuildJob = Box<dyn FnOnce() -> Result<RecordBatch> + Send>;
+
 /// Builds output batches of whole groups and hands them to `emit`.
 pub struct Grouper<'a> {
     schema: SchemaRef,
@@ -53,7 +60,7 @@ pub struct Grouper<'a> {
     /// Estimated bytes of the complete pending groups (all but the open one).
     complete_bytes: usize,
     open_bytes: usize,
-    emit: &'a mut dyn FnMut(RecordBatch) -> Result<()>,
+    emit: &'a mut dyn FnMut(BuildJob) -> Result<()>,
     /// Groups written so far.
     pub groups: u64,
     /// Rows (measurements) written so far.
@@ -68,7 +75,7 @@ impl<'a> Grouper<'a> {
         schema: SchemaRef,
         n_keys: usize,
         target_bytes: usize,
-        emit: &'a mut dyn FnMut(RecordBatch) -> Result<()>,
+        emit: &'a mut dyn FnMut(BuildJob) -> Result<()>,
     ) -> Self {
         Grouper {
             schema,
@@ -139,42 +146,13 @@ impl<'a> Grouper<'a> {
             take.push((run.batch.clone(), run.start, n));
             left -= n;
         }
-        let batch_cols = take[0].0.data.num_columns();
-        let children = gather(&take, self.n_keys..batch_cols).map_err(|e| self.too_big(e))?;
-        // Key columns: one value per group.
-        let mut key_cols: Vec<ArrayRef> = Vec::with_capacity(self.n_keys);
-        let groups = &self.group_keys[..n_groups];
-        let mut sources: Vec<&Arc<SortedBatch>> = Vec::new();
-        let mut indices = Vec::with_capacity(n_groups);
-        for (b, r) in groups {
-            let idx = match sources.iter().rposition(|s| Arc::ptr_eq(s, b)) {
-                Some(i) => i,
-                None => {
-                    sources.push(b);
-                    sources.len() - 1
-                }
-            };
-            indices.push((idx, *r));
-        }
-        for c in 0..self.n_keys {
-            let arrays: Vec<&dyn Array> = sources.iter().map(|b| b.data.column(c).as_ref()).collect();
-            key_cols.push(interleave(&arrays, &indices).map_err(|e| self.too_big(e))?);
-        }
-        let item_fields = match self.schema.field(self.n_keys).data_type() {
-            DataType::List(f) => f.clone(),
-            _ => return Err(Error::internal("output schema without a list column")),
-        };
-        let struct_fields = match item_fields.data_type() {
-            DataType::Struct(fs) => fs.clone(),
-            _ => return Err(Error::internal("list items are not structs")),
-        };
-        let items = StructArray::try_new(struct_fields, children, None).map_err(|e| self.too_big(e))?;
+        // Key columns: one value per group; where each group's key is.
+        let keys: Vec<(Arc<SortedBatch>, usize)> = self.group_keys[..n_groups].to_vec();
         let mut offsets: Vec<i32> = self.group_starts[..n_groups].iter().map(|&s| s as i32).collect();
         offsets.push(upto as i32);
-        let list = ListArray::try_new(item_fields, OffsetBuffer::new(offsets.into()), Arc::new(items), None)
-            .map_err(|e| self.too_big(e))?;
-        key_cols.push(Arc::new(list));
-        let out = RecordBatch::try_new(self.schema.clone(), key_cols).map_err(|e| self.too_big(e))?;
+        let schema = self.schema.clone();
+        let n_keys = self.n_keys;
+        let job: BuildJob = Box::new(move || build(&schema, n_keys, &take, &keys, offsets));
 
         // Drop what was written.
         let mut left = upto;
@@ -200,15 +178,58 @@ impl<'a> Grouper<'a> {
         self.complete_bytes = 0;
         self.groups += n_groups as u64;
         self.rows += upto as u64;
-        (self.emit)(out)
+        (self.emit)(job)
     }
+}
 
-    fn too_big(&self, e: arrow::error::ArrowError) -> Error {
-        Error::data(format!(
-            "cannot build an output batch ({e}); a single key's measurements are too large for one Arrow list: \
-             split the key (add a column to --key) or filter the input"
-        ))
+/// Build one output batch: the key of each group, and the rows `take` (consecutive pieces of
+/// input batches) as one list column cut at `offsets`.
+fn build(
+    schema: &SchemaRef,
+    n_keys: usize,
+    take: &[(Arc<SortedBatch>, usize, usize)],
+    groups: &[(Arc<SortedBatch>, usize)],
+    offsets: Vec<i32>,
+) -> Result<RecordBatch> {
+    let batch_cols = take[0].0.data.num_columns();
+    let children = gather(take, n_keys..batch_cols).map_err(too_big)?;
+    let mut key_cols: Vec<ArrayRef> = Vec::with_capacity(n_keys);
+    let mut sources: Vec<&Arc<SortedBatch>> = Vec::new();
+    let mut indices = Vec::with_capacity(groups.len());
+    for (b, r) in groups {
+        let idx = match sources.iter().rposition(|s| Arc::ptr_eq(s, b)) {
+            Some(i) => i,
+            None => {
+                sources.push(b);
+                sources.len() - 1
+            }
+        };
+        indices.push((idx, *r));
     }
+    for c in 0..n_keys {
+        let arrays: Vec<&dyn Array> = sources.iter().map(|b| b.data.column(c).as_ref()).collect();
+        key_cols.push(interleave(&arrays, &indices).map_err(too_big)?);
+    }
+    let item_fields = match schema.field(n_keys).data_type() {
+        DataType::List(f) => f.clone(),
+        _ => return Err(Error::internal("output schema without a list column")),
+    };
+    let struct_fields = match item_fields.data_type() {
+        DataType::Struct(fs) => fs.clone(),
+        _ => return Err(Error::internal("list items are not structs")),
+    };
+    let items = StructArray::try_new(struct_fields, children, None).map_err(too_big)?;
+    let list =
+        ListArray::try_new(item_fields, OffsetBuffer::new(offsets.into()), Arc::new(items), None).map_err(too_big)?;
+    key_cols.push(Arc::new(list));
+    RecordBatch::try_new(schema.clone(), key_cols).map_err(too_big)
+}
+
+fn too_big(e: arrow::error::ArrowError) -> Error {
+    Error::data(format!(
+        "cannot build an output batch ({e}); a single key's measurements are too large for one Arrow list: \
+         split the key (add a column to --key) or filter the input"
+    ))
 }
 
 impl RunSink for Grouper<'_> {

@@ -14,9 +14,12 @@ pub mod grouper;
 pub mod merge;
 pub mod sort;
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
+use arrow::record_batch::RecordBatch;
 use parquet::basic::Compression;
 
 use probe_core::columns::key_time_indices;
@@ -29,8 +32,8 @@ use probe_core::{Error, Result};
 
 pub use cli::Args;
 
-use crate::grouper::{output_schema, Grouper};
-use crate::merge::{key_converter, BatchSource, Cursor, Layout, SourceKind};
+use crate::grouper::{output_schema, BuildJob, Grouper};
+use crate::merge::{key_converter, Cursor, Layout, SourceKind};
 
 /// A validated `probe-group` run.
 #[derive(Debug, Clone)]
@@ -59,6 +62,8 @@ pub struct Config {
     pub batch_bytes: usize,
     /// Merge fan-in for the sort.
     pub fan_in: usize,
+    /// Worker threads (0 = one per core).
+    pub threads: usize,
     /// No progress or summary.
     pub quiet: bool,
 }
@@ -121,6 +126,7 @@ impl Args {
             ipc_compression: self.output.ipc_compression,
             batch_bytes: self.batch_size.clamp(1, 1 << 30) as usize,
             fan_in: self.fan_in,
+            threads: self.threads.threads,
             quiet: self.log.quiet,
         })
     }
@@ -129,6 +135,7 @@ impl Args {
 impl Config {
     /// Run the stage.
     pub fn run(&self) -> Result<Report> {
+        let threads = probe_core::threads::init(self.threads)?.max(1);
         let sources = discover(&self.inputs)?;
         if let Some(path) = &self.output {
             check_output(path, &sources)?;
@@ -192,38 +199,63 @@ impl Config {
         let output = Output::create(self.output.as_deref(), out_schema.clone(), &opts)?;
         let mut report = Report::default();
 
-        let sources: Vec<Box<dyn BatchSource>> = if self.sort {
+        let cursors: Vec<Cursor> = if self.sort {
             let sorted = sort::sort_inputs(readers, &proj_schema, self, &layout, &progress)?;
             report.spilled_runs = sorted.runs;
             report.merge_passes = sorted.passes;
             report.spilled_bytes = sorted.bytes;
-            sorted.sources
+            sorted
+                .sources
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| Cursor::new(s, i, converter.clone(), layout.clone(), SourceKind::SortedRun))
+                .collect()
+        } else if threads > 1 && readers.len() <= 4 * threads {
+            // Each input decoded and checked on a thread of its own, two batches ahead; past a
+            // few inputs per thread, more reader threads would only compete for the cores.
+            readers
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    Cursor::read_ahead(Box::new(r), i, converter.clone(), layout.clone(), SourceKind::Input, 2)
+                })
+                .collect::<Result<_>>()?
         } else {
-            readers.into_iter().map(|r| Box::new(r) as Box<dyn BatchSource>).collect()
+            readers
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| Cursor::new(Box::new(r), i, converter.clone(), layout.clone(), SourceKind::Input))
+                .collect()
         };
-        // With --sort, the sources are runs this stage sorted itself (when nothing spilled, the
-        // one run is in memory): a violation there is a bug, not bad input.
-        let source_kind = if self.sort { SourceKind::SortedRun } else { SourceKind::Input };
-        let cursors: Vec<Cursor> = sources
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| Cursor::new(s, i, converter.clone(), layout.clone(), source_kind))
-            .collect();
 
-        // Encoding the output (IPC, or Parquet with compression) runs on its own thread, so it
-        // overlaps decoding and grouping; one batch in flight keeps memory bounded.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<arrow::record_batch::RecordBatch>(1);
+        // Output batches are cut here, in merge order, built on the pool (up to one per thread
+        // at a time) and encoded by the writer thread in the same order: IPC, or Parquet, itself
+        // encoded on the pool. The bounded queue keeps memory at about one output batch per
+        // thread.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Receiver<Result<RecordBatch>>>(threads);
         let writer = std::thread::spawn(move || -> Result<Output> {
             let mut output = output;
-            for b in rx {
-                output.write(&b)?;
+            for pending in rx {
+                let batch = pending.recv().map_err(|_| Error::internal("an output batch was never built"))??;
+                output.write(&batch)?;
             }
             Ok(output)
         });
         let grouped = (|| -> Result<(u64, u64, u64)> {
             // A failed send means the writer stopped on an error, which `join` below returns.
-            let mut emit = |b: arrow::record_batch::RecordBatch| {
-                tx.send(b).map_err(|_| Error::data("probe-group: output writer stopped"))
+            let mut emit = |job: BuildJob| {
+                let (done, pending) = std::sync::mpsc::sync_channel(1);
+                let run = move || {
+                    let built = catch_unwind(AssertUnwindSafe(job))
+                        .unwrap_or_else(|_| Err(Error::internal("building an output batch panicked")));
+                    let _ = done.send(built);
+                };
+                if threads > 1 {
+                    rayon::spawn(run);
+                } else {
+                    run();
+                }
+                tx.send(pending).map_err(|_| Error::data("probe-group: output writer stopped"))
             };
             let mut grouper = Grouper::new(out_schema, keys.len(), out_batch_bytes, &mut emit);
             let counting = !self.sort;

@@ -9,6 +9,7 @@
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, Int64Array};
@@ -137,16 +138,16 @@ struct LastRow {
     data: RecordBatch,
 }
 
-/// One input being read: its current batch and position.
+/// One input being read and checked, here or on a thread of its own.
 pub struct Cursor {
-    source: Box<dyn BatchSource>,
-    input: usize,
-    converter: Arc<RowConverter>,
-    layout: Arc<Layout>,
-    last: Option<LastRow>,
-    /// What an order violation means here.
-    source_kind: SourceKind,
+    kind: CursorKind,
     rows: u64,
+}
+
+enum CursorKind {
+    Here(Checked),
+    /// Batches decoded and checked ahead, in order, by [`Cursor::read_ahead`]'s thread.
+    Ahead(Receiver<Result<Option<Arc<SortedBatch>>>>),
 }
 
 impl Cursor {
@@ -158,7 +159,37 @@ impl Cursor {
         layout: Arc<Layout>,
         source_kind: SourceKind,
     ) -> Cursor {
-        Cursor { source, input, converter, layout, last: None, source_kind, rows: 0 }
+        Cursor { kind: CursorKind::Here(Checked::new(source, input, converter, layout, source_kind)), rows: 0 }
+    }
+
+    /// Like [`Cursor::new`], but decode and check on a thread of its own, up to `depth` batches
+    /// ahead of the merge, so decoding (the bulk of the work on sorted input) overlaps merging,
+    /// grouping and encoding. The batches, and any error, arrive in the same order as without
+    /// it: an order violation is reported when the merge reaches it, as with one thread.
+    pub fn read_ahead(
+        source: Box<dyn BatchSource + Send>,
+        input: usize,
+        converter: Arc<RowConverter>,
+        layout: Arc<Layout>,
+        source_kind: SourceKind,
+        depth: usize,
+    ) -> Result<Cursor> {
+        let (tx, rx) = sync_channel(depth.max(1));
+        std::thread::Builder::new()
+            .name(format!("probe-read-{input}"))
+            .spawn(move || {
+                let mut checked = Checked::new(source, input, converter, layout, source_kind);
+                loop {
+                    let next = checked.next_batch();
+                    let end = !matches!(next, Ok(Some(_)));
+                    // A closed channel: the merge stopped (on an error of its own); so do we.
+                    if tx.send(next).is_err() || end {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| Error::config(format!("cannot start a reader thread ({e}); lower --threads")))?;
+        Ok(Cursor { kind: CursorKind::Ahead(rx), rows: 0 })
     }
 
     /// Rows read from this input so far.
@@ -166,8 +197,45 @@ impl Cursor {
         self.rows
     }
 
-    /// Decode the next non-empty batch and check its order.
+    /// The next non-empty batch, checked, or `None` at the end.
     pub fn next_batch(&mut self) -> Result<Option<Arc<SortedBatch>>> {
+        let next = match &mut self.kind {
+            CursorKind::Here(c) => c.next_batch()?,
+            CursorKind::Ahead(rx) => {
+                rx.recv().map_err(|_| Error::internal("an input's reader thread stopped without a result"))??
+            }
+        };
+        if let Some(b) = &next {
+            self.rows += b.len() as u64;
+        }
+        Ok(next)
+    }
+}
+
+/// One input being read: the order check across its batches.
+struct Checked {
+    source: Box<dyn BatchSource>,
+    input: usize,
+    converter: Arc<RowConverter>,
+    layout: Arc<Layout>,
+    last: Option<LastRow>,
+    /// What an order violation means here.
+    source_kind: SourceKind,
+}
+
+impl Checked {
+    fn new(
+        source: Box<dyn BatchSource>,
+        input: usize,
+        converter: Arc<RowConverter>,
+        layout: Arc<Layout>,
+        source_kind: SourceKind,
+    ) -> Checked {
+        Checked { source, input, converter, layout, last: None, source_kind }
+    }
+
+    /// Decode the next non-empty batch and check its order.
+    fn next_batch(&mut self) -> Result<Option<Arc<SortedBatch>>> {
         loop {
             let first_row = self.source.rows_read();
             let Some(data) = self.source.next_batch()? else {
@@ -176,7 +244,6 @@ impl Cursor {
             if data.num_rows() == 0 {
                 continue;
             }
-            self.rows += data.num_rows() as u64;
             let batch = self.prepare(data, first_row)?;
             return Ok(Some(Arc::new(batch)));
         }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::{ArgGroup, Parser};
 use parquet::basic::Compression;
-use probe_core::cli::{parse_size, CompressionParser, InputArgs, LogArgs};
+use probe_core::cli::{parse_size, CompressionParser, InputArgs, LogArgs, ThreadArgs};
 use probe_core::output::OutFormat;
 use probe_core::{Error, Result};
 
@@ -55,7 +55,7 @@ pub struct Args {
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_file_size: Option<u64>,
 
-    /// Close a Parquet row group when its encoded size reaches SIZE.
+    /// Close a Parquet row group when it holds SIZE of decoded (in-memory) data.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "128MiB")]
     pub row_group_size: u64,
 
@@ -66,6 +66,9 @@ pub struct Args {
     /// Target size of one decoded input batch.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "8MiB", hide = true)]
     pub batch_size: u64,
+
+    #[command(flatten)]
+    pub threads: ThreadArgs,
 
     #[command(flatten)]
     pub log: LogArgs,
@@ -108,6 +111,7 @@ impl Args {
             row_group_bytes: self.row_group_size.clamp(1, usize::MAX as u64) as usize,
             compression: self.compression,
             batch_bytes: self.batch_size.clamp(1, 1 << 30) as usize,
+            threads: self.threads.threads,
             quiet: self.log.quiet,
         })
     }

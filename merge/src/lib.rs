@@ -60,6 +60,8 @@ pub struct Config {
     pub batch_bytes: usize,
     /// No progress or summary.
     pub quiet: bool,
+    /// Worker threads (0 = one per core).
+    pub threads: usize,
 }
 
 /// What a run did.
@@ -78,6 +80,7 @@ pub struct Report {
 impl Config {
     /// Run the stage.
     pub fn run(&self) -> Result<Report> {
+        probe_core::threads::init(self.threads)?;
         // The out-dir is built as a hidden sibling and renamed into place once complete, so a
         // killed run never leaves parts that a glob would read as the whole dataset.
         let staging = match &self.target {
@@ -109,7 +112,7 @@ impl Config {
             compression: self.compression,
             max_row_group_rows: usize::MAX,
             row_group_bytes: None,
-            ipc_compression: None,
+            ..Default::default()
         };
         let mut parts = match &self.target {
             Target::File(path) => Parts::single(path.clone(), schema.clone(), opts, self.row_group_bytes),

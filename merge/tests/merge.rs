@@ -75,6 +75,7 @@ fn config(inputs: &[&Path], target: Target) -> Config {
         compression: parse_compression("zstd").expect("zstd"),
         batch_bytes: 8 << 20,
         quiet: true,
+        threads: 0,
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::{ArgGroup, Parser, ValueEnum};
 use parquet::basic::Compression;
-use probe_core::cli::{parse_size, CompressionParser, InputArgs, KeyArg, LogArgs, OutputArgs};
+use probe_core::cli::{parse_size, CompressionParser, InputArgs, KeyArg, LogArgs, OutputArgs, ThreadArgs};
 use probe_core::meta::check_columns;
 use probe_core::output::check_stdout_not_terminal;
 use probe_core::{Error, Result};
@@ -81,14 +81,17 @@ pub struct Args {
     #[arg(long, value_name = "CODEC", default_value = "zstd", value_parser = CompressionParser)]
     pub compression: Compression,
 
-    /// Close a Parquet row group when its encoded size reaches SIZE (bounds the memory each
-    /// open Parquet output holds).
+    /// Close a Parquet row group when it holds SIZE of decoded (in-memory) data (bounds the
+    /// memory each open Parquet output holds).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "128MiB")]
     pub row_group_size: u64,
 
     /// Target size of one decoded input batch.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "8MiB", hide = true)]
     pub batch_size: u64,
+
+    #[command(flatten)]
+    pub threads: ThreadArgs,
 
     #[command(flatten)]
     pub log: LogArgs,
@@ -153,6 +156,7 @@ impl Args {
             ipc_compression,
             row_group_bytes: self.row_group_size.clamp(1, usize::MAX as u64) as usize,
             batch_bytes: self.batch_size.clamp(1, 1 << 30) as usize,
+            threads: self.threads.threads,
             quiet: self.log.quiet,
         })
     }

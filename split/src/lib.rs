@@ -73,6 +73,8 @@ pub struct Config {
     pub batch_bytes: usize,
     /// No progress or summary.
     pub quiet: bool,
+    /// Worker threads (0 = one per core).
+    pub threads: usize,
 }
 
 /// Counts of one split.
@@ -136,6 +138,7 @@ enum Sink {
 impl Config {
     /// Run the stage.
     pub fn run(&self) -> Result<Report> {
+        probe_core::threads::init(self.threads)?;
         let sources = discover(&self.inputs)?;
         match &self.mode {
             Mode::OutDir { dir, format } => {
@@ -186,6 +189,7 @@ impl Config {
             ipc_compression: self.ipc_compression,
             max_row_group_rows: usize::MAX,
             row_group_bytes: None,
+            ..Default::default()
         };
         let mut paths: Vec<Option<PathBuf>> = vec![None; self.splits.len()];
         let mut staging = None;

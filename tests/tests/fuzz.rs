@@ -412,6 +412,7 @@ fn group_config(inputs: Vec<String>, output: PathBuf) -> probe_group::Config {
         batch_bytes: 8 << 20,
         fan_in: 64,
         quiet: true,
+        threads: 0,
     }
 }
 

@@ -109,6 +109,7 @@ pub fn config(inputs: &[&Path], mode: Mode, ratios: &[(&str, f64)], seed: u64) -
         row_group_bytes: 128 << 20,
         batch_bytes: 8 << 20,
         quiet: true,
+        threads: 0,
     }
 }
 

@@ -1,0 +1,313 @@
+//! `--threads N` on every stage: the output is byte-identical for N = 1, 2 and 7, and (for
+//! `probe-group`) equal to the oracle, on inputs that put key boundaries, ties, nulls and order
+//! violations at the edges of batches, row groups and files. A violation is reported with the
+//! same message (file, row, keys) whatever N.
+#![allow(clippy::unwrap_used, clippy::type_complexity)] // tests: a panic is the failure report
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use proptest::prelude::*;
+
+use probe_tests::harness::{decode_ipc, read_file, run, write_parquet, Output};
+use probe_tests::oracle::{self, assert_groups_eq, decode_groups, Val};
+
+const THREADS: [&str; 3] = ["1", "2", "7"];
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("src_addr", DataType::Utf8, true),
+        Field::new("event_time", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
+        Field::new("dst_addr", DataType::Utf8, true),
+        Field::new("rtt_ms", DataType::Float64, true),
+        Field::new("seq", DataType::Int64, false),
+    ]))
+}
+
+/// (key, time, dst, rtt, seq).
+type Row = (Option<String>, Option<i64>, Option<String>, Option<f64>, i64);
+
+fn batch(rows: &[Row]) -> RecordBatch {
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>())),
+        Arc::new(TimestampMicrosecondArray::from(rows.iter().map(|r| r.1).collect::<Vec<_>>()).with_timezone("UTC")),
+        Arc::new(StringArray::from(rows.iter().map(|r| r.2.clone()).collect::<Vec<_>>())),
+        Arc::new(Float64Array::from(rows.iter().map(|r| r.3).collect::<Vec<_>>())),
+        Arc::new(Int64Array::from(rows.iter().map(|r| r.4).collect::<Vec<_>>())),
+    ];
+    RecordBatch::try_new(schema(), cols).unwrap()
+}
+
+fn vals(rows: &[Row]) -> Vec<Vec<Val>> {
+    rows.iter()
+        .map(|r| {
+            vec![
+                r.0.clone().map_or(Val::Null, Val::S),
+                r.1.map_or(Val::Null, Val::I),
+                r.2.clone().map_or(Val::Null, Val::S),
+                r.3.map_or(Val::Null, Val::F),
+                Val::I(r.4),
+            ]
+        })
+        .collect()
+}
+
+fn key_of(r: &Row) -> Val {
+    r.0.clone().map_or(Val::Null, Val::S)
+}
+
+fn time_of(r: &Row) -> Val {
+    r.1.map_or(Val::Null, Val::I)
+}
+
+/// Sorted files from (key, time, dst, rtt) specs: few keys and times, so runs of one key cross
+/// batches and row groups and ties are common; some keys and times are null.
+fn make_files(spec: Vec<Vec<(Option<u8>, Option<i64>, Option<u8>, Option<f64>)>>) -> Vec<Vec<Row>> {
+    let mut seq = 0i64;
+    spec.into_iter()
+        .map(|f| {
+            let mut rows: Vec<Row> = f
+                .into_iter()
+                .map(|(k, t, d, r)| {
+                    seq += 1;
+                    (
+                        k.map(|k| format!("10.0.0.{k}")),
+                        t.map(|t| 1_700_000_000_000_000 + t * 1_000_000),
+                        d.map(|d| format!("192.0.2.{d}")),
+                        r,
+                        seq,
+                    )
+                })
+                .collect();
+            rows.sort_by(|a, b| {
+                key_of(a).cmp_nulls_last(&key_of(b)).then_with(|| time_of(a).cmp_nulls_last(&time_of(b)))
+            });
+            rows
+        })
+        .collect()
+}
+
+fn row_strategy() -> impl Strategy<Value = (Option<u8>, Option<i64>, Option<u8>, Option<f64>)> {
+    (
+        prop::option::weighted(0.9, 0u8..6),
+        prop::option::weighted(0.9, 0i64..5),
+        prop::option::weighted(0.8, 0u8..4),
+        prop::option::weighted(0.8, -1.0f64..100.0),
+    )
+}
+
+/// Write each file as Parquet with `chunk`-row row groups; returns the paths.
+fn write_inputs(dir: &Path, files: &[Vec<Row>], chunk: usize) -> Vec<String> {
+    files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let p = dir.join(format!("in{i}.parquet"));
+            let batches: Vec<RecordBatch> = f.chunks(chunk.max(1)).map(batch).collect();
+            write_parquet(&p, schema(), &batches, chunk);
+            p.display().to_string()
+        })
+        .collect()
+}
+
+/// Run `stage` with `args` and `--threads N` for every N; assert the same status, stdout and
+/// (`-q`) stderr each time, and return the 1-thread run.
+fn same_for_any_threads(stage: &str, args: &[String]) -> Output {
+    let runs: Vec<Output> = THREADS
+        .iter()
+        .map(|n| {
+            let mut a = args.to_vec();
+            a.extend(["--threads".to_string(), n.to_string()]);
+            run(stage, &a, None)
+        })
+        .collect();
+    for r in &runs[1..] {
+        assert_eq!(r.code(), runs[0].code(), "exit status differs: {} vs {}\n{}", r.cmd, runs[0].cmd, r.stderr);
+        assert_eq!(r.stderr, runs[0].stderr, "stderr differs: {} vs {}", r.cmd, runs[0].cmd);
+        assert!(r.stdout == runs[0].stdout, "stdout differs: {} vs {}", r.cmd, runs[0].cmd);
+    }
+    runs.into_iter().next().unwrap()
+}
+
+/// Run `stage` writing `out_name` (a file or directory under `dir`) for every N, and assert
+/// every file written is byte-identical to the 1-thread one.
+fn same_files_for_any_threads(stage: &str, dir: &Path, args: &[String], out_flag: &str, out_name: &str) {
+    let mut first: Option<Vec<(String, Vec<u8>)>> = None;
+    for n in THREADS {
+        let target = dir.join(format!("t{n}-{out_name}"));
+        let mut a = args.to_vec();
+        a.extend([out_flag.to_string(), target.display().to_string(), "--threads".into(), n.into()]);
+        run(stage, &a, None).assert_ok();
+        let files: Vec<(String, Vec<u8>)> = if target.is_dir() {
+            let mut names: Vec<String> = std::fs::read_dir(&target)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names.into_iter().map(|f| (f.clone(), std::fs::read(target.join(&f)).unwrap())).collect()
+        } else {
+            vec![(String::new(), std::fs::read(&target).unwrap())]
+        };
+        match &first {
+            None => first = Some(files),
+            Some(f) => {
+                assert_eq!(f.len(), files.len(), "{stage} --threads {n}: a different number of files");
+                for ((na, a), (nb, b)) in f.iter().zip(&files) {
+                    assert_eq!(na, nb);
+                    assert!(a == b, "{stage} --threads {n}: {na} differs from --threads 1");
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// probe-group, sorted (several overlapping files) and --sort, IPC and Parquet out: the same
+    /// bytes for any N, equal to the oracle; with a violation (two rows swapped, anywhere,
+    /// often at a batch or row-group edge) the same error line for any N.
+    #[test]
+    fn group_is_the_same_for_any_thread_count(
+        spec in prop::collection::vec(prop::collection::vec(row_strategy(), 0..40), 1..4),
+        chunk in 1usize..9,
+        batch_bytes in prop::sample::select(vec![64u64, 300, 8 << 20]),
+        swap in prop::option::weighted(0.3, (0usize..3, 0usize..40)),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = make_files(spec);
+        let mut violated = false;
+        if let Some((f, at)) = swap {
+            let n = files.len();
+            let f = &mut files[f % n];
+            if f.len() >= 2 {
+                let at = at % (f.len() - 1);
+                let before = (key_of(&f[at]), time_of(&f[at]));
+                f.swap(at, at + 1);
+                violated = before != (key_of(&f[at]), time_of(&f[at]));
+            }
+        }
+        let inputs = write_inputs(dir.path(), &files, chunk);
+        let mut args = vec!["--batch-size".to_string(), batch_bytes.to_string(), "-q".into()];
+        args.extend(inputs.iter().cloned());
+
+        let out = same_for_any_threads("probe-group", &args);
+        if violated {
+            out.assert_error("probe-group", &["row", "not sorted", "--sort"]);
+        } else {
+            out.assert_ok();
+            let (_, batches) = decode_ipc(&out.stdout);
+            let v: Vec<Vec<Vec<Val>>> = files.iter().map(|f| vals(f)).collect();
+            assert_groups_eq(&decode_groups(&batches, 1), &oracle::group(&v, &[0], 1, &[2, 3, 4]));
+            same_files_for_any_threads("probe-group", dir.path(), &args, "-o", "g.parquet");
+            let (_, pq) = read_file(&dir.path().join("t1-g.parquet"));
+            assert_groups_eq(&decode_groups(&pq, 1), &oracle::group(&v, &[0], 1, &[2, 3, 4]));
+        }
+
+        // --sort under a tiny budget (many runs, several merge passes) gives the oracle too.
+        let mut sort_args = args.clone();
+        sort_args.extend([
+            "--sort".into(),
+            "--allow-small-memory-limit".into(),
+            "--memory-limit".into(),
+            "4KiB".into(),
+            "--fan-in".into(),
+            "2".into(),
+        ]);
+        let sorted = same_for_any_threads("probe-group", &sort_args);
+        sorted.assert_ok();
+        let (_, batches) = decode_ipc(&sorted.stdout);
+        let v: Vec<Vec<Vec<Val>>> = files.iter().map(|f| vals(f)).collect();
+        assert_groups_eq(&decode_groups(&batches, 1), &oracle::group(&v, &[0], 1, &[2, 3, 4]));
+    }
+}
+
+/// Sorted measurements, grouped once, as the input of the later stages.
+fn grouped_input(dir: &Path) -> String {
+    let spec: Vec<Vec<(Option<u8>, Option<i64>, Option<u8>, Option<f64>)>> = (0..3)
+        .map(|f| {
+            (0..400)
+                .map(|i: i64| {
+                    let k = ((i * 7 + f) % 23) as u8;
+                    (Some(k), (i % 11 != 0).then_some(i % 13), Some((i % 5) as u8), Some(i as f64 / 3.0))
+                })
+                .collect()
+        })
+        .collect();
+    let files = make_files(spec);
+    let inputs = write_inputs(dir, &files, 17);
+    let grouped = dir.join("grouped.arrows");
+    let mut args = vec!["-q".to_string(), "-o".into(), grouped.display().to_string()];
+    args.extend(inputs);
+    run("probe-group", &args, None).assert_ok();
+    grouped.display().to_string()
+}
+
+#[test]
+fn check_order_is_the_same_for_any_thread_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = make_files(vec![
+        (0..300).map(|i: i64| (Some((i % 9) as u8), Some(i % 4), None, None)).collect(),
+        (0..300).map(|i: i64| (Some((i % 5) as u8), (i % 7 != 0).then_some(i % 3), None, None)).collect(),
+    ]);
+    // A key violation and a time violation, at a row-group edge (row groups of 16 rows).
+    files[0].swap(15, 16);
+    files[0].swap(0, 299);
+    files[1].swap(150, 151);
+    let inputs = write_inputs(dir.path(), &files, 16);
+    for json in [false, true] {
+        let mut args = inputs.clone();
+        args.push("-q".into());
+        if json {
+            args.push("--json".into());
+        }
+        let out = same_for_any_threads("probe-check-order", &args);
+        out.assert_code(1);
+        assert!(!out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn split_batch_and_merge_are_the_same_for_any_thread_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let grouped = grouped_input(dir.path());
+
+    let split = vec![grouped.clone(), "-q".into(), "--format".into(), "parquet".into()];
+    same_files_for_any_threads("probe-split", dir.path(), &split, "--out-dir", "split-pq");
+    let split = vec![grouped.clone(), "-q".into()];
+    same_files_for_any_threads("probe-split", dir.path(), &split, "--out-dir", "split-ipc");
+    let tag = vec![grouped.clone(), "-q".into(), "--tag".into()];
+    same_files_for_any_threads("probe-split", dir.path(), &tag, "-o", "tagged.parquet");
+
+    let batch = vec![grouped.clone(), "-q".into(), "--max-len".into(), "5".into(), "--delta-time".into()];
+    same_files_for_any_threads("probe-batch", dir.path(), &batch, "-o", "rows.arrows");
+    same_files_for_any_threads("probe-batch", dir.path(), &batch, "-o", "rows.parquet");
+    // `--workers` stays an alias of `--threads` on probe-batch.
+    let mut workers = batch.clone();
+    let w = dir.path().join("rows-workers.arrows");
+    workers.extend(["--workers".into(), "3".into(), "-o".into(), w.display().to_string()]);
+    run("probe-batch", &workers, None).assert_ok();
+    assert!(std::fs::read(&w).unwrap() == std::fs::read(dir.path().join("t1-rows.arrows")).unwrap());
+
+    // Tiny input batches and row groups: many row groups encoded at once, appended in order.
+    let rows = dir.path().join("t1-rows.parquet").display().to_string();
+    let merge: Vec<String> =
+        vec![rows.clone(), "-q".into(), "--row-group-size".into(), "2KiB".into(), "--batch-size".into(), "1KiB".into()];
+    same_files_for_any_threads("probe-merge", dir.path(), &merge, "-o", "merged.parquet");
+    let merged = dir.path().join("t7-merged.parquet");
+    let pq = std::fs::File::open(&merged).unwrap();
+    let meta = parquet::file::reader::FileReader::metadata(
+        &parquet::file::serialized_reader::SerializedFileReader::new(pq).unwrap(),
+    )
+    .clone();
+    assert!(meta.num_row_groups() > 3, "expected many row groups, got {}", meta.num_row_groups());
+    let (_, a) = read_file(&merged);
+    let (_, b) = read_file(Path::new(&rows));
+    assert_eq!(oracle::rows(&a), oracle::rows(&b), "merged Parquet decodes to its input");
+    let mut dir_args = merge.clone();
+    dir_args.extend(["--max-file-size".into(), "8KiB".into()]);
+    same_files_for_any_threads("probe-merge", dir.path(), &dir_args, "--out-dir", "parts");
+}
