@@ -211,11 +211,22 @@ fn merge_interrupted_at_arbitrary_moments_is_absent_or_whole() {
     let flat = measurements(200_000);
     let input = dir.path().join("flat.arrows");
     std::fs::write(&input, flat.as_slice()).unwrap();
+    // Signal at moments spread over one undisturbed run's duration (measured here, so a faster
+    // build or machine does not let every run finish before its signal).
+    let timed = tempfile::tempdir_in(dir.path()).unwrap();
+    let started = std::time::Instant::now();
+    let ok = std::process::Command::new(probe_tests::harness::bin("probe-merge"))
+        .args([p(&input), "--out-dir", p(&timed.path().join("merged")), "--max-file-size", "128KiB", "-q"])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "the undisturbed merge failed");
+    let span_ms = (started.elapsed().as_millis() as u64).max(20);
     let mut x = 99u64;
     let (mut absent, mut whole) = (0, 0);
     for i in 0..16 {
         x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let delay = Duration::from_millis((x >> 33) % 3000);
+        // Three in four signals land inside the run, the rest around its end.
+        let delay = Duration::from_millis((x >> 33) % (span_ms + span_ms / 3));
         let signal = ["INT", "TERM", "KILL", "HUP"][i % 4];
         let root = tempfile::tempdir_in(dir.path()).unwrap();
         let out = root.path().join("merged");
