@@ -68,6 +68,11 @@ pub struct Args {
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "8MiB", hide = true)]
     pub batch_size: u64,
 
+    /// Rows aimed at per key range of sorted Parquet inputs (default: a 32nd of the input, at
+    /// least 1 Mi rows). For tests that put range boundaries in tiny inputs.
+    #[arg(long, value_name = "ROWS", hide = true)]
+    pub range_rows: Option<u64>,
+
     /// Sorted runs --sort merges at once (at least 2); more runs are merged in several
     /// passes, each merging consecutive runs so ties keep input order. A higher fan-in means
     /// fewer passes but a smaller read buffer per run within --memory-limit.

@@ -12,6 +12,7 @@
 pub mod cli;
 pub mod grouper;
 pub mod merge;
+pub mod ranges;
 pub mod sort;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -64,6 +65,8 @@ pub struct Config {
     pub fan_in: usize,
     /// Worker threads (0 = one per core).
     pub threads: usize,
+    /// Rows per key range of sorted Parquet inputs (`None`: [`ranges::range_rows`]).
+    pub range_rows: Option<u64>,
     /// No progress or summary.
     pub quiet: bool,
 }
@@ -83,6 +86,33 @@ pub struct Report {
     pub merge_passes: u64,
     /// Bytes spilled by --sort.
     pub spilled_bytes: u64,
+}
+
+impl Config {
+    /// Check sorted inputs the sequential way, building nothing: the error one thread reports
+    /// (the first in merge order), if any.
+    fn sequential_error(
+        &self,
+        sources: &[probe_core::input::Source],
+        projection: &[String],
+        batch_bytes: usize,
+        converter: &Arc<arrow::row::RowConverter>,
+        layout: &Arc<Layout>,
+    ) -> Option<Error> {
+        let run = || -> Result<()> {
+            let mut cursors = Vec::with_capacity(sources.len());
+            for (i, s) in sources.iter().enumerate() {
+                let r = Input::open(s)?.reader(Some(projection), batch_bytes)?;
+                cursors.push(Cursor::new(Box::new(r), i, converter.clone(), layout.clone(), SourceKind::Input));
+            }
+            let schema = Arc::new(arrow::datatypes::Schema::empty());
+            let mut emit = |_job: BuildJob| Ok(());
+            let mut grouper = Grouper::new(schema, layout.n_keys, self.batch_bytes, &mut emit);
+            merge::merge(cursors, &mut grouper, &mut |_| {})?;
+            grouper.finish().map(|_| ())
+        };
+        run().err()
+    }
 }
 
 /// The smallest `--memory-limit`: below it, peak memory no longer follows the limit (measured
@@ -127,6 +157,7 @@ impl Args {
             batch_bytes: self.batch_size.clamp(1, 1 << 30) as usize,
             fan_in: self.fan_in,
             threads: self.threads.threads,
+            range_rows: self.range_rows,
             quiet: self.log.quiet,
         })
     }
@@ -179,10 +210,18 @@ impl Config {
             (self.batch_bytes / inputs.len().max(1)).max(self.batch_bytes.min(256 << 10))
         };
         let out_batch_bytes = if self.sort { batch_bytes } else { self.batch_bytes };
+        // Sorted Parquet inputs with statistics: key ranges in parallel (same plan, and so the
+        // same output, for any --threads). Anything else: the streaming merge below.
+        let plan = if self.sort {
+            None
+        } else {
+            ranges::plan(&sources, &projection, &proj_schema, batch_bytes, self.range_rows)?
+        };
         let mut readers = Vec::with_capacity(inputs.len());
-        for input in inputs {
-            let r = input.reader(Some(&projection), batch_bytes)?;
-            readers.push(r);
+        if plan.is_none() {
+            for input in inputs {
+                readers.push(input.reader(Some(&projection), batch_bytes)?);
+            }
         }
         // Later stages take their --key and --time from what the output records.
         let out_schema = Arc::new(record(output_schema(&proj_schema, keys.len()).as_ref().clone(), &keys, &time));
@@ -198,6 +237,37 @@ impl Config {
         };
         let output = Output::create(self.output.as_deref(), out_schema.clone(), &opts)?;
         let mut report = Report::default();
+
+        if let Some(plan) = &plan {
+            let shared = ranges::Shared {
+                layout: layout.clone(),
+                converter: converter.clone(),
+                out_schema: out_schema.clone(),
+                out_batch_bytes,
+                progress: &progress,
+            };
+            let (keys, rows, largest) = match ranges::run(plan, &shared, threads, output) {
+                Ok((output, counts)) => {
+                    output.finish()?;
+                    counts
+                }
+                Err(ranges::Failure::Write(e)) => return Err(e),
+                // The same message as one thread gives: the first failure in merge order.
+                Err(ranges::Failure::Range(e)) => {
+                    return Err(self.sequential_error(&sources, &projection, batch_bytes, &converter, &layout).unwrap_or(e))
+                }
+            };
+            report.rows = rows;
+            report.keys = keys;
+            report.largest_group = largest;
+            let fields = vec![
+                ("keys", keys.to_string()),
+                ("largest key", format!("{largest} rows")),
+                ("key ranges", plan.ranges().to_string()),
+            ];
+            progress.finish(rows, &fields);
+            return Ok(report);
+        }
 
         let cursors: Vec<Cursor> = if self.sort {
             let sorted = sort::sort_inputs(readers, &proj_schema, self, &layout, &progress)?;

@@ -105,6 +105,22 @@ impl SortedBatch {
         self.keys.row(i).cmp(&other.keys.row(j)).then_with(|| cmp_time(self.time(i), other.time(j)))
     }
 
+    /// Rows `start..start + len` as a batch of their own (keys re-encoded, key changes moved).
+    fn slice(&self, start: usize, len: usize, n_keys: usize, converter: &RowConverter) -> Result<SortedBatch> {
+        let data = self.data.slice(start, len);
+        let keys = converter
+            .convert_columns(&data.columns()[..n_keys])
+            .map_err(|e| Error::arrow("key columns", e))?;
+        let times = self.times.slice(start, len);
+        let key_changes = self
+            .key_changes
+            .iter()
+            .filter(|&&i| (i as usize) > start && (i as usize) < start + len)
+            .map(|&i| i - start as u32)
+            .collect();
+        Ok(SortedBatch { data, keys, times, key_changes, input: self.input, row_bytes: self.row_bytes })
+    }
+
     /// Memory held by this batch.
     pub fn memory_size(&self) -> usize {
         self.data.get_array_memory_size() + self.keys.size() + self.key_changes.capacity() * 4
@@ -142,6 +158,66 @@ struct LastRow {
 pub struct Cursor {
     kind: CursorKind,
     rows: u64,
+    /// Only the rows of one key range are merged ([`Cursor::in_range`]).
+    range: Option<RangeFilter>,
+}
+
+/// The rows of one key range: first key column in `[lo, hi)` (`None`: unbounded; a null key
+/// sorts after every value, so it falls in the last range). Every batch is order-checked whole
+/// before it is cut, so the rows skipped below `lo` and the first row at or above `hi` are
+/// checked too: that is what makes the check complete across range boundaries.
+struct RangeFilter {
+    lo: Option<OwnedRow>,
+    hi: Option<OwnedRow>,
+    /// Row format of the first key column alone.
+    first_key: Arc<RowConverter>,
+    /// The full key converter, to re-encode a cut batch's keys.
+    keys: Arc<RowConverter>,
+    n_keys: usize,
+    /// A row at or above `hi` was seen: the input has nothing more for this range.
+    done: bool,
+}
+
+impl RangeFilter {
+    /// The first key column of row `i`, in row format.
+    fn key(&self, b: &SortedBatch, i: usize) -> Result<OwnedRow> {
+        let col = b.data.column(0).slice(i, 1);
+        let rows = self.first_key.convert_columns(&[col]).map_err(|e| Error::arrow("key columns", e))?;
+        Ok(rows.row(0).owned())
+    }
+
+    /// The first row of `b` (sorted) whose first key column is not below `bound`.
+    fn position(&self, b: &SortedBatch, bound: &Option<OwnedRow>) -> Result<usize> {
+        let Some(bound) = bound else {
+            return Ok(b.len());
+        };
+        let (mut lo, mut hi) = (0, b.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.key(b, mid)?.row() < bound.row() {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+
+    /// The part of `b` in the range, or `None` if none of it is.
+    fn cut(&mut self, b: Arc<SortedBatch>) -> Result<Option<Arc<SortedBatch>>> {
+        let start = if self.lo.is_some() { self.position(&b, &self.lo)? } else { 0 };
+        let end = if self.hi.is_some() { self.position(&b, &self.hi)? } else { b.len() };
+        if end < b.len() {
+            self.done = true;
+        }
+        if start >= end {
+            return Ok(None);
+        }
+        if start == 0 && end == b.len() {
+            return Ok(Some(b));
+        }
+        Ok(Some(Arc::new(b.slice(start, end - start, self.n_keys, &self.keys)?)))
+    }
 }
 
 enum CursorKind {
@@ -159,7 +235,26 @@ impl Cursor {
         layout: Arc<Layout>,
         source_kind: SourceKind,
     ) -> Cursor {
-        Cursor { kind: CursorKind::Here(Checked::new(source, input, converter, layout, source_kind)), rows: 0 }
+        Cursor {
+            kind: CursorKind::Here(Checked::new(source, input, converter, layout, source_kind)),
+            rows: 0,
+            range: None,
+        }
+    }
+
+    /// Merge only the rows whose first key column is in `[lo, hi)` (row format of
+    /// `first_key`; `None`: unbounded), and stop reading at the first row at or above `hi`.
+    /// Every batch read is order-checked whole first, rows outside the range included.
+    pub fn in_range(
+        mut self,
+        lo: Option<OwnedRow>,
+        hi: Option<OwnedRow>,
+        first_key: Arc<RowConverter>,
+        keys: Arc<RowConverter>,
+        n_keys: usize,
+    ) -> Cursor {
+        self.range = Some(RangeFilter { lo, hi, first_key, keys, n_keys, done: false });
+        self
     }
 
     /// Like [`Cursor::new`], but decode and check on a thread of its own, up to `depth` batches
@@ -189,7 +284,7 @@ impl Cursor {
                 }
             })
             .map_err(|e| Error::config(format!("cannot start a reader thread ({e}); lower --threads")))?;
-        Ok(Cursor { kind: CursorKind::Ahead(rx), rows: 0 })
+        Ok(Cursor { kind: CursorKind::Ahead(rx), rows: 0, range: None })
     }
 
     /// Rows read from this input so far.
@@ -199,10 +294,24 @@ impl Cursor {
 
     /// The next non-empty batch, checked, or `None` at the end.
     pub fn next_batch(&mut self) -> Result<Option<Arc<SortedBatch>>> {
-        let next = match &mut self.kind {
-            CursorKind::Here(c) => c.next_batch()?,
-            CursorKind::Ahead(rx) => {
-                rx.recv().map_err(|_| Error::internal("an input's reader thread stopped without a result"))??
+        let next = loop {
+            if self.range.as_ref().is_some_and(|r| r.done) {
+                break None;
+            }
+            let next = match &mut self.kind {
+                CursorKind::Here(c) => c.next_batch()?,
+                CursorKind::Ahead(rx) => {
+                    rx.recv().map_err(|_| Error::internal("an input's reader thread stopped without a result"))??
+                }
+            };
+            match (&mut self.range, next) {
+                (None, next) => break next,
+                (Some(_), None) => break None,
+                (Some(range), Some(b)) => {
+                    if let Some(cut) = range.cut(b)? {
+                        break Some(cut);
+                    }
+                }
             }
         };
         if let Some(b) = &next {

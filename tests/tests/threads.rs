@@ -113,6 +113,43 @@ fn write_inputs(dir: &Path, files: &[Vec<Row>], chunk: usize) -> Vec<String> {
         .collect()
 }
 
+/// How `write_inputs_with` writes statistics: the page index (one page per row group, or pages
+/// of 2 rows), row-group statistics only, or none.
+#[derive(Debug, Clone, Copy)]
+enum Stats {
+    Pages,
+    SmallPages,
+    RowGroups,
+    None,
+}
+
+/// Like `write_inputs`, with `stats` deciding what key ranges can be planned from.
+fn write_inputs_with(dir: &Path, files: &[Vec<Row>], chunk: usize, stats: Stats) -> Vec<String> {
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::{EnabledStatistics, WriterProperties};
+    let mut props = WriterProperties::builder().set_max_row_group_row_count(Some(chunk.max(1)));
+    props = match stats {
+        Stats::Pages => props,
+        Stats::SmallPages => props.set_data_page_row_count_limit(2).set_write_batch_size(1),
+        Stats::RowGroups => props.set_statistics_enabled(EnabledStatistics::Chunk),
+        Stats::None => props.set_statistics_enabled(EnabledStatistics::None),
+    };
+    let props = props.build();
+    files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let p = dir.join(format!("in{i}.parquet"));
+            let mut w = ArrowWriter::try_new(std::fs::File::create(&p).unwrap(), schema(), Some(props.clone())).unwrap();
+            for b in f.chunks(chunk.max(1)).map(batch) {
+                w.write(&b).unwrap();
+            }
+            w.close().unwrap();
+            p.display().to_string()
+        })
+        .collect()
+}
+
 /// Run `stage` with `args` and `--threads N` for every N; assert the same status, stdout and
 /// (`-q`) stderr each time, and return the 1-thread run.
 fn same_for_any_threads(stage: &str, args: &[String]) -> Output {
@@ -176,6 +213,8 @@ proptest! {
         chunk in 1usize..9,
         batch_bytes in prop::sample::select(vec![64u64, 300, 8 << 20]),
         swap in prop::option::weighted(0.3, (0usize..3, 0usize..40)),
+        range_rows in prop::sample::select(vec![None, Some(1u64), Some(2), Some(5), Some(17)]),
+        stats in prop::sample::select(vec![Stats::Pages, Stats::SmallPages, Stats::SmallPages, Stats::RowGroups, Stats::None]),
     ) {
         let dir = tempfile::tempdir().unwrap();
         let mut files = make_files(spec);
@@ -190,12 +229,22 @@ proptest! {
                 violated = before != (key_of(&f[at]), time_of(&f[at]));
             }
         }
-        let inputs = write_inputs(dir.path(), &files, chunk);
+        let inputs = write_inputs_with(dir.path(), &files, chunk, stats);
         let mut args = vec!["--batch-size".to_string(), batch_bytes.to_string(), "-q".into()];
         args.extend(inputs.iter().cloned());
+        if let Some(r) = range_rows {
+            // Key ranges of a few rows: range edges inside row groups, pages and batches.
+            args.extend(["--range-rows".to_string(), r.to_string()]);
+        }
 
         let out = same_for_any_threads("probe-group", &args);
         if violated {
+            // The same message as the sequential merge (no key ranges) gives.
+            let mut seq = vec!["--batch-size".to_string(), batch_bytes.to_string(), "-q".into()];
+            seq.extend(inputs.iter().cloned());
+            seq.extend(["--range-rows".to_string(), "1000000000".into(), "--threads".into(), "1".into()]);
+            let reference = run("probe-group", &seq, None);
+            assert_eq!(out.stderr, reference.stderr, "the violation reported differs from the sequential one");
             out.assert_error("probe-group", &["row", "not sorted", "--sort"]);
         } else {
             out.assert_ok();

@@ -1,0 +1,506 @@
+//! Sorted Parquet inputs grouped by key range, in parallel, written in key order.
+//!
+//! ```text
+//! let plan = ranges::plan(&sources, &projection, &proj_schema, batch_bytes, None)?; // footers only
+//! if let Some(plan) = plan { ranges::run(&plan, ..., threads, ...)? }              // else: merge
+//! ```
+//!
+//! **Split keys.** The Parquet page index (or, without one, the row-group statistics) gives
+//! min/max bounds of the first key column for each page of each input. Split keys are chosen
+//! from the page minimums so that each range holds about [`range_rows`] rows; range `i` is the
+//! first key column in `[k_i, k_{i+1})`, so a key never straddles two ranges and no stitching is
+//! needed. The plan depends on the files only, never on `--threads`: the output (batches cut
+//! where each range ends) is byte-identical for any N, ranges being done in order with one thread.
+//!
+//! **Each range** merges, across all inputs, the rows of its keys: each input is read from the
+//! first page whose max bound reaches `k_i` (pages before it are skipped unread, through the
+//! offset index) until its first row at or above `k_{i+1}`; the same k-way merge as the whole
+//! run, so ties across files keep input order.
+//!
+//! **The order check stays complete.** Every batch read is checked whole, rows outside the range
+//! included. Range `i` stops at the first row at or above `k_{i+1}`, which lies in a page whose
+//! max bound reaches `k_{i+1}`, so at or after where range `i + 1` starts: the rows each range
+//! checks overlap the next range's, and every adjacent pair of rows of every input is checked by
+//! some range, whatever the data. Only the statistics being *bounds* is relied on (true of
+//! truncated ones too); a page with nulls, or unknown null count or max, is unbounded. So when
+//! no range fails, every input was sorted, and each row went to exactly one range. When one
+//! fails, ranges before it are written, nothing after, and the caller reruns the sequential check
+//! to report the same violation (the first in merge order) as one thread would.
+//!
+//! Memory: up to N ranges in flight, each holding one decoded batch per input, its open groups
+//! and up to [`QUEUED`] built output batches waiting for the writer.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{Array, ArrayRef, UInt64Array};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use arrow::row::{OwnedRow, RowConverter};
+use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, RowSelection,
+    RowSelector,
+};
+use parquet::arrow::ProjectionMask;
+use parquet::basic::Type as PhysicalType;
+use parquet::file::metadata::PageIndexPolicy;
+
+use probe_core::input::Source;
+use probe_core::output::Output;
+use probe_core::progress::Progress;
+use probe_core::{Error, Result};
+
+use crate::grouper::{BuildJob, Grouper};
+use crate::merge::{self, key_converter, BatchSource, Cursor, Layout, SourceKind};
+
+/// Built output batches a range may queue for the writer before it waits.
+pub const QUEUED: usize = 2;
+
+/// Rows aimed at per range: a 32nd of the input, at least 1 Mi rows (each range rereads about
+/// one page and one batch per input at its edges, so ranges much smaller would waste decoding).
+pub fn range_rows(total_rows: u64) -> u64 {
+    (total_rows / 32).max(1 << 20)
+}
+
+/// Key ranges of a set of sorted Parquet inputs.
+pub struct Plan {
+    files: Vec<PlanFile>,
+    /// Split keys, ascending and distinct, first key column in row format.
+    splits: Vec<OwnedRow>,
+    first_key: Arc<RowConverter>,
+}
+
+impl Plan {
+    /// How many ranges.
+    pub fn ranges(&self) -> usize {
+        self.splits.len() + 1
+    }
+}
+
+struct PlanFile {
+    path: PathBuf,
+    name: String,
+    meta: ArrowReaderMetadata,
+    mask: ProjectionMask,
+    /// The Parquet reader keeps file order: positions of the requested columns in it.
+    reorder: Vec<usize>,
+    batch_rows: usize,
+    /// Pages (or row groups) in file order.
+    units: Vec<Unit>,
+    /// First row of each row group.
+    rg_starts: Vec<u64>,
+    total_rows: u64,
+}
+
+/// A page or row group: where it starts and bounds of its first key column.
+struct Unit {
+    first_row: u64,
+    rows: u64,
+    /// Lower bound (`None`: unknown; not used as a split key).
+    min: Option<OwnedRow>,
+    /// Upper bound (`None`: unbounded: nulls, or no statistics).
+    max: Option<OwnedRow>,
+}
+
+/// Key types whose Parquet statistics order the same way as arrow's row format (floats are
+/// left out: NaN is outside Parquet's min/max but sorts last here).
+fn supported(t: &DataType) -> bool {
+    use DataType::*;
+    matches!(
+        t,
+        Int8 | Int16
+            | Int32
+            | Int64
+            | UInt8
+            | UInt16
+            | UInt32
+            | UInt64
+            | Utf8
+            | LargeUtf8
+            | Binary
+            | LargeBinary
+            | Date32
+            | Date64
+            | Timestamp(_, _)
+    )
+}
+
+/// Plan key ranges, or `None` where this path does not apply (stdin, a non-Parquet input, a
+/// key type without trustworthy statistics, a footer it cannot read: the sequential path then
+/// reads the inputs and reports any problem) or finds a single range.
+pub fn plan(
+    sources: &[Source],
+    projection: &[String],
+    proj_schema: &Schema,
+    batch_bytes: usize,
+    rows_per_range: Option<u64>,
+) -> Result<Option<Plan>> {
+    let key_type = proj_schema.field(0).data_type().clone();
+    if !supported(&key_type) {
+        return Ok(None);
+    }
+    let empty = RecordBatch::new_empty(Arc::new(Schema::new(vec![proj_schema.field(0).clone()])));
+    let first_key = Arc::new(key_converter(&empty, 1)?);
+    let mut files = Vec::with_capacity(sources.len());
+    for source in sources {
+        let Source::File(path) = source else {
+            return Ok(None);
+        };
+        match plan_file(path, &source.name(), projection, &key_type, &first_key, batch_bytes) {
+            Some(f) => files.push(f),
+            None => return Ok(None),
+        }
+    }
+    let total: u64 = files.iter().map(|f| f.total_rows).sum();
+    let target = rows_per_range.unwrap_or_else(|| range_rows(total)).max(1);
+    // Every unit with a known minimum, by minimum; a split goes before a unit once the units
+    // before it hold `target` rows.
+    let mut units: Vec<(&OwnedRow, u64)> =
+        files.iter().flat_map(|f| f.units.iter().filter_map(|u| u.min.as_ref().map(|m| (m, u.rows)))).collect();
+    units.sort_by(|a, b| a.0.row().cmp(&b.0.row()));
+    let mut splits: Vec<OwnedRow> = Vec::new();
+    let mut acc = 0u64;
+    for (i, (min, rows)) in units.iter().enumerate() {
+        let above_last = match splits.last() {
+            Some(s) => min.row() > s.row(),
+            None => i > 0 && min.row() > units[0].0.row(),
+        };
+        if acc >= target && above_last {
+            splits.push((*min).clone());
+            acc = 0;
+        }
+        acc += rows;
+    }
+    if splits.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Plan { files, splits, first_key }))
+}
+
+fn plan_file(
+    path: &std::path::Path,
+    name: &str,
+    projection: &[String],
+    key_type: &DataType,
+    first_key: &RowConverter,
+    batch_bytes: usize,
+) -> Option<PlanFile> {
+    let file = File::open(path).ok()?;
+    let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+    let meta = ArrowReaderMetadata::load(&file, options).ok()?;
+    let schema: SchemaRef = meta.schema().clone();
+    let parquet_schema = meta.parquet_schema();
+    let md = meta.metadata().clone();
+    let indices: Vec<usize> = projection.iter().map(|c| schema.index_of(c).ok()).collect::<Option<_>>()?;
+    if schema.field(indices[0]).data_type() != key_type {
+        return None;
+    }
+    let conv = StatisticsConverter::try_new(&projection[0], &schema, parquet_schema)
+        .ok()?
+        .with_missing_null_counts_as_zero(false)
+        .with_column_orders(md.file_metadata().column_orders().map(|v| v.as_slice()));
+    let leaf = conv.parquet_column_index()?;
+    if parquet_schema.column(leaf).physical_type() == PhysicalType::INT96 {
+        return None;
+    }
+    let rgs = md.row_groups();
+    let mut rg_starts = Vec::with_capacity(rgs.len());
+    let mut at = 0u64;
+    for rg in rgs {
+        rg_starts.push(at);
+        at += u64::try_from(rg.num_rows()).ok()?;
+    }
+    let total_rows = at;
+    let rg_idx: Vec<usize> = (0..rgs.len()).collect();
+    // Pages where the page index has them for the key column in every row group.
+    let page_index = md.page_index().filter(|p| {
+        rg_idx.iter().all(|&g| p.column_index(g, leaf).is_some() && p.offset_index(g, leaf).is_some())
+    });
+    let (firsts, counts, mins, maxes, nulls): (Vec<u64>, Vec<u64>, ArrayRef, ArrayRef, UInt64Array) =
+        match page_index {
+            Some(p) => {
+                let mut firsts = Vec::new();
+                let mut counts = Vec::new();
+                for &g in &rg_idx {
+                    let locs = p.offset_index(g, leaf)?.page_locations();
+                    let rg_rows = rg_starts.get(g + 1).copied().unwrap_or(total_rows) - rg_starts[g];
+                    for (j, loc) in locs.iter().enumerate() {
+                        let start = u64::try_from(loc.first_row_index).ok()?;
+                        let end = match locs.get(j + 1) {
+                            Some(next) => u64::try_from(next.first_row_index).ok()?,
+                            None => rg_rows,
+                        };
+                        if end < start || end > rg_rows {
+                            return None;
+                        }
+                        firsts.push(rg_starts[g] + start);
+                        counts.push(end - start);
+                    }
+                }
+                (
+                    firsts,
+                    counts,
+                    conv.data_page_mins(p.as_ref(), &rg_idx).ok()?,
+                    conv.data_page_maxes(p.as_ref(), &rg_idx).ok()?,
+                    conv.data_page_null_counts(p.as_ref(), &rg_idx).ok()?,
+                )
+            }
+            None => (
+                rg_starts.clone(),
+                rgs.iter().map(|g| g.num_rows().max(0) as u64).collect(),
+                conv.row_group_mins(rgs.iter()).ok()?,
+                conv.row_group_maxes(rgs.iter()).ok()?,
+                conv.row_group_null_counts(rgs.iter()).ok()?,
+            ),
+        };
+    let n = firsts.len();
+    if mins.len() != n || maxes.len() != n || nulls.len() != n || mins.data_type() != key_type {
+        return None;
+    }
+    let min_rows = first_key.convert_columns(&[mins.clone()]).ok()?;
+    let max_rows = first_key.convert_columns(&[maxes.clone()]).ok()?;
+    let units = (0..n)
+        .map(|i| Unit {
+            first_row: firsts[i],
+            rows: counts[i],
+            min: mins.is_valid(i).then(|| min_rows.row(i).owned()),
+            max: (maxes.is_valid(i) && nulls.is_valid(i) && nulls.value(i) == 0).then(|| max_rows.row(i).owned()),
+        })
+        .collect();
+
+    let mask = ProjectionMask::roots(parquet_schema, indices.iter().copied());
+    let mut sorted = indices.clone();
+    sorted.sort_unstable();
+    let reorder = indices.iter().map(|i| sorted.binary_search(i).ok()).collect::<Option<Vec<_>>>()?;
+    // The same batch sizing as the sequential reader: a small first batch tells what a row
+    // takes in memory.
+    let per_row = {
+        let probe = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
+            .with_projection(mask.clone())
+            .with_batch_size((total_rows as usize).clamp(1, 2048))
+            .build()
+            .ok()?;
+        match probe.into_iter().next() {
+            Some(Ok(b)) if b.num_rows() > 0 => (b.get_array_memory_size() / b.num_rows()).max(1),
+            _ => 64,
+        }
+    };
+    let batch_rows = (batch_bytes / per_row).clamp(1, 1 << 20);
+    Some(PlanFile {
+        path: path.to_path_buf(),
+        name: name.to_string(),
+        meta,
+        mask,
+        reorder,
+        batch_rows,
+        units,
+        rg_starts,
+        total_rows,
+    })
+}
+
+/// One input read from a row on: the rows of the row groups from there, the columns reordered.
+struct RangeSource {
+    reader: ParquetRecordBatchReader,
+    reorder: Vec<usize>,
+    name: String,
+    rows: u64,
+}
+
+impl BatchSource for RangeSource {
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        let name = self.name.clone();
+        let rows = self.rows;
+        let next = probe_core::guard::decode(&name, "Parquet data", || match self.reader.next() {
+            None => Ok(None),
+            Some(Err(e)) => Err(Error::data(format!(
+                "{name}: cannot decode Parquet data near row {rows} ({e}): the file is corrupt; re-create it"
+            ))),
+            Some(Ok(b)) => b.project(&self.reorder).map(Some).map_err(|e| Error::arrow(name.clone(), e)),
+        })?;
+        if let Some(b) = &next {
+            self.rows += b.num_rows() as u64;
+        }
+        Ok(next)
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn rows_read(&self) -> u64 {
+        self.rows
+    }
+}
+
+impl PlanFile {
+    /// A source from the first unit whose max bound reaches `lo`, or `None` if no row can.
+    fn source_from(&self, lo: Option<&OwnedRow>) -> Result<Option<RangeSource>> {
+        let start = match lo {
+            None => 0,
+            Some(lo) => match self.units.iter().find(|u| u.max.as_ref().is_none_or(|m| m.row() >= lo.row())) {
+                Some(u) => u.first_row,
+                None => return Ok(None),
+            },
+        };
+        if start >= self.total_rows {
+            return Ok(None);
+        }
+        let rg = self.rg_starts.partition_point(|&s| s <= start).saturating_sub(1);
+        let skip = (start - self.rg_starts[rg]) as usize;
+        let mut selectors = Vec::new();
+        if skip > 0 {
+            selectors.push(RowSelector::skip(skip));
+        }
+        selectors.push(RowSelector::select((self.total_rows - start) as usize));
+        let file = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        let name = &self.name;
+        let reader = probe_core::guard::decode(name, "Parquet data", || {
+            ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.meta.clone())
+                .with_projection(self.mask.clone())
+                .with_batch_size(self.batch_rows)
+                .with_row_groups((rg..self.rg_starts.len()).collect())
+                .with_row_selection(RowSelection::from(selectors))
+                .build()
+                .map_err(|e| Error::data(format!("{name}: cannot read Parquet data ({e}); re-create the file")))
+        })?;
+        Ok(Some(RangeSource { reader, reorder: self.reorder.clone(), name: name.clone(), rows: start }))
+    }
+}
+
+/// What one range sends the writer.
+enum Msg {
+    Batch(RecordBatch),
+    /// (keys, rows, largest group).
+    Done((u64, u64, u64)),
+    Failed(Error),
+}
+
+/// How the range path failed.
+pub enum Failure {
+    /// Writing the output failed: report as is.
+    Write(Error),
+    /// A range failed (an order violation, bad data): ranges before it are written, nothing
+    /// after; rerun the sequential check for the message one thread gives.
+    Range(Error),
+}
+
+/// What the ranges share.
+pub struct Shared<'a> {
+    /// Merge layout.
+    pub layout: Arc<Layout>,
+    /// Key converter of all key columns.
+    pub converter: Arc<RowConverter>,
+    /// Output schema.
+    pub out_schema: SchemaRef,
+    /// Output batch size.
+    pub out_batch_bytes: usize,
+    /// Progress counter.
+    pub progress: &'a Progress,
+}
+
+/// Group every range on `threads` threads (at most that many ranges in flight) and write the
+/// results to `output` in key order; returns the output and (keys, rows, largest group).
+pub fn run(
+    plan: &Plan,
+    shared: &Shared,
+    threads: usize,
+    mut output: Output,
+) -> std::result::Result<(Output, (u64, u64, u64)), Failure> {
+    let n = plan.ranges();
+    let mut senders: Vec<Mutex<Option<SyncSender<Msg>>>> = Vec::with_capacity(n);
+    let mut receivers: Vec<Receiver<Msg>> = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (tx, rx) = sync_channel(QUEUED);
+        senders.push(Mutex::new(Some(tx)));
+        receivers.push(rx);
+    }
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for _ in 0..threads.clamp(1, n) {
+            scope.spawn(|| loop {
+                if stop.load(AtomicOrdering::SeqCst) {
+                    return;
+                }
+                let r = next.fetch_add(1, AtomicOrdering::SeqCst);
+                if r >= n {
+                    return;
+                }
+                let Some(tx) = senders[r].lock().ok().and_then(|mut s| s.take()) else {
+                    return;
+                };
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run_range(plan, shared, r, &tx)
+                }))
+                .unwrap_or_else(|_| Err(Error::internal("grouping a key range panicked")));
+                let msg = match result {
+                    Ok(counts) => Msg::Done(counts),
+                    Err(e) => {
+                        stop.store(true, AtomicOrdering::SeqCst);
+                        Msg::Failed(e)
+                    }
+                };
+                let _ = tx.send(msg);
+            });
+        }
+        // The writer: the ranges' batches, in range order. Returning drops the receivers,
+        // which stops any range still sending.
+        let mut write = |receivers: Vec<Receiver<Msg>>| {
+            let mut totals = (0u64, 0u64, 0u64);
+            for rx in receivers {
+                loop {
+                    match rx.recv() {
+                        Ok(Msg::Batch(b)) => output.write(&b).map_err(Failure::Write)?,
+                        Ok(Msg::Done((k, r, l))) => {
+                            totals = (totals.0 + k, totals.1 + r, totals.2.max(l));
+                            break;
+                        }
+                        Ok(Msg::Failed(e)) => return Err(Failure::Range(e)),
+                        Err(_) => return Err(Failure::Range(Error::internal("a key range stopped without a result"))),
+                    }
+                }
+            }
+            Ok(totals)
+        };
+        let result = write(receivers);
+        if result.is_err() {
+            stop.store(true, AtomicOrdering::SeqCst);
+        }
+        result
+    })
+    .map(|totals| (output, totals))
+}
+
+/// Merge and group range `r` across every input, sending its batches on `tx`.
+fn run_range(plan: &Plan, shared: &Shared, r: usize, tx: &SyncSender<Msg>) -> Result<(u64, u64, u64)> {
+    let lo = r.checked_sub(1).map(|i| &plan.splits[i]);
+    let hi = plan.splits.get(r);
+    let mut cursors = Vec::with_capacity(plan.files.len());
+    for (i, f) in plan.files.iter().enumerate() {
+        if let Some(source) = f.source_from(lo)? {
+            let c = Cursor::new(Box::new(source), i, shared.converter.clone(), shared.layout.clone(), SourceKind::Input);
+            cursors.push(c.in_range(
+                lo.cloned(),
+                hi.cloned(),
+                plan.first_key.clone(),
+                shared.converter.clone(),
+                shared.layout.n_keys,
+            ));
+        }
+    }
+    // No early stop here on another range's failure: ranges before it must complete (the
+    // writer hanging up, on its own failure, stops this one).
+    let mut emit = |job: BuildJob| -> Result<()> {
+        let batch = job()?;
+        tx.send(Msg::Batch(batch)).map_err(|_| Error::data("probe-group: output writer stopped"))
+    };
+    let mut grouper =
+        Grouper::new(shared.out_schema.clone(), shared.layout.n_keys, shared.out_batch_bytes, &mut emit);
+    if !cursors.is_empty() {
+        merge::merge(cursors, &mut grouper, &mut |rows| shared.progress.inc(rows))?;
+    }
+    grouper.finish()
+}
