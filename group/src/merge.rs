@@ -174,6 +174,8 @@ struct RangeFilter {
     /// The full key converter, to re-encode a cut batch's keys.
     keys: Arc<RowConverter>,
     n_keys: usize,
+    /// Rows of this input given to the range so far.
+    taken: Arc<std::sync::atomic::AtomicU64>,
     /// A row at or above `hi` was seen: the input has nothing more for this range.
     done: bool,
 }
@@ -213,6 +215,7 @@ impl RangeFilter {
         if start >= end {
             return Ok(None);
         }
+        self.taken.fetch_add((end - start) as u64, std::sync::atomic::Ordering::Relaxed);
         if start == 0 && end == b.len() {
             return Ok(Some(b));
         }
@@ -252,8 +255,9 @@ impl Cursor {
         first_key: Arc<RowConverter>,
         keys: Arc<RowConverter>,
         n_keys: usize,
+        taken: Arc<std::sync::atomic::AtomicU64>,
     ) -> Cursor {
-        self.range = Some(RangeFilter { lo, hi, first_key, keys, n_keys, done: false });
+        self.range = Some(RangeFilter { lo, hi, first_key, keys, n_keys, taken, done: false });
         self
     }
 

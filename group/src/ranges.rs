@@ -32,7 +32,7 @@
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
@@ -373,8 +373,8 @@ impl PlanFile {
 /// What one range sends the writer.
 enum Msg {
     Batch(RecordBatch),
-    /// (keys, rows, largest group).
-    Done((u64, u64, u64)),
+    /// (keys, rows, largest group), and the rows taken from each input.
+    Done((u64, u64, u64), Vec<u64>),
     Failed(Error),
 }
 
@@ -437,7 +437,7 @@ pub fn run(
                 }))
                 .unwrap_or_else(|_| Err(Error::internal("grouping a key range panicked")));
                 let msg = match result {
-                    Ok(counts) => Msg::Done(counts),
+                    Ok((counts, taken)) => Msg::Done(counts, taken),
                     Err(e) => {
                         stop.store(true, AtomicOrdering::SeqCst);
                         Msg::Failed(e)
@@ -450,17 +450,33 @@ pub fn run(
         // which stops any range still sending.
         let mut write = |receivers: Vec<Receiver<Msg>>| {
             let mut totals = (0u64, 0u64, 0u64);
+            let mut taken_total = vec![0u64; plan.files.len()];
             for rx in receivers {
                 loop {
                     match rx.recv() {
                         Ok(Msg::Batch(b)) => output.write(&b).map_err(Failure::Write)?,
-                        Ok(Msg::Done((k, r, l))) => {
+                        Ok(Msg::Done((k, r, l), taken)) => {
                             totals = (totals.0 + k, totals.1 + r, totals.2.max(l));
+                            for (t, n) in taken_total.iter_mut().zip(taken) {
+                                *t += n;
+                            }
                             break;
                         }
                         Ok(Msg::Failed(e)) => return Err(Failure::Range(e)),
                         Err(_) => return Err(Failure::Range(Error::internal("a key range stopped without a result"))),
                     }
+                }
+            }
+            // Each row is taken by the one range its key is in, at most once: all rows taken
+            // means none lost. Only statistics that do not bound their data can fail this.
+            for (f, taken) in plan.files.iter().zip(&taken_total) {
+                if *taken != f.total_rows {
+                    return Err(Failure::Write(Error::data(format!(
+                        "{}: its Parquet statistics (min/max of the first key column) do not bound its data: \
+                         {taken} of its {} rows fell in the key ranges they planned; the file is corrupt: \
+                         re-create it, or group it with --sort",
+                        f.name, f.total_rows
+                    ))));
                 }
             }
             Ok(totals)
@@ -475,10 +491,12 @@ pub fn run(
 }
 
 /// Merge and group range `r` across every input, sending its batches on `tx`.
-fn run_range(plan: &Plan, shared: &Shared, r: usize, tx: &SyncSender<Msg>) -> Result<(u64, u64, u64)> {
+#[allow(clippy::type_complexity)]
+fn run_range(plan: &Plan, shared: &Shared, r: usize, tx: &SyncSender<Msg>) -> Result<((u64, u64, u64), Vec<u64>)> {
     let lo = r.checked_sub(1).map(|i| &plan.splits[i]);
     let hi = plan.splits.get(r);
     let mut cursors = Vec::with_capacity(plan.files.len());
+    let taken: Vec<Arc<AtomicU64>> = plan.files.iter().map(|_| Arc::new(AtomicU64::new(0))).collect();
     for (i, f) in plan.files.iter().enumerate() {
         if let Some(source) = f.source_from(lo)? {
             let c = Cursor::new(Box::new(source), i, shared.converter.clone(), shared.layout.clone(), SourceKind::Input);
@@ -488,6 +506,7 @@ fn run_range(plan: &Plan, shared: &Shared, r: usize, tx: &SyncSender<Msg>) -> Re
                 plan.first_key.clone(),
                 shared.converter.clone(),
                 shared.layout.n_keys,
+                taken[i].clone(),
             ));
         }
     }
@@ -502,5 +521,6 @@ fn run_range(plan: &Plan, shared: &Shared, r: usize, tx: &SyncSender<Msg>) -> Re
     if !cursors.is_empty() {
         merge::merge(cursors, &mut grouper, &mut |rows| shared.progress.inc(rows))?;
     }
-    grouper.finish()
+    let counts = grouper.finish()?;
+    Ok((counts, taken.iter().map(|t| t.load(AtomicOrdering::SeqCst)).collect()))
 }

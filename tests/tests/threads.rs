@@ -360,3 +360,30 @@ fn split_batch_and_merge_are_the_same_for_any_thread_count() {
     dir_args.extend(["--max-file-size".into(), "8KiB".into()]);
     same_files_for_any_threads("probe-merge", dir.path(), &dir_args, "--out-dir", "parts");
 }
+
+/// Sorted Parquet inputs with statistics are grouped by key range (the summary counts them);
+/// without statistics the streaming merge serves; both give the oracle's groups.
+#[test]
+fn group_plans_key_ranges_from_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec: Vec<Vec<(Option<u8>, Option<i64>, Option<u8>, Option<f64>)>> = (0..3)
+        .map(|f| (0..60).map(|i: i64| (((i + f) % 13 != 0).then_some(((i * 5 + f) % 9) as u8), Some(i % 4), None, Some(1.0))).collect())
+        .collect();
+    let files = make_files(spec);
+    let v: Vec<Vec<Vec<Val>>> = files.iter().map(|f| vals(f)).collect();
+    for (stats, ranged) in [(Stats::SmallPages, true), (Stats::RowGroups, true), (Stats::None, false)] {
+        let sub = dir.path().join(format!("{stats:?}"));
+        std::fs::create_dir(&sub).unwrap();
+        let mut args = write_inputs_with(&sub, &files, 7, stats);
+        args.extend(["--range-rows".to_string(), "10".into(), "--threads".into(), "2".into()]);
+        let out = run("probe-group", &args, None);
+        out.assert_ok();
+        let ranges = out.stderr.split("key ranges ").nth(1).map(|r| r.split(',').next().unwrap().to_string());
+        match ranges {
+            Some(n) => assert!(ranged && n.parse::<usize>().unwrap() > 3, "{stats:?}: {}", out.stderr),
+            None => assert!(!ranged, "{stats:?}: no key ranges: {}", out.stderr),
+        }
+        let (_, batches) = decode_ipc(&out.stdout);
+        assert_groups_eq(&decode_groups(&batches, 1), &oracle::group(&v, &[0], 1, &[2, 3, 4]));
+    }
+}
