@@ -18,6 +18,11 @@ use probe_core::cli::{parse_size, CompressionParser, InputArgs, KeyArgs, LogArgs
 /// daily exports) are merged, no sort needed. The order is checked as rows stream and a
 /// violation stops the run naming the file and row. `--sort` accepts any order with an external
 /// sort bounded by `--memory-limit`.
+///
+/// Sorted Parquet files with statistics (a page index, or row-group min/max of the first key
+/// column) are cut into key ranges grouped on all `--threads` and written in key order, the
+/// order still checked in full; Arrow IPC, stdin and files without statistics are merged as
+/// one stream, decoded ahead on their own threads. The output is the same either way.
 #[derive(Debug, Parser)]
 #[command(
     name = "probe-group",

@@ -254,7 +254,9 @@ impl Config {
                 Err(ranges::Failure::Write(e)) => return Err(e),
                 // The same message as one thread gives: the first failure in merge order.
                 Err(ranges::Failure::Range(e)) => {
-                    return Err(self.sequential_error(&sources, &projection, batch_bytes, &converter, &layout).unwrap_or(e))
+                    return Err(self
+                        .sequential_error(&sources, &projection, batch_bytes, &converter, &layout)
+                        .unwrap_or(e))
                 }
             };
             report.rows = rows;

@@ -108,9 +108,7 @@ impl SortedBatch {
     /// Rows `start..start + len` as a batch of their own (keys re-encoded, key changes moved).
     fn slice(&self, start: usize, len: usize, n_keys: usize, converter: &RowConverter) -> Result<SortedBatch> {
         let data = self.data.slice(start, len);
-        let keys = converter
-            .convert_columns(&data.columns()[..n_keys])
-            .map_err(|e| Error::arrow("key columns", e))?;
+        let keys = converter.convert_columns(&data.columns()[..n_keys]).map_err(|e| Error::arrow("key columns", e))?;
         let times = self.times.slice(start, len);
         let key_changes = self
             .key_changes

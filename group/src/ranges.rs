@@ -217,46 +217,45 @@ fn plan_file(
     let total_rows = at;
     let rg_idx: Vec<usize> = (0..rgs.len()).collect();
     // Pages where the page index has them for the key column in every row group.
-    let page_index = md.page_index().filter(|p| {
-        rg_idx.iter().all(|&g| p.column_index(g, leaf).is_some() && p.offset_index(g, leaf).is_some())
-    });
-    let (firsts, counts, mins, maxes, nulls): (Vec<u64>, Vec<u64>, ArrayRef, ArrayRef, UInt64Array) =
-        match page_index {
-            Some(p) => {
-                let mut firsts = Vec::new();
-                let mut counts = Vec::new();
-                for &g in &rg_idx {
-                    let locs = p.offset_index(g, leaf)?.page_locations();
-                    let rg_rows = rg_starts.get(g + 1).copied().unwrap_or(total_rows) - rg_starts[g];
-                    for (j, loc) in locs.iter().enumerate() {
-                        let start = u64::try_from(loc.first_row_index).ok()?;
-                        let end = match locs.get(j + 1) {
-                            Some(next) => u64::try_from(next.first_row_index).ok()?,
-                            None => rg_rows,
-                        };
-                        if end < start || end > rg_rows {
-                            return None;
-                        }
-                        firsts.push(rg_starts[g] + start);
-                        counts.push(end - start);
+    let page_index = md
+        .page_index()
+        .filter(|p| rg_idx.iter().all(|&g| p.column_index(g, leaf).is_some() && p.offset_index(g, leaf).is_some()));
+    let (firsts, counts, mins, maxes, nulls): (Vec<u64>, Vec<u64>, ArrayRef, ArrayRef, UInt64Array) = match page_index {
+        Some(p) => {
+            let mut firsts = Vec::new();
+            let mut counts = Vec::new();
+            for &g in &rg_idx {
+                let locs = p.offset_index(g, leaf)?.page_locations();
+                let rg_rows = rg_starts.get(g + 1).copied().unwrap_or(total_rows) - rg_starts[g];
+                for (j, loc) in locs.iter().enumerate() {
+                    let start = u64::try_from(loc.first_row_index).ok()?;
+                    let end = match locs.get(j + 1) {
+                        Some(next) => u64::try_from(next.first_row_index).ok()?,
+                        None => rg_rows,
+                    };
+                    if end < start || end > rg_rows {
+                        return None;
                     }
+                    firsts.push(rg_starts[g] + start);
+                    counts.push(end - start);
                 }
-                (
-                    firsts,
-                    counts,
-                    conv.data_page_mins(p.as_ref(), &rg_idx).ok()?,
-                    conv.data_page_maxes(p.as_ref(), &rg_idx).ok()?,
-                    conv.data_page_null_counts(p.as_ref(), &rg_idx).ok()?,
-                )
             }
-            None => (
-                rg_starts.clone(),
-                rgs.iter().map(|g| g.num_rows().max(0) as u64).collect(),
-                conv.row_group_mins(rgs.iter()).ok()?,
-                conv.row_group_maxes(rgs.iter()).ok()?,
-                conv.row_group_null_counts(rgs.iter()).ok()?,
-            ),
-        };
+            (
+                firsts,
+                counts,
+                conv.data_page_mins(p.as_ref(), &rg_idx).ok()?,
+                conv.data_page_maxes(p.as_ref(), &rg_idx).ok()?,
+                conv.data_page_null_counts(p.as_ref(), &rg_idx).ok()?,
+            )
+        }
+        None => (
+            rg_starts.clone(),
+            rgs.iter().map(|g| g.num_rows().max(0) as u64).collect(),
+            conv.row_group_mins(rgs.iter()).ok()?,
+            conv.row_group_maxes(rgs.iter()).ok()?,
+            conv.row_group_null_counts(rgs.iter()).ok()?,
+        ),
+    };
     let n = firsts.len();
     if mins.len() != n || maxes.len() != n || nulls.len() != n || mins.data_type() != key_type {
         return None;
@@ -432,10 +431,8 @@ pub fn run(
                 let Some(tx) = senders[r].lock().ok().and_then(|mut s| s.take()) else {
                     return;
                 };
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run_range(plan, shared, r, &tx)
-                }))
-                .unwrap_or_else(|_| Err(Error::internal("grouping a key range panicked")));
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_range(plan, shared, r, &tx)))
+                    .unwrap_or_else(|_| Err(Error::internal("grouping a key range panicked")));
                 let msg = match result {
                     Ok((counts, taken)) => Msg::Done(counts, taken),
                     Err(e) => {
@@ -499,7 +496,8 @@ fn run_range(plan: &Plan, shared: &Shared, r: usize, tx: &SyncSender<Msg>) -> Re
     let taken: Vec<Arc<AtomicU64>> = plan.files.iter().map(|_| Arc::new(AtomicU64::new(0))).collect();
     for (i, f) in plan.files.iter().enumerate() {
         if let Some(source) = f.source_from(lo)? {
-            let c = Cursor::new(Box::new(source), i, shared.converter.clone(), shared.layout.clone(), SourceKind::Input);
+            let c =
+                Cursor::new(Box::new(source), i, shared.converter.clone(), shared.layout.clone(), SourceKind::Input);
             cursors.push(c.in_range(
                 lo.cloned(),
                 hi.cloned(),
@@ -516,8 +514,7 @@ fn run_range(plan: &Plan, shared: &Shared, r: usize, tx: &SyncSender<Msg>) -> Re
         let batch = job()?;
         tx.send(Msg::Batch(batch)).map_err(|_| Error::data("probe-group: output writer stopped"))
     };
-    let mut grouper =
-        Grouper::new(shared.out_schema.clone(), shared.layout.n_keys, shared.out_batch_bytes, &mut emit);
+    let mut grouper = Grouper::new(shared.out_schema.clone(), shared.layout.n_keys, shared.out_batch_bytes, &mut emit);
     if !cursors.is_empty() {
         merge::merge(cursors, &mut grouper, &mut |rows| shared.progress.inc(rows))?;
     }

@@ -140,7 +140,8 @@ fn write_inputs_with(dir: &Path, files: &[Vec<Row>], chunk: usize, stats: Stats)
         .enumerate()
         .map(|(i, f)| {
             let p = dir.join(format!("in{i}.parquet"));
-            let mut w = ArrowWriter::try_new(std::fs::File::create(&p).unwrap(), schema(), Some(props.clone())).unwrap();
+            let mut w =
+                ArrowWriter::try_new(std::fs::File::create(&p).unwrap(), schema(), Some(props.clone())).unwrap();
             for b in f.chunks(chunk.max(1)).map(batch) {
                 w.write(&b).unwrap();
             }
@@ -367,7 +368,11 @@ fn split_batch_and_merge_are_the_same_for_any_thread_count() {
 fn group_plans_key_ranges_from_statistics() {
     let dir = tempfile::tempdir().unwrap();
     let spec: Vec<Vec<(Option<u8>, Option<i64>, Option<u8>, Option<f64>)>> = (0..3)
-        .map(|f| (0..60).map(|i: i64| (((i + f) % 13 != 0).then_some(((i * 5 + f) % 9) as u8), Some(i % 4), None, Some(1.0))).collect())
+        .map(|f| {
+            (0..60)
+                .map(|i: i64| (((i + f) % 13 != 0).then_some(((i * 5 + f) % 9) as u8), Some(i % 4), None, Some(1.0)))
+                .collect()
+        })
         .collect();
     let files = make_files(spec);
     let v: Vec<Vec<Vec<Val>>> = files.iter().map(|f| vals(f)).collect();
