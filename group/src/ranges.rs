@@ -260,8 +260,8 @@ fn plan_file(
     if mins.len() != n || maxes.len() != n || nulls.len() != n || mins.data_type() != key_type {
         return None;
     }
-    let min_rows = first_key.convert_columns(&[mins.clone()]).ok()?;
-    let max_rows = first_key.convert_columns(&[maxes.clone()]).ok()?;
+    let min_rows = first_key.convert_columns(std::slice::from_ref(&mins)).ok()?;
+    let max_rows = first_key.convert_columns(std::slice::from_ref(&maxes)).ok()?;
     let units = (0..n)
         .map(|i| Unit {
             first_row: firsts[i],

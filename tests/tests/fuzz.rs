@@ -413,6 +413,9 @@ fn group_config(inputs: Vec<String>, output: PathBuf) -> probe_group::Config {
         fan_in: 64,
         quiet: true,
         threads: 0,
+        // Key ranges of a few rows (where the inputs are Parquet with statistics), so every key
+        // type crosses range edges.
+        range_rows: Some(7),
     }
 }
 
