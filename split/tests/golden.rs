@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, Int64Array, StringArray};
+use arrow::array::{ArrayRef, AsArray, BinaryArray, Int64Array, StringArray};
 use arrow::datatypes::Int32Type;
 use probe_core::keyhash::{key_hash, split_index, unit};
 use probe_core::Result;
@@ -51,6 +51,84 @@ fn integer_keys() -> Result<()> {
     Ok(())
 }
 
+/// Every other key type the README documents, each with the bytes step 1 gives it.
+#[test]
+fn binary_keys_of_every_kind() -> Result<()> {
+    use arrow::array::{BinaryViewArray, FixedSizeBinaryArray, LargeBinaryArray};
+    let v: &[u8] = b"\x00\xffab";
+    let kinds: [ArrayRef; 4] = [
+        Arc::new(BinaryArray::from(vec![v])),
+        Arc::new(LargeBinaryArray::from(vec![v])),
+        Arc::new(BinaryViewArray::from(vec![v])),
+        Arc::new(FixedSizeBinaryArray::try_from_iter([v].into_iter()).expect("fixed size binary")),
+    ];
+    for col in kinds {
+        assert_eq!(hash(std::slice::from_ref(&col), 0)?, 0xc1f65f316d1451be, "{}", col.data_type());
+    }
+    assert_eq!(hash(&[Arc::new(BinaryArray::from(vec![&b""[..]]))], 5)?, 0x388ec5bd0562e095);
+    Ok(())
+}
+
+#[test]
+fn string_keys_of_every_kind() -> Result<()> {
+    use arrow::array::{DictionaryArray, LargeStringArray, StringViewArray};
+    let kinds: [ArrayRef; 4] = [
+        Arc::new(LargeStringArray::from(vec!["192.0.2.1"])),
+        Arc::new(StringViewArray::from(vec!["192.0.2.1"])),
+        // A dictionary hashes like its values, whatever the index type.
+        Arc::new(DictionaryArray::new(
+            arrow::array::Int32Array::from(vec![1]),
+            Arc::new(StringArray::from(vec!["x", "192.0.2.1"])),
+        )),
+        Arc::new(vec!["192.0.2.1"].into_iter().collect::<DictionaryArray<arrow::datatypes::UInt8Type>>()),
+    ];
+    for col in kinds {
+        assert_eq!(hash(std::slice::from_ref(&col), 0)?, 0xd5f33d205a82b1d0, "{}", col.data_type());
+    }
+    Ok(())
+}
+
+#[test]
+fn boolean_and_unsigned_keys() -> Result<()> {
+    use arrow::array::{BooleanArray, UInt16Array, UInt32Array, UInt64Array, UInt8Array};
+    assert_eq!(hash(&[Arc::new(BooleanArray::from(vec![true]))], 0)?, 0xe12ef9d2eb86ceeb);
+    assert_eq!(hash(&[Arc::new(BooleanArray::from(vec![false]))], 9)?, 0xe2031dce87db267f);
+    // Any unsigned width is its value as u64.
+    let kinds: [ArrayRef; 4] = [
+        Arc::new(UInt8Array::from(vec![200])),
+        Arc::new(UInt16Array::from(vec![200])),
+        Arc::new(UInt32Array::from(vec![200])),
+        Arc::new(UInt64Array::from(vec![200])),
+    ];
+    for col in kinds {
+        assert_eq!(hash(std::slice::from_ref(&col), 0)?, 0x064c477f8f38cd0f, "{}", col.data_type());
+    }
+    assert_eq!(hash(&[Arc::new(UInt64Array::from(vec![u64::MAX]))], 0)?, 0x5111c7e47d784413);
+    Ok(())
+}
+
+#[test]
+fn date_and_timestamp_keys() -> Result<()> {
+    use arrow::array::{
+        Date32Array, Date64Array, TimestampMicrosecondArray, TimestampMillisecondArray, TimestampNanosecondArray,
+        TimestampSecondArray,
+    };
+    assert_eq!(hash(&[Arc::new(Date32Array::from(vec![19723]))], 0)?, 0x9feabf1f1702083f);
+    assert_eq!(hash(&[Arc::new(Date64Array::from(vec![1704067200000]))], 0)?, 0x5d20d23eef68cddd);
+    // A timestamp is its value in its own unit; the timezone does not change the bytes.
+    let ts: [ArrayRef; 4] = [
+        Arc::new(TimestampMillisecondArray::from(vec![1704067200000])),
+        Arc::new(TimestampMillisecondArray::from(vec![1704067200000]).with_timezone("UTC")),
+        Arc::new(TimestampMicrosecondArray::from(vec![1704067200000]).with_timezone("Europe/Paris")),
+        Arc::new(TimestampNanosecondArray::from(vec![1704067200000])),
+    ];
+    for col in ts {
+        assert_eq!(hash(std::slice::from_ref(&col), 0)?, 0x5d20d23eef68cddd, "{}", col.data_type());
+    }
+    assert_eq!(hash(&[Arc::new(TimestampSecondArray::from(vec![-5]))], 1)?, 0x19d6d03d92a3a675);
+    Ok(())
+}
+
 #[test]
 fn composite_keys() -> Result<()> {
     let a = strings(&[Some("192.0.2.1")]);
@@ -58,6 +136,15 @@ fn composite_keys() -> Result<()> {
     assert_eq!(hash(&[a.clone(), Arc::new(Int64Array::from(vec![64512]))], 0)?, 0x63a50246c2284cb2);
     assert_eq!(hash(&[a, strings(&[None])], 0)?, 0x7a51a780a68768d3);
     assert_eq!(hash(&[strings(&[None]), strings(&[Some("x")])], 3)?, 0x90667212a81c9959);
+    let parts: [ArrayRef; 3] = [
+        strings(&[Some("192.0.2.1")]),
+        Arc::new(arrow::array::BooleanArray::from(vec![true])),
+        Arc::new(arrow::array::UInt32Array::from(vec![7])),
+    ];
+    assert_eq!(hash(&parts, 0)?, 0x056a5b72d3ba9329);
+    let parts: [ArrayRef; 2] =
+        [Arc::new(BinaryArray::from(vec![&b"\x01\x02"[..]])), Arc::new(arrow::array::Date32Array::from(vec![19723]))];
+    assert_eq!(hash(&parts, 0)?, 0x03f1acc7ef41b542);
     Ok(())
 }
 

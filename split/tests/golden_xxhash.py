@@ -10,12 +10,24 @@ from itertools import accumulate
 from xxhash import xxh3_64_intdigest
 
 
+class U(int):
+    """An unsigned integer key (UInt8..UInt64): 8 bytes LE as u64."""
+
+
 def part(value):
-    """Step 1 for one key part: str -> UTF-8, int -> 8 bytes LE as i64, None -> no bytes."""
+    """Step 1 for one key part: str -> UTF-8, bytes as they are, bool -> one byte 0/1,
+    U -> 8 bytes LE as u64, int (signed, dates, timestamps) -> 8 bytes LE as i64,
+    None -> no bytes."""
     if value is None:
         return None
     if isinstance(value, str):
         return value.encode()
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, bool):
+        return bytes([int(value)])
+    if isinstance(value, U):
+        return struct.pack("<Q", value)
     if isinstance(value, int):
         return struct.pack("<q", value)
     raise TypeError(value)
@@ -50,6 +62,22 @@ CASES = [
     (("192.0.2.1", 64512), 0),
     (("192.0.2.1", None), 0),
     ((None, "x"), 3),
+    # Binary of every kind (Binary, LargeBinary, BinaryView, FixedSizeBinary).
+    ((b"\x00\xffab",), 0),
+    ((b"",), 5),
+    # Booleans.
+    ((True,), 0),
+    ((False,), 9),
+    # Unsigned integers, any width.
+    ((U(200),), 0),
+    ((U(2**64 - 1),), 0),
+    # Dates and timestamps are signed integers: Date32 days, Date64 ms, Timestamp in its unit.
+    ((19723,), 0),
+    ((1704067200000,), 0),
+    ((-5,), 1),
+    # Composite keys of the other types.
+    (("192.0.2.1", True, U(7)), 0),
+    ((b"\x01\x02", 19723), 0),
 ]
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ use std::cmp::Ordering;
 
 use arrow::array::{Array, AsArray, ListArray, StructArray};
 use arrow::datatypes::{
-    DataType, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, TimeUnit, UInt16Type, UInt32Type,
-    UInt64Type, UInt8Type,
+    DataType, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, Schema, TimeUnit, UInt16Type,
+    UInt32Type, UInt64Type, UInt8Type,
 };
 use arrow::record_batch::RecordBatch;
 
@@ -168,4 +168,48 @@ pub fn assert_groups_eq(actual: &[Group], expected: &[Group]) {
         }
     }
     assert_eq!(actual.len(), expected.len(), "number of groups differs");
+}
+
+/// A schema's columns as (name, type), nullability aside: what the values mean. [`cell`] folds
+/// every integer, date and timestamp type into one [`Val`], so the types are checked here.
+pub fn columns(schema: &Schema) -> Vec<(String, DataType)> {
+    schema.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect()
+}
+
+/// Assert that an output schema has the expected columns with the same types (a lost `UTC`
+/// timezone, an Int64 written for a Timestamp, Utf8 for LargeUtf8 all fail), nullability aside.
+pub fn assert_same_columns(actual: &Schema, expected: &Schema, what: &str) {
+    assert_eq!(columns(actual), columns(expected), "{what}: output columns or types differ from the input's");
+}
+
+/// The columns `probe-group` must write for an input schema: each key column as it was, then
+/// `measurements`, a list of structs of the time column and the payload columns, types kept.
+/// Returns the key columns and the struct's fields, both as (name, type).
+pub fn group_columns(
+    input: &Schema,
+    keys: &[usize],
+    time: usize,
+    payload: &[usize],
+) -> (Vec<(String, DataType)>, Vec<(String, DataType)>) {
+    let col = |i: &usize| (input.field(*i).name().clone(), input.field(*i).data_type().clone());
+    let key_cols = keys.iter().map(col).collect();
+    let item = std::iter::once(&time).chain(payload).map(col).collect();
+    (key_cols, item)
+}
+
+/// Assert that `probe-group` output has the schema [`group_columns`] describes.
+pub fn assert_group_schema(actual: &Schema, input: &Schema, keys: &[usize], time: usize, payload: &[usize]) {
+    let (want_keys, want_item) = group_columns(input, keys, time, payload);
+    let got = columns(actual);
+    assert_eq!(got.len(), keys.len() + 1, "grouped output has the key columns and one list: {got:?}");
+    assert_eq!(&got[..keys.len()], &want_keys[..], "key columns or their types changed");
+    let (name, list) = &got[keys.len()];
+    assert_eq!(name, "measurements");
+    let item = match list {
+        DataType::List(f) | DataType::LargeList(f) => f.data_type(),
+        other => panic!("measurements is not a list: {other}"),
+    };
+    let DataType::Struct(fields) = item else { panic!("measurements items are not structs: {item}") };
+    let got_item: Vec<(String, DataType)> = fields.iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
+    assert_eq!(got_item, want_item, "measurement fields or their types changed");
 }

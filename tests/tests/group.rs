@@ -76,6 +76,11 @@ fn expected(files: &[Vec<Row>]) -> Vec<oracle::Group> {
     oracle::group(&v, &[0], 1, &[2, 3, 4])
 }
 
+/// The grouped output must keep the key and measurement types (the `UTC` zone included).
+fn assert_schema(out: &Schema) {
+    oracle::assert_group_schema(out, &schema(), &[0], 1, &[2, 3, 4]);
+}
+
 fn row_strategy(keys: usize) -> impl Strategy<Value = (Option<usize>, Option<i64>, Option<u8>, Option<f64>)> {
     (
         prop::option::weighted(0.9, 0..keys),
@@ -139,7 +144,8 @@ proptest! {
         let out = run("probe-group", &args, None);
         out.assert_ok();
         prop_assert!(out.stderr.is_empty(), "-q must silence stderr: {}", out.stderr);
-        let (_, batches) = decode_ipc(&out.stdout);
+        let (s, batches) = decode_ipc(&out.stdout);
+        assert_schema(&s);
         assert_groups_eq(&decode_groups(&batches, 1), &expected(&files));
     }
 
@@ -166,7 +172,8 @@ proptest! {
         }
         let out = run("probe-group", &args, None);
         out.assert_ok();
-        let (_, batches) = decode_ipc(&out.stdout);
+        let (s, batches) = decode_ipc(&out.stdout);
+        assert_schema(&s);
         assert_groups_eq(&decode_groups(&batches, 1), &expected(&files));
         prop_assert!(list_dir(&dir.path().join("spill")).is_empty(), "spill files left behind");
     }
@@ -239,9 +246,7 @@ fn composite_key_matches_oracle() {
         let out = run("probe-group", &args, None);
         out.assert_ok();
         let (schema_out, batches) = decode_ipc(&out.stdout);
-        assert_eq!(schema_out.field(0).name(), "site");
-        assert_eq!(schema_out.field(1).name(), "probe");
-        assert_eq!(schema_out.field(2).name(), "measurements");
+        oracle::assert_group_schema(&schema_out, &schema, &[0, 1], 2, &[3]);
         assert_groups_eq(&decode_groups(&batches, 2), &want);
     }
 }
@@ -276,8 +281,7 @@ fn empty_parquet_gives_empty_output_with_schema() {
     out.assert_ok();
     let (s, batches) = decode_ipc(&out.stdout);
     assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
-    assert_eq!(s.fields().len(), 2);
-    assert_eq!(s.field(1).name(), "measurements");
+    assert_schema(&s);
 }
 
 #[test]
@@ -293,7 +297,8 @@ fn one_key_with_many_rows_and_file_outputs() {
         let out = run("probe-group", &[p.to_str().unwrap(), "-o", o.to_str().unwrap()], None);
         out.assert_ok();
         assert!(out.stderr.contains("rows 150000") && out.stderr.contains("keys 1"), "summary: {}", out.stderr);
-        let (_, batches) = read_file(&o);
+        let (s, batches) = read_file(&o);
+        assert_schema(&s);
         assert_groups_eq(&decode_groups(&batches, 1), &want);
     }
 }
@@ -330,7 +335,8 @@ fn missing_column_corrupt_and_truncated_inputs_fail_cleanly() {
     // The complete stream through stdin works.
     let out = run("probe-group", &["-q"], Some(stream));
     out.assert_ok();
-    let (_, batches) = decode_ipc(&out.stdout);
+    let (s, batches) = decode_ipc(&out.stdout);
+    assert_schema(&s);
     assert_groups_eq(&decode_groups(&batches, 1), &expected(&[rows]));
 }
 
