@@ -381,9 +381,14 @@ fn flush_err(name: &str, e: io::Error) -> Error {
     }
 }
 
+/// Whether an I/O error means the disk (or quota) is full: the one place that knows ENOSPC.
+pub fn is_disk_full(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOSPC)
+}
+
 /// An I/O error while writing, with a hint when the disk is full.
 pub fn disk_error(path: &Path, e: io::Error) -> Error {
-    if e.raw_os_error() == Some(libc::ENOSPC) {
+    if is_disk_full(&e) {
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         Error::data(format!(
             "{}: no space left on device while writing; free space in {} or write elsewhere",

@@ -25,8 +25,8 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, RecordBatch};
 use arrow::compute::{interleave, SortOptions};
 use arrow::datatypes::{Schema, SchemaRef};
-use arrow::ipc::reader::FileReader;
-use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
 use arrow::ipc::CompressionType;
 use arrow::row::{RowConverter, Rows, SortField};
 use rayon::iter::ParallelIterator;
@@ -99,21 +99,23 @@ impl SpillDir {
     }
 }
 
-/// Writes one sorted run as a compressed Arrow IPC file.
+/// Writes one sorted run as a compressed Arrow IPC stream. A stream, not an IPC file: the
+/// batches of a run come from many input batches, and a dictionary key column then has a
+/// different dictionary in each, which only the stream format may replace.
 struct RunWriter {
     path: PathBuf,
-    writer: FileWriter<BufWriter<File>>,
+    writer: StreamWriter<BufWriter<File>>,
     budget_dir: PathBuf,
 }
 
 impl RunWriter {
     fn create(spill: &SpillDir, n: usize, schema: &Schema) -> Result<RunWriter> {
-        let path = spill.dir.path().join(format!("run-{n:06}.arrow"));
+        let path = spill.dir.path().join(format!("run-{n:06}.arrows"));
         let file = File::create(&path).map_err(|e| disk_error(&path, e))?;
         let opts = IpcWriteOptions::default()
             .try_with_compression(Some(CompressionType::LZ4_FRAME))
             .map_err(|e| Error::arrow("spill options", e))?;
-        let writer = FileWriter::try_new_with_options(BufWriter::with_capacity(1 << 20, file), schema, opts)
+        let writer = StreamWriter::try_new_with_options(BufWriter::with_capacity(1 << 20, file), schema, opts)
             .map_err(|e| spill_error(&path, spill.dir.path(), e))?;
         Ok(RunWriter { path, writer, budget_dir: spill.dir.path().to_path_buf() })
     }
@@ -131,7 +133,7 @@ impl RunWriter {
 
 fn spill_error(path: &Path, dir: &Path, e: arrow::error::ArrowError) -> Error {
     if let arrow::error::ArrowError::IoError(_, io) = &e {
-        if io.raw_os_error() == Some(libc_enospc()) {
+        if probe_core::output::is_disk_full(io) {
             return Error::data(format!(
                 "{}: no space left for spill files (the sort needs about as much free space as the input's \
                  uncompressed size); free space there or pass --temp-dir on a larger disk",
@@ -142,14 +144,10 @@ fn spill_error(path: &Path, dir: &Path, e: arrow::error::ArrowError) -> Error {
     Error::arrow(format!("writing spill file {}", path.display()), e)
 }
 
-fn libc_enospc() -> i32 {
-    28 // ENOSPC on Linux and the BSDs
-}
-
 /// Reads a spilled run back.
 struct RunReader {
     name: String,
-    reader: FileReader<BufReader<File>>,
+    reader: StreamReader<BufReader<File>>,
     rows: u64,
     _spill: Arc<SpillDir>,
     path: PathBuf,
@@ -167,7 +165,7 @@ impl Drop for RunReader {
 impl RunReader {
     fn open(path: &Path, spill: &Arc<SpillDir>) -> Result<RunReader> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let reader = FileReader::try_new_buffered(file, None)
+        let reader = StreamReader::try_new_buffered(file, None)
             .map_err(|e| Error::arrow(format!("reading spill file {}", path.display()), e))?;
         Ok(RunReader {
             name: format!("spill run {}", path.display()),

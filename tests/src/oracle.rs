@@ -65,6 +65,9 @@ pub fn cell(col: &dyn Array, i: usize) -> Val {
         DataType::LargeUtf8 => Val::S(col.as_string::<i64>().value(i).to_string()),
         DataType::Utf8View => Val::S(col.as_string_view().value(i).to_string()),
         DataType::Binary => Val::B(col.as_binary::<i32>().value(i).to_vec()),
+        DataType::LargeBinary => Val::B(col.as_binary::<i64>().value(i).to_vec()),
+        DataType::BinaryView => Val::B(col.as_binary_view().value(i).to_vec()),
+        DataType::FixedSizeBinary(_) => Val::B(col.as_fixed_size_binary().value(i).to_vec()),
         DataType::Boolean => Val::Bool(col.as_boolean().value(i)),
         DataType::Int8 => Val::I(col.as_primitive::<Int8Type>().value(i) as i64),
         DataType::Int16 => Val::I(col.as_primitive::<Int16Type>().value(i) as i64),
@@ -77,6 +80,7 @@ pub fn cell(col: &dyn Array, i: usize) -> Val {
         DataType::Float32 => Val::F(col.as_primitive::<Float32Type>().value(i) as f64),
         DataType::Float64 => Val::F(col.as_primitive::<Float64Type>().value(i)),
         DataType::Date32 => Val::I(col.as_primitive::<arrow::datatypes::Date32Type>().value(i) as i64),
+        DataType::Date64 => Val::I(col.as_primitive::<arrow::datatypes::Date64Type>().value(i)),
         DataType::Timestamp(unit, _) => Val::I(match unit {
             TimeUnit::Second => col.as_primitive::<arrow::datatypes::TimestampSecondType>().value(i),
             TimeUnit::Millisecond => col.as_primitive::<arrow::datatypes::TimestampMillisecondType>().value(i),

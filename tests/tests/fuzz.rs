@@ -419,12 +419,70 @@ fn group_config(inputs: Vec<String>, output: PathBuf) -> probe_group::Config {
     }
 }
 
-/// Key column types the grouper is fuzzed with.
+/// Key column types the grouper is fuzzed with: every type the key hash accepts.
 #[derive(Debug, Clone, Copy)]
 enum KeyType {
     Utf8,
+    LargeUtf8,
+    Utf8View,
+    /// `Dictionary(Int32, Utf8)` whose dictionary is in reverse value order, so ordering by
+    /// index instead of value shows.
+    Dictionary,
     Int64,
+    UInt8,
+    /// Values on both sides of 2^63, so a signed comparison shows.
+    UInt64,
+    Boolean,
     Binary,
+    FixedSizeBinary,
+    Date32,
+    Date64,
+    TimestampNsUtc,
+}
+
+const KEY_TYPES: [KeyType; 13] = [
+    KeyType::Utf8,
+    KeyType::LargeUtf8,
+    KeyType::Utf8View,
+    KeyType::Dictionary,
+    KeyType::Int64,
+    KeyType::UInt8,
+    KeyType::UInt64,
+    KeyType::Boolean,
+    KeyType::Binary,
+    KeyType::FixedSizeBinary,
+    KeyType::Date32,
+    KeyType::Date64,
+    KeyType::TimestampNsUtc,
+];
+
+/// String keys of varied lengths with shared prefixes: empty, one byte, a prefix of another,
+/// equal up to the last byte, a NUL inside, around Utf8View's 12-byte inline limit, long with a
+/// long common prefix, non-ASCII. Their byte order differs from their index order.
+fn string_key(k: u8) -> String {
+    let long = "x".repeat(40);
+    let table = [
+        "10.0.0.1".to_string(),
+        String::new(),
+        "10.0.0.10".into(),
+        "1".into(),
+        "10.0.0.1\0".into(),
+        "2001:db8::1:0".into(), // 13 bytes: stored out of line in a Utf8View
+        "2001:db8::10".into(),  // 12 bytes: inline
+        format!("{long}b"),
+        format!("{long}a"),
+        "\u{e9}t\u{e9}".into(),
+        "10.0.0.2".into(),
+        "2001:db8::1".into(),
+    ];
+    table[usize::from(k) % table.len()].clone()
+}
+
+/// The dictionary of [`KeyType::Dictionary`] keys: every string key, in descending order.
+fn dictionary_values() -> Vec<String> {
+    let mut v: Vec<String> = (0..12).map(string_key).collect();
+    v.sort_by(|a, b| b.as_bytes().cmp(a.as_bytes()));
+    v
 }
 
 /// Time column types.
@@ -440,50 +498,59 @@ enum TimeType {
 type FRow = (Option<u8>, Option<u8>, Option<i8>, Option<f64>, i64);
 
 fn key_val(k: Option<u8>, t: KeyType) -> Val {
-    match (k, t) {
-        (None, _) => Val::Null,
-        // Strings whose byte order differs from the numeric order of k.
-        (Some(k), KeyType::Utf8) => Val::S(format!("{}", 200 - i32::from(k) * 7)),
-        (Some(k), KeyType::Int64) => Val::I(i64::from(k) - 3),
-        (Some(k), KeyType::Binary) => Val::B(vec![k % 3, 255 - k]),
+    use KeyType::*;
+    let Some(k) = k else { return Val::Null };
+    let signed = i64::from(k) - 3;
+    match t {
+        Utf8 | LargeUtf8 | Utf8View | Dictionary => Val::S(string_key(k)),
+        Int64 => Val::I(signed),
+        UInt8 => Val::U(u64::from(k) * 20),
+        UInt64 => Val::U(if k % 2 == 0 { u64::from(k) } else { u64::MAX - u64::from(k) }),
+        Boolean => Val::Bool(k % 2 == 1),
+        Binary | FixedSizeBinary => Val::B(vec![k % 3, 255 - k]),
+        Date32 => Val::I(signed * 1000),
+        Date64 => Val::I(signed * 86_400_000),
+        TimestampNsUtc => Val::I(signed * 1_000_000_000_000),
     }
 }
 
 fn key_array(vals: &[Val], t: KeyType) -> ArrayRef {
+    use arrow::array::{
+        BooleanArray, Date64Array, DictionaryArray, FixedSizeBinaryArray, LargeStringArray, StringViewArray,
+        TimestampNanosecondArray, UInt64Array, UInt8Array,
+    };
+    let strs = || vals.iter().map(|v| if let Val::S(s) = v { Some(s.as_str()) } else { None }).collect::<Vec<_>>();
+    let ints = || vals.iter().map(|v| if let Val::I(i) = v { Some(*i) } else { None }).collect::<Vec<_>>();
+    let uints = || vals.iter().map(|v| if let Val::U(u) = v { Some(*u) } else { None }).collect::<Vec<_>>();
+    let bins = || vals.iter().map(|v| if let Val::B(b) = v { Some(b.as_slice()) } else { None }).collect::<Vec<_>>();
     match t {
-        KeyType::Utf8 => Arc::new(StringArray::from(
-            vals.iter()
-                .map(|v| match v {
-                    Val::S(s) => Some(s.as_str()),
-                    _ => None,
-                })
-                .collect::<Vec<_>>(),
+        KeyType::Utf8 => Arc::new(StringArray::from(strs())),
+        KeyType::LargeUtf8 => Arc::new(LargeStringArray::from(strs())),
+        KeyType::Utf8View => Arc::new(StringViewArray::from(strs())),
+        KeyType::Dictionary => {
+            let dict = dictionary_values();
+            let idx: Int32Array =
+                strs().iter().map(|s| s.and_then(|s| dict.iter().position(|d| d == s)).map(|i| i as i32)).collect();
+            Arc::new(DictionaryArray::new(idx, Arc::new(StringArray::from(dict))))
+        }
+        KeyType::Int64 => Arc::new(Int64Array::from(ints())),
+        KeyType::UInt8 => Arc::new(UInt8Array::from(uints().iter().map(|u| u.map(|u| u as u8)).collect::<Vec<_>>())),
+        KeyType::UInt64 => Arc::new(UInt64Array::from(uints())),
+        KeyType::Boolean => Arc::new(BooleanArray::from(
+            vals.iter().map(|v| if let Val::Bool(b) = v { Some(*b) } else { None }).collect::<Vec<_>>(),
         )),
-        KeyType::Int64 => Arc::new(Int64Array::from(
-            vals.iter()
-                .map(|v| match v {
-                    Val::I(i) => Some(*i),
-                    _ => None,
-                })
-                .collect::<Vec<_>>(),
-        )),
-        KeyType::Binary => Arc::new(BinaryArray::from(
-            vals.iter()
-                .map(|v| match v {
-                    Val::B(b) => Some(b.as_slice()),
-                    _ => None,
-                })
-                .collect::<Vec<_>>(),
-        )),
+        KeyType::Binary => Arc::new(BinaryArray::from(bins())),
+        KeyType::FixedSizeBinary => {
+            Arc::new(FixedSizeBinaryArray::try_from_sparse_iter_with_size(bins().into_iter(), 2).expect("2 bytes"))
+        }
+        KeyType::Date32 => Arc::new(Date32Array::from(ints().iter().map(|i| i.map(|i| i as i32)).collect::<Vec<_>>())),
+        KeyType::Date64 => Arc::new(Date64Array::from(ints())),
+        KeyType::TimestampNsUtc => Arc::new(TimestampNanosecondArray::from(ints()).with_timezone("UTC")),
     }
 }
 
 fn key_type(t: KeyType) -> DataType {
-    match t {
-        KeyType::Utf8 => DataType::Utf8,
-        KeyType::Int64 => DataType::Int64,
-        KeyType::Binary => DataType::Binary,
-    }
+    key_array(&[], t).data_type().clone()
 }
 
 fn time_array(vals: &[Option<i8>], t: TimeType) -> (DataType, ArrayRef) {
@@ -536,10 +603,8 @@ fn sort_vals(rows: &mut [Vec<Val>], n_keys: usize) {
     });
 }
 
-/// Write one file's rows (already as values) as Parquet or IPC, cut into `chunk`-row batches.
-#[allow(clippy::too_many_arguments)]
-fn write_file(path: &Path, vals: &[Vec<Val>], kt: KeyType, tt: TimeType, composite: bool, parquet: bool, chunk: usize) {
-    let n_keys = if composite { 2 } else { 1 };
+/// Columns: key(s), event_time, v, seq.
+fn input_schema(kt: KeyType, tt: TimeType, composite: bool) -> SchemaRef {
     let (time_type, _) = time_array(&[], tt);
     let mut fields = vec![Field::new("src_addr", key_type(kt), true)];
     if composite {
@@ -548,7 +613,14 @@ fn write_file(path: &Path, vals: &[Vec<Val>], kt: KeyType, tt: TimeType, composi
     fields.push(Field::new("event_time", time_type, true));
     fields.push(Field::new("v", DataType::Float64, true));
     fields.push(Field::new("seq", DataType::Int64, false));
-    let schema = Arc::new(Schema::new(fields));
+    Arc::new(Schema::new(fields))
+}
+
+/// Write one file's rows (already as values) as Parquet or IPC, cut into `chunk`-row batches.
+#[allow(clippy::too_many_arguments)]
+fn write_file(path: &Path, vals: &[Vec<Val>], kt: KeyType, tt: TimeType, composite: bool, parquet: bool, chunk: usize) {
+    let n_keys = if composite { 2 } else { 1 };
+    let schema = input_schema(kt, tt, composite);
     let batches: Vec<RecordBatch> = vals
         .chunks(chunk.max(1))
         .map(|rows| {
@@ -598,7 +670,7 @@ fn write_file(path: &Path, vals: &[Vec<Val>], kt: KeyType, tt: TimeType, composi
 
 fn frow() -> impl Strategy<Value = (Option<u8>, Option<u8>, Option<i8>, Option<f64>)> {
     (
-        prop::option::weighted(0.9, 0u8..6),
+        prop::option::weighted(0.9, 0u8..12),
         prop::option::weighted(0.85, 0u8..3),
         prop::option::weighted(0.85, -3i8..5),
         prop::option::weighted(0.8, -5.0f64..5.0),
@@ -614,7 +686,7 @@ proptest! {
     #[test]
     fn grouper_matches_oracle(
         spec in prop::collection::vec(prop::collection::vec(frow(), 0..30), 1..4),
-        kt in prop_oneof![Just(KeyType::Utf8), Just(KeyType::Int64), Just(KeyType::Binary)],
+        kt in prop::sample::select(KEY_TYPES.to_vec()),
         tt in prop_oneof![Just(TimeType::Int64), Just(TimeType::TimestampMs), Just(TimeType::Date32), Just(TimeType::Int32)],
         composite in any::<bool>(),
         sorted in prop::sample::select(vec![true, true, false]),
@@ -658,7 +730,8 @@ proptest! {
         let want = oracle::group(&files, &keys, n_keys, &payload);
         match cfg.run() {
             Ok(report) => {
-                let (_, batches) = probe_tests::harness::read_file(&out);
+                let (schema, batches) = probe_tests::harness::read_file(&out);
+                oracle::assert_group_schema(&schema, &input_schema(kt, tt, composite), &keys, n_keys, &payload);
                 assert_groups_eq(&decode_groups(&batches, n_keys), &want);
                 prop_assert_eq!(report.keys as usize, want.len());
             }
