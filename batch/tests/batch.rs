@@ -16,8 +16,6 @@ use clap::Parser;
 use proptest::prelude::*;
 
 use probe_batch::{Args, Config, Report};
-use probe_core::input::{Input, Source};
-use probe_core::output::{Output, OutputOptions};
 
 const T0: i64 = 1_700_000_000_000_000;
 const SEC: i64 = 1_000_000;
@@ -110,11 +108,7 @@ fn probe_batch(keys: &[Key], composite: bool, large: bool) -> RecordBatch {
 }
 
 fn write(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) {
-    let mut out = Output::create(Some(path), schema, &OutputOptions::default()).expect("create input");
-    for b in batches {
-        out.write(b).expect("write input");
-    }
-    out.finish().expect("finish input");
+    probe_core::testing::write_file(path, schema, batches).expect("write input");
 }
 
 /// Write keys as an IPC stream of batches of `per_batch` keys.
@@ -124,14 +118,7 @@ fn write_keys(path: &Path, keys: &[Key], per_batch: usize, composite: bool, larg
 }
 
 fn read(path: &Path) -> (SchemaRef, Vec<RecordBatch>) {
-    let input = Input::open(&Source::File(path.to_path_buf())).expect("open output");
-    let schema = input.schema();
-    let mut reader = input.reader(None, 1 << 20).expect("reader");
-    let mut out = Vec::new();
-    while let Some(b) = reader.next_batch().expect("read output") {
-        out.push(b);
-    }
-    (schema, out)
+    probe_core::testing::read_batches(&[path]).expect("read output")
 }
 
 fn config(input: &Path, output: &Path) -> Config {

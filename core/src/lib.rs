@@ -50,6 +50,8 @@ pub mod progress;
 pub mod schema;
 pub mod staging;
 pub mod streams;
+#[cfg(feature = "test-util")]
+pub mod testing;
 pub mod threads;
 pub mod time;
 

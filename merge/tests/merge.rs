@@ -11,8 +11,7 @@ use arrow::datatypes::{DataType, Field, Float32Type, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use clap::Parser;
 use parquet::file::reader::{FileReader, SerializedFileReader};
-use probe_core::input::{discover, Input};
-use probe_core::output::{parse_compression, Output, OutputOptions};
+use probe_core::output::parse_compression;
 use probe_core::{Error, Result};
 use probe_merge::manifest::Manifest;
 use probe_merge::{Args, Config, Target};
@@ -43,28 +42,11 @@ fn rows(start: u64, n: usize) -> RecordBatch {
         .expect("test batch")
 }
 
-fn write(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) -> Result<PathBuf> {
-    let mut out = Output::create(Some(path), schema, &OutputOptions::default())?;
-    for b in batches {
-        out.write(b)?;
-    }
-    out.finish()?;
-    Ok(path.to_path_buf())
-}
+use probe_core::testing::read_all;
 
-fn read_all(paths: &[&Path]) -> Result<RecordBatch> {
-    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    let mut schema = None;
-    let mut batches = Vec::new();
-    for source in discover(&names)? {
-        let input = Input::open(&source)?;
-        schema.get_or_insert(input.schema());
-        let mut r = input.reader(None, 1 << 20)?;
-        while let Some(b) = r.next_batch()? {
-            batches.push(b);
-        }
-    }
-    concat_batches(&schema.expect("schema"), &batches).map_err(|e| Error::arrow("concat", e))
+fn write(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) -> Result<PathBuf> {
+    probe_core::testing::write_file(path, schema, batches)?;
+    Ok(path.to_path_buf())
 }
 
 fn config(inputs: &[&Path], target: Target) -> Config {

@@ -2,18 +2,15 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, Float64Array, Int32Array, ListArray, StringArray, StructArray, TimestampMicrosecondArray,
 };
 use arrow::buffer::OffsetBuffer;
-use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use probe_core::input::{discover, Input};
-use probe_core::output::{Output, OutputOptions};
 use probe_core::Result;
 use probe_split::{Config, Mode, SplitFormat, SplitSpec};
 
@@ -69,32 +66,7 @@ pub fn keys(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256)).collect()
 }
 
-/// Write batches to `path` (format by extension).
-pub fn write(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) -> Result<()> {
-    let mut out = Output::create(Some(path), schema, &OutputOptions::default())?;
-    for b in batches {
-        out.write(b)?;
-    }
-    out.finish()?;
-    Ok(())
-}
-
-/// Every row of every file under `paths`, as one batch.
-pub fn read_all(paths: &[PathBuf]) -> Result<RecordBatch> {
-    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    let mut schema = None;
-    let mut batches = Vec::new();
-    for source in discover(&names)? {
-        let input = Input::open(&source)?;
-        schema.get_or_insert(input.schema());
-        let mut r = input.reader(None, 1 << 20)?;
-        while let Some(b) = r.next_batch()? {
-            batches.push(b);
-        }
-    }
-    let schema = schema.expect("a schema");
-    Ok(concat_batches(&schema, &batches).expect("concat"))
-}
+pub use probe_core::testing::{read_all, write_file as write};
 
 pub fn config(inputs: &[&Path], mode: Mode, ratios: &[(&str, f64)], seed: u64) -> Config {
     Config {
