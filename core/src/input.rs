@@ -582,3 +582,131 @@ fn project(b: RecordBatch, proj: Option<&[usize]>, name: &str) -> Result<RecordB
         Some(idx) => b.project(idx).map_err(|e| Error::arrow(name.to_string(), e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+    use crate::testing::write_file;
+
+    fn tmp() -> tempfile::TempDir {
+        tempfile::tempdir().expect("tempdir")
+    }
+
+    fn names(sources: &[Source], root: &Path) -> Vec<String> {
+        sources
+            .iter()
+            .map(|s| match s {
+                Source::Stdin => "-".into(),
+                Source::File(p) => p.strip_prefix(root).expect("under root").display().to_string(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn detect_tells_the_formats_apart_by_their_first_bytes() {
+        assert_eq!(detect(b"PAR1\x15\x04"), Some(Format::Parquet));
+        assert_eq!(detect(b"ARROW1\0\0"), Some(Format::IpcFile));
+        // Current stream format: continuation marker, then a plausible schema length.
+        assert_eq!(detect(&[0xff, 0xff, 0xff, 0xff, 0x78, 0, 0, 0]), Some(Format::IpcStream));
+        // Pre-1.0 stream format: the length alone, a multiple of 8.
+        assert_eq!(detect(&[0x78, 0, 0, 0, 0x10, 0, 0, 0]), Some(Format::IpcStream));
+        // A start cut inside the marker is a stream (reading it reports truncation).
+        assert_eq!(detect(&[0xff, 0xff]), Some(Format::IpcStream));
+        // Text, an empty input, a zero or huge length are none of them.
+        assert_eq!(detect(b"src_addr,event_time\n"), None);
+        assert_eq!(detect(b""), None);
+        assert_eq!(detect(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]), None);
+        assert_eq!(detect(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0x7f]), None);
+        assert_eq!(detect(&[0x79, 0, 0, 0, 0, 0, 0, 0]), None, "pre-1.0 length not a multiple of 8");
+    }
+
+    #[test]
+    fn discover_walks_folders_in_name_order_and_skips_hidden_and_underscore_names() -> Result<()> {
+        let dir = tmp();
+        let d = dir.path();
+        for f in ["b/2.parquet", "b/10.parquet", "a.parquet", "c/_SUCCESS", "c/x", ".tmp/y", "_temporary/z", "b0"] {
+            let p = d.join(f);
+            std::fs::create_dir_all(p.parent().expect("parent")).map_err(|e| Error::io(&p, e))?;
+            std::fs::write(&p, b"").map_err(|e| Error::io(&p, e))?;
+        }
+        let got = discover(&[d.display().to_string()])?;
+        // Byte order of names at each level; a folder's files come where its name sorts.
+        assert_eq!(names(&got, d), ["a.parquet", "b/10.parquet", "b/2.parquet", "b0", "c/x"]);
+        assert_eq!(discover(&[])?, vec![Source::Stdin]);
+        assert_eq!(discover(&["-".into()])?, vec![Source::Stdin]);
+        Ok(())
+    }
+
+    #[test]
+    fn discover_refuses_the_same_file_twice_stdin_twice_missing_paths_and_empty_folders() {
+        let dir = tmp();
+        let d = dir.path();
+        let f = d.join("a.parquet");
+        std::fs::write(&f, b"").expect("write");
+        let err = |paths: &[String]| discover(paths).expect_err("must fail").to_string();
+        let a = f.display().to_string();
+        let dot = format!("{}/./a.parquet", d.display());
+        assert!(err(&[a.clone(), dot]).contains("reached twice"));
+        assert!(err(&[d.display().to_string(), a]).contains("reached twice"));
+        assert!(err(&["-".into(), "-".into()]).contains("more than once"));
+        assert!(err(&[d.join("nope").display().to_string()]).contains("no such file"));
+        let empty = d.join("empty");
+        std::fs::create_dir(&empty).expect("mkdir");
+        std::fs::write(empty.join("_SUCCESS"), b"").expect("write");
+        assert!(err(&[empty.display().to_string()]).contains("holds no data files"));
+    }
+
+    #[test]
+    fn open_reads_every_format_with_a_projection() -> Result<()> {
+        let dir = tmp();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, true),
+            Field::new("t", DataType::Int64, true),
+            Field::new("v", DataType::Int64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["a", "b", "c"])) as ArrayRef,
+                Arc::new(Int64Array::from(vec![1, 2, 3])),
+                Arc::new(Int64Array::from(vec![7, 8, 9])),
+            ],
+        )
+        .map_err(|e| Error::arrow("batch", e))?;
+        for (file, format) in [("x.parquet", Format::Parquet), ("x.arrow", Format::IpcFile), ("x.bin", Format::IpcStream)]
+        {
+            let path = dir.path().join(file);
+            write_file(&path, schema.clone(), std::slice::from_ref(&batch))?;
+            let input = Input::open(&Source::File(path))?;
+            assert_eq!(input.format(), format, "{file}");
+            assert_eq!(input.schema().fields().len(), 3);
+            let mut r = input.reader(Some(&["v".to_string(), "k".to_string()]), 1 << 20)?;
+            let mut rows = 0;
+            while let Some(b) = r.next_batch()? {
+                let cols: Vec<&str> = b.schema_ref().fields().iter().map(|f| f.name().as_str()).collect();
+                assert!(cols.contains(&"k") && cols.contains(&"v") && !cols.contains(&"t"), "{file}: {cols:?}");
+                rows += b.num_rows();
+            }
+            assert_eq!(rows, 3, "{file}");
+            assert_eq!(r.rows_read(), 3, "{file}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_file_of_no_known_format_and_a_missing_column_are_named() {
+        let dir = tmp();
+        let path = dir.path().join("data.csv");
+        std::fs::write(&path, "src_addr,event_time\n1,2\n").expect("write");
+        let e = Input::open(&Source::File(path)).err().expect("csv is refused").to_string();
+        assert!(e.contains("data.csv"), "{e}");
+        let schema = Schema::new(vec![Field::new("k", DataType::Utf8, true)]);
+        let e = column_index(&schema, "src_addr", "f.parquet").expect_err("missing").to_string();
+        assert!(e.contains("f.parquet") && e.contains("`src_addr`") && e.contains("it has: k"), "{e}");
+    }
+}

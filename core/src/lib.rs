@@ -50,7 +50,7 @@ pub mod progress;
 pub mod schema;
 pub mod staging;
 pub mod streams;
-#[cfg(feature = "test-util")]
+#[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 pub mod threads;
 pub mod time;
