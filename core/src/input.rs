@@ -678,7 +678,8 @@ mod tests {
             ],
         )
         .map_err(|e| Error::arrow("batch", e))?;
-        for (file, format) in [("x.parquet", Format::Parquet), ("x.arrow", Format::IpcFile), ("x.bin", Format::IpcStream)]
+        for (file, format) in
+            [("x.parquet", Format::Parquet), ("x.arrow", Format::IpcFile), ("x.bin", Format::IpcStream)]
         {
             let path = dir.path().join(file);
             write_file(&path, schema.clone(), std::slice::from_ref(&batch))?;

@@ -274,3 +274,88 @@ impl Grouper<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::AsArray;
+    use arrow::datatypes::Int64Type;
+
+    use super::*;
+    use crate::merge::tests::{batch, cursors};
+    use crate::merge::{merge, SourceKind};
+
+    /// Group the inputs with output batches of about `target_bytes`; returns the output batches
+    /// and (groups, rows, largest group).
+    fn group(inputs: Vec<Vec<RecordBatch>>, target_bytes: usize) -> Result<(Vec<RecordBatch>, (u64, u64, u64))> {
+        let schema = output_schema(&batch(&[]).schema(), 1);
+        let mut out = Vec::new();
+        let mut emit = |job: BuildJob| -> Result<()> {
+            out.push(job()?);
+            Ok(())
+        };
+        let mut grouper = Grouper::new(schema, 1, target_bytes, &mut emit);
+        merge(cursors(inputs, SourceKind::Input), &mut grouper, &mut |_| {})?;
+        let stats = grouper.finish()?;
+        Ok((out, stats))
+    }
+
+    /// (key, seqs of its measurements) of every output row.
+    fn decoded(batches: &[RecordBatch]) -> Vec<(Option<String>, Vec<i64>)> {
+        let mut rows = Vec::new();
+        for b in batches {
+            let keys = b.column(0).as_string::<i32>();
+            let lists = b.column(1).as_list::<i32>();
+            for i in 0..b.num_rows() {
+                let items = lists.value(i);
+                let seq: Vec<i64> = items.as_struct().column(1).as_primitive::<Int64Type>().values().to_vec();
+                rows.push((keys.is_valid(i).then(|| keys.value(i).to_string()), seq));
+            }
+        }
+        rows
+    }
+
+    fn inputs() -> Vec<Vec<RecordBatch>> {
+        // Key "a" spans two batches of one input and two inputs; the null key comes last.
+        vec![
+            vec![batch(&[(Some("a"), Some(1), 0), (Some("a"), Some(3), 1)]), batch(&[(Some("a"), Some(4), 2)])],
+            vec![batch(&[(Some("a"), Some(2), 10), (Some("b"), Some(1), 11), (None, Some(1), 12)])],
+        ]
+    }
+
+    #[test]
+    fn groups_span_batches_and_inputs_and_never_split_across_output_batches() -> Result<()> {
+        let want = vec![(Some("a".to_string()), vec![0, 10, 1, 2]), (Some("b".into()), vec![11]), (None, vec![12])];
+        // One byte: every group goes out as soon as it is complete, each in a batch of its own.
+        let (tiny, stats) = group(inputs(), 1)?;
+        assert_eq!(decoded(&tiny), want);
+        assert_eq!(tiny.iter().map(|b| b.num_rows()).collect::<Vec<_>>(), [1, 1, 1]);
+        assert_eq!(stats, (3, 6, 4));
+        // A large target: one batch holding all of them.
+        let (big, stats) = group(inputs(), 1 << 30)?;
+        assert_eq!(decoded(&big), want);
+        assert_eq!(big.len(), 1);
+        assert_eq!(stats, (3, 6, 4));
+        Ok(())
+    }
+
+    #[test]
+    fn output_schema_keeps_key_and_item_types_and_makes_them_nullable() {
+        let s = output_schema(&batch(&[]).schema(), 1);
+        assert_eq!(s.fields().len(), 2);
+        assert_eq!(s.field(0).data_type(), &DataType::Utf8);
+        assert!(s.field(0).is_nullable());
+        let DataType::List(item) = s.field(1).data_type() else { panic!("not a list: {}", s.field(1)) };
+        let DataType::Struct(fields) = item.data_type() else { panic!("not a struct: {item}") };
+        let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["t", "seq"]);
+        assert!(fields.iter().all(|f| f.is_nullable()));
+    }
+
+    #[test]
+    fn no_input_rows_give_no_groups() -> Result<()> {
+        let (out, stats) = group(vec![vec![batch(&[])]], 1)?;
+        assert!(out.is_empty());
+        assert_eq!(stats, (0, 0, 0));
+        Ok(())
+    }
+}

@@ -574,3 +574,120 @@ pub fn gather(
     })
     .collect()
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::VecDeque;
+
+    use arrow::array::{AsArray, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+
+    use super::*;
+
+    /// Batches held in memory, as an input.
+    pub(crate) struct Mem {
+        pub name: String,
+        pub batches: VecDeque<RecordBatch>,
+        pub rows: u64,
+    }
+
+    impl BatchSource for Mem {
+        fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+            let b = self.batches.pop_front();
+            self.rows += b.as_ref().map_or(0, |b| b.num_rows() as u64);
+            Ok(b)
+        }
+        fn name(&self) -> &str {
+            &self.name
+        }
+        fn rows_read(&self) -> u64 {
+            self.rows
+        }
+    }
+
+    /// Columns k (key, Utf8), t (time, Int64), seq (Int64, the row's identity).
+    pub(crate) fn batch(rows: &[(Option<&str>, Option<i64>, i64)]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, true),
+            Field::new("t", DataType::Int64, true),
+            Field::new("seq", DataType::Int64, false),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())) as ArrayRef,
+                Arc::new(Int64Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())),
+                Arc::new(Int64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
+            ],
+        )
+        .expect("test batch")
+    }
+
+    /// One cursor per input (each a list of batches), as user inputs or as sorted runs.
+    pub(crate) fn cursors(inputs: Vec<Vec<RecordBatch>>, kind: SourceKind) -> Vec<Cursor> {
+        let converter = Arc::new(key_converter(&batch(&[]), 1).expect("converter"));
+        let layout = Arc::new(Layout { n_keys: 1, key_names: vec!["k".into()], time_name: "t".into() });
+        inputs
+            .into_iter()
+            .enumerate()
+            .map(|(i, batches)| {
+                let mem = Mem { name: format!("in{i}"), batches: batches.into(), rows: 0 };
+                Cursor::new(Box::new(mem), i, converter.clone(), layout.clone(), kind)
+            })
+            .collect()
+    }
+
+    /// Records the seq of every row in the order the merge hands them over.
+    struct Seqs(Vec<i64>);
+
+    impl RunSink for Seqs {
+        fn push_run(&mut self, batch: &Arc<SortedBatch>, start: usize, len: usize) -> Result<()> {
+            let seq = batch.data.column(2).as_primitive::<Int64Type>();
+            self.0.extend((start..start + len).map(|i| seq.value(i)));
+            Ok(())
+        }
+    }
+
+    fn merged(inputs: Vec<Vec<RecordBatch>>) -> Result<Vec<i64>> {
+        let mut sink = Seqs(Vec::new());
+        merge(cursors(inputs, SourceKind::Input), &mut sink, &mut |_| {})?;
+        Ok(sink.0)
+    }
+
+    #[test]
+    fn merge_orders_by_key_then_time_nulls_last_ties_in_input_order() -> Result<()> {
+        let a = vec![batch(&[(Some("a"), Some(1), 0), (Some("a"), Some(2), 1)]), batch(&[(Some("b"), Some(1), 2)])];
+        let b = vec![batch(&[(Some("a"), Some(1), 10), (Some("a"), None, 11), (Some("c"), Some(0), 12)])];
+        let c = vec![batch(&[]), batch(&[(Some("a"), Some(0), 20), (None, Some(5), 21)])];
+        assert_eq!(merged(vec![a, b, c])?, [20, 0, 10, 1, 11, 2, 12, 21]);
+        Ok(())
+    }
+
+    #[test]
+    fn one_input_passes_through_whole_batches() -> Result<()> {
+        let a = vec![batch(&[(Some("a"), Some(1), 0), (Some("b"), Some(1), 1)]), batch(&[(Some("b"), Some(2), 2)])];
+        assert_eq!(merged(vec![a])?, [0, 1, 2]);
+        Ok(())
+    }
+
+    #[test]
+    fn order_violations_name_the_input_and_row_within_and_across_batches() {
+        let err = |inputs| merged(inputs).expect_err("unsorted").to_string();
+        let key = err(vec![vec![batch(&[(Some("b"), Some(1), 0), (Some("a"), Some(1), 1)])]]);
+        assert!(key.contains("in0: row 1") && key.contains("\"a\"") && key.contains("--sort"), "{key}");
+        let time = err(vec![vec![batch(&[(Some("a"), Some(5), 0)]), batch(&[(Some("a"), Some(4), 1)])]]);
+        assert!(time.contains("in0: row 1") && time.contains("t ") && time.contains("--sort"), "{time}");
+        // A null time sorts last: a time after it is out of order.
+        let null = err(vec![vec![batch(&[(Some("a"), None, 0), (Some("a"), Some(1), 1)])]]);
+        assert!(null.contains("row 1"), "{null}");
+    }
+
+    #[test]
+    fn a_violation_in_a_sorted_run_is_an_internal_error() {
+        let run = vec![vec![batch(&[(Some("b"), Some(1), 0), (Some("a"), Some(1), 1)])]];
+        let mut sink = Seqs(Vec::new());
+        let e = merge(cursors(run, SourceKind::SortedRun), &mut sink, &mut |_| {}).expect_err("unsorted run");
+        assert!(matches!(e, Error::Internal(_)), "{e:?}");
+        assert!(!e.to_string().contains("--sort"), "{e}");
+    }
+}
