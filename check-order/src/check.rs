@@ -58,6 +58,18 @@ struct Prev {
     file: usize,
 }
 
+/// A row's key (row format) and time, for comparing with its neighbour.
+struct Pos<'a> {
+    key: Row<'a>,
+    time: Option<i64>,
+}
+
+/// Where a row is, for messages: its file and row number in it.
+struct At<'a> {
+    file: &'a str,
+    row: u64,
+}
+
 /// State of the one pass over all inputs.
 #[derive(Debug)]
 pub struct Checker {
@@ -117,124 +129,132 @@ impl Checker {
         if n == 0 {
             return Ok(());
         }
-        let file_idx = self.files.len().saturating_sub(1);
-        let Some(file) = self.files.get_mut(file_idx) else {
-            return Err(Error::internal("a batch before any file"));
-        };
-        let name = file.name.clone();
+        let file_idx = self.files.len().checked_sub(1).ok_or_else(|| Error::internal("a batch before any file"))?;
+        let name = self.files[file_idx].name.clone();
         if batch.num_columns() != self.n_keys + 1 {
             return Err(Error::internal(format!("{name}: batch has {} columns", batch.num_columns())));
         }
+        let base = self.files[file_idx].rows;
         let keys: Vec<ArrayRef> = batch.columns()[..self.n_keys].to_vec();
-        let time = time_as_i64(batch.column(self.n_keys), |i| format!("{name}: row {}", file.rows + i as u64))?;
+        let time = time_as_i64(batch.column(self.n_keys), |i| format!("{name}: row {}", base + i as u64))?;
         let rows = self
             .converter
             .convert_columns(&keys)
-            .map_err(|e| Error::arrow(format!("{name}: comparing keys near row {}", file.rows), e))?;
+            .map_err(|e| Error::arrow(format!("{name}: comparing keys near row {base}"), e))?;
         let nullable_keys: Vec<&ArrayRef> = keys.iter().filter(|c| c.null_count() > 0).collect();
         let time_at = |i: usize| (!time.is_null(i)).then(|| time.value(i));
-        let base = file.rows;
         let carried = self.prev.take();
-        if file.first_key.is_none() {
-            file.first_key = Some(rows.row(0).owned());
-        }
+        self.files[file_idx].first_key.get_or_insert_with(|| rows.row(0).owned());
 
         for i in 0..n {
-            let key = rows.row(i);
-            let t = time_at(i);
-            if nullable_keys.iter().any(|c| c.is_null(i)) {
-                file.null_keys += 1;
-            }
-            if t.is_none() {
-                file.null_times += 1;
-            }
-            let prev: Option<(Row<'_>, Option<i64>, bool)> = if i > 0 {
-                Some((rows.row(i - 1), time_at(i - 1), true))
+            let cur = Pos { key: rows.row(i), time: time_at(i) };
+            let file = &mut self.files[file_idx];
+            file.null_keys += u64::from(nullable_keys.iter().any(|c| c.is_null(i)));
+            file.null_times += u64::from(cur.time.is_none());
+            let at = At { file: &name, row: base + i as u64 };
+            let new_run = if i > 0 {
+                self.next_in_file(file_idx, &at, &cur, &Pos { key: rows.row(i - 1), time: time_at(i - 1) })
             } else {
-                carried.as_ref().map(|p| (p.key.row(), p.time, p.file == file_idx))
-            };
-            let row_no = base + i as u64;
-            let new_run = match prev {
-                None => {
-                    file.key_runs += 1;
-                    true
-                }
-                Some((prev_key, prev_t, same_file)) => {
-                    let ord = key.cmp(&prev_key);
-                    if same_file {
-                        match ord {
-                            Ordering::Less => {
-                                file.key_order_violations += 1;
-                                if self.violations.len() < self.max_violations {
-                                    self.violations.push(Violation {
-                                        file: name.clone(),
-                                        row: row_no,
-                                        kind: ViolationKind::KeyOrder,
-                                        key: None,
-                                        previous: display_key(&self.converter, prev_key),
-                                        current: display_key(&self.converter, key),
-                                    });
-                                }
-                            }
-                            Ordering::Equal => match cmp_time(t, prev_t) {
-                                Ordering::Less => {
-                                    file.time_order_violations += 1;
-                                    if self.violations.len() < self.max_violations {
-                                        self.violations.push(Violation {
-                                            file: name.clone(),
-                                            row: row_no,
-                                            kind: ViolationKind::TimeOrder,
-                                            key: Some(display_key(&self.converter, key)),
-                                            previous: display_time(prev_t, &self.time_type),
-                                            current: display_time(t, &self.time_type),
-                                        });
-                                    }
-                                }
-                                Ordering::Equal => file.ties += 1,
-                                Ordering::Greater => {}
-                            },
-                            Ordering::Greater => {}
-                        }
-                        if ord != Ordering::Equal {
-                            file.key_runs += 1;
-                        }
-                        ord != Ordering::Equal
-                    } else {
-                        // First row of a file, after the last row of an earlier file: a run of
-                        // this file starts, and the concatenation must stay in (key, time) order.
-                        file.key_runs += 1;
-                        if ord == Ordering::Less || (ord == Ordering::Equal && cmp_time(t, prev_t) == Ordering::Less) {
-                            file.overlaps_previous = true;
-                        }
-                        // A key continuing across the file boundary is still one contiguous run.
-                        ord != Ordering::Equal
+                match &carried {
+                    Some(p) if p.file == file_idx => {
+                        self.next_in_file(file_idx, &at, &cur, &Pos { key: p.key.row(), time: p.time })
+                    }
+                    Some(p) => self.first_after_earlier_file(file_idx, &cur, &Pos { key: p.key.row(), time: p.time }),
+                    None => {
+                        self.files[file_idx].key_runs += 1;
+                        true
                     }
                 }
             };
             if new_run {
-                let fresh = if self.n_keys == 1 && keys[0].is_null(i) {
-                    !std::mem::replace(&mut self.null_key_seen, true)
-                } else {
-                    self.seen.insert(key_hash(&keys, i, 0, &mut self.hash_buf)?)
-                };
-                if !fresh {
-                    self.reappearances += 1;
-                    if self.first_reappearance.is_none() {
-                        self.first_reappearance = Some(Reappearance {
-                            file: name.clone(),
-                            row: row_no,
-                            key: display_key(&self.converter, key),
-                        });
-                    }
-                }
+                self.run_starts(&keys, i, &at, cur.key)?;
             }
         }
 
         let last = rows.row(n - 1).owned();
+        let file = &mut self.files[file_idx];
         file.last_key = Some(last.clone());
         file.rows += n as u64;
         self.prev = Some(Prev { key: last, time: time_at(n - 1), file: file_idx });
         Ok(())
+    }
+
+    /// Row `cur` follows `prev` in the same file: count order violations, ties and key runs.
+    /// Returns whether a key run starts here.
+    fn next_in_file(&mut self, file_idx: usize, at: &At<'_>, cur: &Pos<'_>, prev: &Pos<'_>) -> bool {
+        let ord = cur.key.cmp(&prev.key);
+        let file = &mut self.files[file_idx];
+        let violation = match ord {
+            Ordering::Less => {
+                file.key_order_violations += 1;
+                Some(ViolationKind::KeyOrder)
+            }
+            Ordering::Equal => match cmp_time(cur.time, prev.time) {
+                Ordering::Less => {
+                    file.time_order_violations += 1;
+                    Some(ViolationKind::TimeOrder)
+                }
+                Ordering::Equal => {
+                    file.ties += 1;
+                    None
+                }
+                Ordering::Greater => None,
+            },
+            Ordering::Greater => None,
+        };
+        // Only the first few are shown, and formatting keys costs: count the rest.
+        if let Some(kind) = violation.filter(|_| self.violations.len() < self.max_violations) {
+            let (key, previous, current) = match kind {
+                ViolationKind::KeyOrder => (None, self.key_text(prev.key), self.key_text(cur.key)),
+                ViolationKind::TimeOrder => {
+                    (Some(self.key_text(cur.key)), self.time_text(prev.time), self.time_text(cur.time))
+                }
+            };
+            self.violations.push(Violation { file: at.file.to_string(), row: at.row, kind, key, previous, current });
+        }
+        if ord != Ordering::Equal {
+            self.files[file_idx].key_runs += 1;
+        }
+        ord != Ordering::Equal
+    }
+
+    /// The first row of a file, after the last row of an earlier file: a run of this file
+    /// starts, and the concatenation must stay in (key, time) order. Returns whether a key run
+    /// starts here: a key continuing across the file boundary is still one contiguous run.
+    fn first_after_earlier_file(&mut self, file_idx: usize, cur: &Pos<'_>, prev: &Pos<'_>) -> bool {
+        let file = &mut self.files[file_idx];
+        file.key_runs += 1;
+        let ord = cur.key.cmp(&prev.key);
+        if ord == Ordering::Less || (ord == Ordering::Equal && cmp_time(cur.time, prev.time) == Ordering::Less) {
+            file.overlaps_previous = true;
+        }
+        ord != Ordering::Equal
+    }
+
+    /// A key run starts at row `i`: a key seen in an earlier run means the key is not
+    /// contiguous (the input is not even clustered).
+    fn run_starts(&mut self, keys: &[ArrayRef], i: usize, at: &At<'_>, key: Row<'_>) -> Result<()> {
+        let fresh = if self.n_keys == 1 && keys[0].is_null(i) {
+            !std::mem::replace(&mut self.null_key_seen, true)
+        } else {
+            self.seen.insert(key_hash(keys, i, 0, &mut self.hash_buf)?)
+        };
+        if !fresh {
+            self.reappearances += 1;
+            if self.first_reappearance.is_none() {
+                let key = self.key_text(key);
+                self.first_reappearance = Some(Reappearance { file: at.file.to_string(), row: at.row, key });
+            }
+        }
+        Ok(())
+    }
+
+    fn key_text(&self, key: Row<'_>) -> String {
+        display_key(&self.converter, key)
+    }
+
+    fn time_text(&self, t: Option<i64>) -> String {
+        display_time(t, &self.time_type)
     }
 
     /// The report over everything seen.
