@@ -15,6 +15,7 @@ pub mod route;
 
 use std::path::PathBuf;
 
+use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use parquet::basic::Compression;
 
@@ -130,9 +131,54 @@ fn percent(part: u64, total: u64) -> String {
     }
 }
 
+/// Where assigned rows go: one file per split (written in a staging folder, committed at the
+/// end), or one stream with a `split` column.
 enum Sink {
-    Files(Vec<Output>),
+    Files(Vec<Output>, Staging),
     Tagged(Box<Output>, Tagger),
+}
+
+impl Sink {
+    /// Write one batch whose rows are assigned to splits `idx`, closing row groups by size.
+    fn write(&mut self, batch: &RecordBatch, idx: &[u32], row_group_bytes: usize) -> Result<()> {
+        let write_one = |out: &mut Output, part: &RecordBatch| -> Result<()> {
+            out.write(part)?;
+            if out.in_progress_bytes() >= row_group_bytes {
+                out.flush_row_group()?;
+            }
+            Ok(())
+        };
+        match self {
+            Sink::Files(outs, _) => {
+                for (i, out) in outs.iter_mut().enumerate() {
+                    if let Some(part) = rows_of(batch, idx, i as u32)? {
+                        write_one(out, &part)?;
+                    }
+                }
+                Ok(())
+            }
+            Sink::Tagged(out, tagger) => write_one(out, &tagger.tag(batch, idx)?),
+        }
+    }
+
+    /// Finish every output; split files appear in their folder only now, all at once.
+    fn finish(self) -> Result<()> {
+        match self {
+            Sink::Files(outs, staging) => {
+                for out in outs {
+                    out.finish()?;
+                }
+                staging.commit()
+            }
+            Sink::Tagged(out, _) => out.finish().map(drop),
+        }
+    }
+}
+
+/// Keys and measurements counted per split.
+struct Counts {
+    keys: Vec<u64>,
+    measurements: Vec<u64>,
 }
 
 impl Config {
@@ -140,25 +186,67 @@ impl Config {
     pub fn run(&self) -> Result<Report> {
         probe_core::threads::init(self.threads)?;
         let sources = discover(&self.inputs)?;
-        match &self.mode {
-            Mode::OutDir { dir, format } => {
-                for sp in &self.splits {
-                    check_output(&dir.join(format!("{}.{}", sp.name, format.extension())), &sources)?;
-                }
-            }
-            Mode::Tag { output: Some(path) } => check_output(path, &sources)?,
-            Mode::Tag { output: None } => {}
-        }
+        self.check_outputs(&sources)?;
         let inputs = sources.iter().map(Input::open).collect::<Result<Vec<_>>>()?;
         let named: Vec<_> = inputs.iter().map(|i| (i.name().to_string(), i.schema())).collect();
         let schema = common_schema(&named, None)?;
         let first = inputs.first().map(|i| i.name().to_string()).unwrap_or_default();
+        let (key_idx, m_idx) = self.resolve_columns(&schema, &first)?;
+        let (mut sink, paths) = self.open_sink(&schema, &first)?;
 
-        let keys = resolve_keys(&self.keys, &schema, &first)?;
+        let total_rows: Option<u64> = inputs.iter().map(|i| i.total_rows()).sum();
+        let progress = Progress::new("probe-split", self.quiet, total_rows);
+        let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        let mut assigner = Assigner::new(key_idx, &self.splits, self.seed);
+        let mut counts = Counts { keys: vec![0; self.splits.len()], measurements: vec![0; self.splits.len()] };
+        let (mut idx, mut lens) = (Vec::new(), Vec::new());
+        for input in inputs {
+            let mut reader = input.reader(Some(&names), self.batch_bytes)?;
+            while let Some(batch) = reader.next_batch()? {
+                let name = reader.name().to_string();
+                let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
+                    .map_err(|e| Error::arrow(format!("reading {name}"), e))?;
+                assigner.assign(&batch, &name, &mut idx)?;
+                list_lengths(batch.column(m_idx).as_ref(), &mut lens)?;
+                for (&i, &n) in idx.iter().zip(&lens) {
+                    counts.keys[i as usize] += 1;
+                    counts.measurements[i as usize] += n;
+                }
+                sink.write(&batch, &idx, self.row_group_bytes)?;
+                progress.inc(batch.num_rows());
+            }
+        }
+        sink.finish()?;
+        let report = self.report(counts, paths);
+        self.log_summary(&report, &progress);
+        if let Mode::OutDir { dir, .. } = &self.mode {
+            probe_core::output::keep_out_dir(dir);
+        }
+        Ok(report)
+    }
+
+    /// Refuse, before any work, an output that is one of the inputs.
+    fn check_outputs(&self, sources: &[probe_core::input::Source]) -> Result<()> {
+        match &self.mode {
+            Mode::OutDir { dir, format } => {
+                for sp in &self.splits {
+                    check_output(&dir.join(format!("{}.{}", sp.name, format.extension())), sources)?;
+                }
+                Ok(())
+            }
+            Mode::Tag { output: Some(path) } => check_output(path, sources),
+            Mode::Tag { output: None } => Ok(()),
+        }
+    }
+
+    /// The key column indices (each of a type the key hash covers) and the measurements list
+    /// column's index.
+    fn resolve_columns(&self, schema: &Schema, first: &str) -> Result<(Vec<usize>, usize)> {
+        let keys = resolve_keys(&self.keys, schema, first)?;
         check_columns(&keys, None, None)?;
         let mut key_idx = Vec::with_capacity(keys.len());
         for k in &keys {
-            let i = column_index(&schema, k, &first)?;
+            let i = column_index(schema, k, first)?;
             let dt = schema.field(i).data_type();
             if !hashable(dt) {
                 return Err(Error::data(format!(
@@ -181,7 +269,11 @@ impl Config {
                 self.measurements
             )));
         }
+        Ok((key_idx, m_idx))
+    }
 
+    /// Open the outputs; returns the sink and, per split, the final path of its file.
+    fn open_sink(&self, schema: &SchemaRef, first: &str) -> Result<(Sink, Vec<Option<PathBuf>>)> {
         // Row groups are closed by size here (--row-group-size), not by the output's default
         // byte limit or a row count.
         let opts = OutputOptions {
@@ -192,8 +284,7 @@ impl Config {
             ..Default::default()
         };
         let mut paths: Vec<Option<PathBuf>> = vec![None; self.splits.len()];
-        let mut staging = None;
-        let mut sink = match &self.mode {
+        let sink = match &self.mode {
             Mode::OutDir { dir, format } => {
                 probe_core::output::create_out_dir(dir)?;
                 // Every split file is written in a hidden staging folder and renamed into `dir`
@@ -205,8 +296,7 @@ impl Config {
                     outs.push(Output::create(Some(&stage.path().join(&name)), schema.clone(), &opts)?);
                     *slot = Some(stage.final_path(&name));
                 }
-                staging = Some(stage);
-                Sink::Files(outs)
+                Sink::Files(outs, stage)
             }
             Mode::Tag { output } => {
                 if schema.field_with_name(TAG_COLUMN).is_ok() {
@@ -214,67 +304,15 @@ impl Config {
                         "{first}: already has a `{TAG_COLUMN}` column; drop it first, or use --out-dir"
                     )));
                 }
-                let tagger = Tagger::new(&schema, &self.splits);
+                let tagger = Tagger::new(schema, &self.splits);
                 Sink::Tagged(Box::new(Output::create(output.as_deref(), tagger.schema(), &opts)?), tagger)
             }
         };
+        Ok((sink, paths))
+    }
 
-        let total_rows: Option<u64> = inputs.iter().map(|i| i.total_rows()).sum();
-        let progress = Progress::new("probe-split", self.quiet, total_rows);
-        let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-        let mut assigner = Assigner::new(key_idx, &self.splits, self.seed);
-        let mut keys = vec![0u64; self.splits.len()];
-        let mut meas = vec![0u64; self.splits.len()];
-        let (mut idx, mut lens) = (Vec::new(), Vec::new());
-
-        for input in inputs {
-            let mut reader = input.reader(Some(&names), self.batch_bytes)?;
-            while let Some(batch) = reader.next_batch()? {
-                let name = reader.name().to_string();
-                let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
-                    .map_err(|e| Error::arrow(format!("reading {name}"), e))?;
-                assigner.assign(&batch, &name, &mut idx)?;
-                list_lengths(batch.column(m_idx).as_ref(), &mut lens)?;
-                for (&i, &n) in idx.iter().zip(&lens) {
-                    keys[i as usize] += 1;
-                    meas[i as usize] += n;
-                }
-                match &mut sink {
-                    Sink::Files(outs) => {
-                        for (i, out) in outs.iter_mut().enumerate() {
-                            if let Some(part) = rows_of(&batch, &idx, i as u32)? {
-                                out.write(&part)?;
-                                if out.in_progress_bytes() >= self.row_group_bytes {
-                                    out.flush_row_group()?;
-                                }
-                            }
-                        }
-                    }
-                    Sink::Tagged(out, tagger) => {
-                        out.write(&tagger.tag(&batch, &idx)?)?;
-                        if out.in_progress_bytes() >= self.row_group_bytes {
-                            out.flush_row_group()?;
-                        }
-                    }
-                }
-                progress.inc(batch.num_rows());
-            }
-        }
-        match sink {
-            Sink::Files(outs) => {
-                for out in outs {
-                    out.finish()?;
-                }
-                if let Some(staging) = staging {
-                    staging.commit()?;
-                }
-            }
-            Sink::Tagged(out, _) => {
-                out.finish()?;
-            }
-        }
-
-        let report = Report {
+    fn report(&self, counts: Counts, paths: Vec<Option<PathBuf>>) -> Report {
+        Report {
             splits: self
                 .splits
                 .iter()
@@ -283,14 +321,17 @@ impl Config {
                 .map(|(i, (sp, path))| SplitCount {
                     name: sp.name.clone(),
                     ratio: sp.ratio,
-                    keys: keys[i],
-                    measurements: meas[i],
+                    keys: counts.keys[i],
+                    measurements: counts.measurements[i],
                     path,
                 })
                 .collect(),
-            keys: keys.iter().sum(),
-            measurements: meas.iter().sum(),
-        };
+            keys: counts.keys.iter().sum(),
+            measurements: counts.measurements.iter().sum(),
+        }
+    }
+
+    fn log_summary(&self, report: &Report, progress: &Progress) {
         for line in report.lines() {
             progress.log(&line);
         }
@@ -302,9 +343,5 @@ impl Config {
                 ("splits", self.splits.len().to_string()),
             ],
         );
-        if let Mode::OutDir { dir, .. } = &self.mode {
-            probe_core::output::keep_out_dir(dir);
-        }
-        Ok(report)
     }
 }
