@@ -15,6 +15,7 @@ pub mod parts;
 
 use std::path::PathBuf;
 
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use parquet::basic::Compression;
 
@@ -77,6 +78,16 @@ pub struct Report {
     pub bytes: u64,
 }
 
+/// The inputs, opened once to check their schemas: stdin stays open (it can be read only
+/// once); files are opened again when their turn comes, so thousands of shards do not hold
+/// thousands of descriptors and footers.
+struct Checked {
+    sources: Vec<Source>,
+    kept: Vec<Option<Input>>,
+    schema: SchemaRef,
+    total_rows: Option<u64>,
+}
+
 impl Config {
     /// Run the stage.
     pub fn run(&self) -> Result<Report> {
@@ -91,22 +102,37 @@ impl Config {
         if let Target::File(path) = &self.target {
             check_output(path, &sources)?;
         }
-
-        // Open every input and check the schemas before writing anything. Files are opened
-        // again when their turn comes, so thousands of shards do not hold thousands of
-        // descriptors and footers; stdin can only be opened once and stays open.
-        let mut schemas = Vec::with_capacity(sources.len());
-        let mut kept: Vec<Option<Input>> = Vec::with_capacity(sources.len());
-        let mut total_rows = Some(0u64);
-        for source in &sources {
-            let input = Input::open(source)?;
-            schemas.push((input.name().to_string(), input.schema()));
-            total_rows = total_rows.zip(input.total_rows()).map(|(a, b)| a + b);
-            kept.push(if *source == Source::Stdin { Some(input) } else { None });
+        let Checked { sources, kept, schema, total_rows } = check_inputs(sources)?;
+        let mut parts = self.parts(&schema, staging.as_ref())?;
+        let progress = Progress::new("probe-merge", self.quiet, total_rows);
+        let mut report = self.copy_rows(&sources, kept, &schema, &mut parts, &progress)?;
+        report.files = parts.finish()?;
+        report.bytes = report.files.iter().map(|f| f.bytes).sum();
+        if let Some(staging) = &staging {
+            manifest(&report, &schema).write(staging.path())?;
         }
-        let schema = common_schema(&schemas, None)?;
-        let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        parts.commit();
+        if let Some(staging) = staging {
+            for f in &mut report.files {
+                if let Some(name) = f.path.file_name().map(|n| n.to_string_lossy().into_owned()) {
+                    f.path = staging.final_path(&name);
+                }
+            }
+            staging.commit()?;
+        }
+        progress.finish(
+            report.rows,
+            &[
+                ("input files", report.inputs.len().to_string()),
+                ("output files", report.files.len().to_string()),
+                ("bytes", human_bytes(report.bytes)),
+            ],
+        );
+        Ok(report)
+    }
 
+    /// The output: one file, or parts rolled by size in the staging folder.
+    fn parts(&self, schema: &SchemaRef, staging: Option<&Staging>) -> Result<Parts> {
         // Row groups are closed by size (--row-group-size), not by a row count.
         let opts = OutputOptions {
             compression: self.compression,
@@ -114,17 +140,27 @@ impl Config {
             row_group_bytes: None,
             ..Default::default()
         };
-        let mut parts = match &self.target {
+        Ok(match &self.target {
             Target::File(path) => Parts::single(path.clone(), schema.clone(), opts, self.row_group_bytes),
             Target::Dir { max_file_bytes, .. } => {
-                let Some(staging) = &staging else {
+                let Some(staging) = staging else {
                     return Err(Error::internal("--out-dir without a staging folder"));
                 };
                 Parts::rolled(staging.path().to_path_buf(), *max_file_bytes, schema.clone(), opts, self.row_group_bytes)
             }
-        };
+        })
+    }
 
-        let progress = Progress::new("probe-merge", self.quiet, total_rows);
+    /// Copy every input's rows, in order, into `parts`; the report's rows and inputs.
+    fn copy_rows(
+        &self,
+        sources: &[Source],
+        kept: Vec<Option<Input>>,
+        schema: &SchemaRef,
+        parts: &mut Parts,
+        progress: &Progress,
+    ) -> Result<Report> {
+        let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
         let mut report = Report::default();
         for (source, input) in sources.iter().zip(kept) {
             let input = match input {
@@ -147,53 +183,45 @@ impl Config {
             report.rows += rows;
             report.inputs.push((name, rows));
         }
-        report.files = parts.finish()?;
-        report.bytes = report.files.iter().map(|f| f.bytes).sum();
-
-        if let Some(staging) = &staging {
-            let manifest = Manifest {
-                files: report
-                    .files
-                    .iter()
-                    .map(|f| FileEntry {
-                        path: f
-                            .path
-                            .file_name()
-                            .map(|n| n.to_string_lossy().into_owned())
-                            .unwrap_or_else(|| f.path.display().to_string()),
-                        rows: f.rows,
-                        bytes: f.bytes,
-                    })
-                    .collect(),
-                inputs: report
-                    .inputs
-                    .iter()
-                    .map(|(path, rows)| InputEntry { path: path.clone(), rows: *rows })
-                    .collect(),
-                rows: report.rows,
-                bytes: report.bytes,
-                schema: columns(&schema),
-            };
-            manifest.write(staging.path())?;
-        }
-        parts.commit();
-        if let Some(staging) = staging {
-            for f in &mut report.files {
-                if let Some(name) = f.path.file_name().map(|n| n.to_string_lossy().into_owned()) {
-                    f.path = staging.final_path(&name);
-                }
-            }
-            staging.commit()?;
-        }
-
-        progress.finish(
-            report.rows,
-            &[
-                ("input files", report.inputs.len().to_string()),
-                ("output files", report.files.len().to_string()),
-                ("bytes", human_bytes(report.bytes)),
-            ],
-        );
         Ok(report)
+    }
+}
+
+/// Open every input and check the schemas agree, before anything is written.
+fn check_inputs(sources: Vec<Source>) -> Result<Checked> {
+    let mut schemas = Vec::with_capacity(sources.len());
+    let mut kept: Vec<Option<Input>> = Vec::with_capacity(sources.len());
+    let mut total_rows = Some(0u64);
+    for source in &sources {
+        let input = Input::open(source)?;
+        schemas.push((input.name().to_string(), input.schema()));
+        total_rows = total_rows.zip(input.total_rows()).map(|(a, b)| a + b);
+        kept.push(if *source == Source::Stdin { Some(input) } else { None });
+    }
+    let schema = common_schema(&schemas, None)?;
+    Ok(Checked { sources, kept, schema, total_rows })
+}
+
+/// The `_manifest.json` of an out-dir: its files (names within the folder), inputs, totals
+/// and schema.
+fn manifest(report: &Report, schema: &SchemaRef) -> Manifest {
+    Manifest {
+        files: report
+            .files
+            .iter()
+            .map(|f| FileEntry {
+                path: f
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| f.path.display().to_string()),
+                rows: f.rows,
+                bytes: f.bytes,
+            })
+            .collect(),
+        inputs: report.inputs.iter().map(|(path, rows)| InputEntry { path: path.clone(), rows: *rows }).collect(),
+        rows: report.rows,
+        bytes: report.bytes,
+        schema: columns(schema),
     }
 }
