@@ -120,20 +120,7 @@ impl Config {
         self.check()?;
         let threads = probe_core::threads::init(self.threads)?.max(1);
 
-        let sources = discover(&self.inputs)?;
-        if let Some(path) = &self.output {
-            check_output(path, &sources)?;
-        }
-        let inputs = sources.iter().map(Input::open).collect::<Result<Vec<_>>>()?;
-        let Some(first) = inputs.first() else {
-            return Err(Error::internal("no input after discovery"));
-        };
-        let cfg = self.resolved(&first.schema(), first.name())?;
-        let layout = Layout::new(&first.schema(), &cfg, first.name())?;
-        for input in &inputs[1..] {
-            Layout::new(&input.schema(), &cfg, input.name())?;
-            check_agree(&first.schema(), first.name(), &input.schema(), input.name(), Some(&layout.projection))?;
-        }
+        let (inputs, layout) = self.open_inputs()?;
         let total_rows: Option<u64> = inputs.iter().map(|i| i.total_rows()).sum();
         let rules = Rules {
             min_len: self.min_len,
@@ -141,7 +128,6 @@ impl Config {
             max_len: self.max_len,
             stride: self.stride,
         };
-        let max_items = if layout.large { i64::MAX as usize } else { i32::MAX as usize };
 
         let progress = Progress::new("probe-batch", self.quiet, total_rows);
         let opts = OutputOptions { ipc_compression: self.ipc_compression, ..Default::default() };
@@ -153,21 +139,7 @@ impl Config {
         let mut pending: Vec<RecordBatch> = Vec::new();
         let mut set = batches.next_set(threads)?;
         while !set.is_empty() {
-            let planned: Vec<Result<Planned>> =
-                set.par_iter().map(|view| plan_parallel(view, &rules, threads)).collect();
-            let planned = planned.into_iter().collect::<Result<Vec<_>>>()?;
-            let mut groups: Vec<(usize, Range<usize>)> = Vec::new();
-            for (i, (view, plan)) in set.iter().zip(&planned).enumerate() {
-                report.stats += plan.stats;
-                let g = group(
-                    &plan.windows,
-                    view.bytes_per_measurement(),
-                    view.bytes_per_window(),
-                    self.batch_bytes,
-                    max_items,
-                );
-                groups.extend(g.into_iter().map(|r| (i, r)));
-            }
+            let (planned, groups) = self.plan_set(&set, &rules, &layout, threads, &mut report)?;
             // Each wave is built on the pool while this thread writes the one before; during
             // the last wave it also reads the next set of input batches.
             let waves: Vec<&[(usize, Range<usize>)]> = groups.chunks(threads).collect();
@@ -199,23 +171,57 @@ impl Config {
         }
         write_all(&mut output, &mut pending, &mut report)?;
         output.finish()?;
-
-        let s = &report.stats;
-        progress.finish(
-            report.rows,
-            &[
-                ("keys in", s.keys_in.to_string()),
-                ("keys dropped (short)", s.keys_short.to_string()),
-                ("sessions", s.sessions.to_string()),
-                ("windows", s.windows.to_string()),
-                ("windows dropped (short)", s.windows_short.to_string()),
-                ("measurements in", s.measurements_in.to_string()),
-                ("measurements in windows", s.measurements_out.to_string()),
-                ("null times dropped", s.null_times.to_string()),
-                ("threads", threads.to_string()),
-            ],
-        );
+        log_summary(&progress, &report, threads);
         Ok(report)
+    }
+
+    /// Open the inputs, settle the key and time on the first, and check every input has the
+    /// columns it reads, with the same types, before anything is written.
+    fn open_inputs(&self) -> Result<(Vec<Input>, Layout)> {
+        let sources = discover(&self.inputs)?;
+        if let Some(path) = &self.output {
+            check_output(path, &sources)?;
+        }
+        let inputs = sources.iter().map(Input::open).collect::<Result<Vec<_>>>()?;
+        let Some(first) = inputs.first() else {
+            return Err(Error::internal("no input after discovery"));
+        };
+        let cfg = self.resolved(&first.schema(), first.name())?;
+        let layout = Layout::new(&first.schema(), &cfg, first.name())?;
+        for input in &inputs[1..] {
+            Layout::new(&input.schema(), &cfg, input.name())?;
+            check_agree(&first.schema(), first.name(), &input.schema(), input.name(), Some(&layout.projection))?;
+        }
+        Ok((inputs, layout))
+    }
+
+    /// Plan the windows of a set of input batches on the pool, and cut them into output
+    /// batches: `(input batch, window range)` each, in output order.
+    #[allow(clippy::type_complexity)]
+    fn plan_set(
+        &self,
+        set: &[BatchView],
+        rules: &Rules,
+        layout: &Layout,
+        threads: usize,
+        report: &mut Report,
+    ) -> Result<(Vec<Planned>, Vec<(usize, Range<usize>)>)> {
+        let max_items = if layout.large { i64::MAX as usize } else { i32::MAX as usize };
+        let planned: Vec<Result<Planned>> = set.par_iter().map(|view| plan_parallel(view, rules, threads)).collect();
+        let planned = planned.into_iter().collect::<Result<Vec<_>>>()?;
+        let mut groups: Vec<(usize, Range<usize>)> = Vec::new();
+        for (i, (view, plan)) in set.iter().zip(&planned).enumerate() {
+            report.stats += plan.stats;
+            let g = group(
+                &plan.windows,
+                view.bytes_per_measurement(),
+                view.bytes_per_window(),
+                self.batch_bytes,
+                max_items,
+            );
+            groups.extend(g.into_iter().map(|r| (i, r)));
+        }
+        Ok((planned, groups))
     }
 
     /// This config with the key and time settled for `schema` (the first input's): given
@@ -242,6 +248,25 @@ impl Config {
             _ => Ok(()),
         }
     }
+}
+
+/// The summary line on stderr.
+fn log_summary(progress: &Progress, report: &Report, threads: usize) {
+    let s = &report.stats;
+    progress.finish(
+        report.rows,
+        &[
+            ("keys in", s.keys_in.to_string()),
+            ("keys dropped (short)", s.keys_short.to_string()),
+            ("sessions", s.sessions.to_string()),
+            ("windows", s.windows.to_string()),
+            ("windows dropped (short)", s.windows_short.to_string()),
+            ("measurements in", s.measurements_in.to_string()),
+            ("measurements in windows", s.measurements_out.to_string()),
+            ("null times dropped", s.null_times.to_string()),
+            ("threads", threads.to_string()),
+        ],
+    );
 }
 
 /// Input batches across all inputs, in order.
