@@ -5,55 +5,15 @@
 #![allow(clippy::unwrap_used, clippy::type_complexity)] // tests: a panic is the failure report
 
 use std::path::Path;
-use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use proptest::prelude::*;
 
 use probe_tests::harness::{decode_ipc, read_file, run, write_parquet, Output};
+use probe_tests::measurements::{batch, schema, vals, Row};
 use probe_tests::oracle::{self, assert_groups_eq, decode_groups, Val};
 
 const THREADS: [&str; 3] = ["1", "2", "7"];
-
-fn schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("src_addr", DataType::Utf8, true),
-        Field::new("event_time", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true),
-        Field::new("dst_addr", DataType::Utf8, true),
-        Field::new("rtt_ms", DataType::Float64, true),
-        Field::new("seq", DataType::Int64, false),
-    ]))
-}
-
-/// (key, time, dst, rtt, seq).
-type Row = (Option<String>, Option<i64>, Option<String>, Option<f64>, i64);
-
-fn batch(rows: &[Row]) -> RecordBatch {
-    let cols: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>())),
-        Arc::new(TimestampMicrosecondArray::from(rows.iter().map(|r| r.1).collect::<Vec<_>>()).with_timezone("UTC")),
-        Arc::new(StringArray::from(rows.iter().map(|r| r.2.clone()).collect::<Vec<_>>())),
-        Arc::new(Float64Array::from(rows.iter().map(|r| r.3).collect::<Vec<_>>())),
-        Arc::new(Int64Array::from(rows.iter().map(|r| r.4).collect::<Vec<_>>())),
-    ];
-    RecordBatch::try_new(schema(), cols).unwrap()
-}
-
-fn vals(rows: &[Row]) -> Vec<Vec<Val>> {
-    rows.iter()
-        .map(|r| {
-            vec![
-                r.0.clone().map_or(Val::Null, Val::S),
-                r.1.map_or(Val::Null, Val::I),
-                r.2.clone().map_or(Val::Null, Val::S),
-                r.3.map_or(Val::Null, Val::F),
-                Val::I(r.4),
-            ]
-        })
-        .collect()
-}
 
 fn key_of(r: &Row) -> Val {
     r.0.clone().map_or(Val::Null, Val::S)
