@@ -1,9 +1,26 @@
 //! The streaming check: one pass over the key and time columns of every input.
 //!
-//! ```text
-//! let mut c = Checker::new(&key_time_schema, n_keys, max_violations, "a.parquet")?;
-//! c.start_file("a.parquet"); c.batch(&batch)?; ...   // batches: key columns, then time
+//! ```
+//! # fn main() -> probe_core::Result<()> {
+//! use std::sync::Arc;
+//!
+//! use arrow::array::{ArrayRef, Int64Array, StringArray};
+//! use arrow::record_batch::RecordBatch;
+//! use probe_check_order::check::Checker;
+//! use probe_check_order::Config;
+//!
+//! // Batches hold the key columns, then the time column.
+//! let keys: ArrayRef = Arc::new(StringArray::from(vec!["a", "a", "b", "a"]));
+//! let times: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 1, 5]));
+//! let batch = RecordBatch::try_from_iter([("src_addr", keys), ("event_time", times)]).expect("a batch");
+//! let mut c = Checker::new(&batch.schema(), 1, 5, "a.parquet")?;
+//! c.start_file("a.parquet");
+//! c.batch(&batch)?;
+//! let cfg = Config::new(vec!["a.parquet".into()], vec!["src_addr".into()], Some("event_time".into()))?;
 //! let report = c.into_report(&cfg);
+//! assert_eq!((report.rows, report.key_runs, report.key_order_violations), (4, 3, 1));
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! Keys are compared in arrow's row format (ascending, nulls last), the same comparison

@@ -5,10 +5,13 @@
 //! nulls, a verdict per file, the first violations with file and row, and the overall
 //! [`Verdict`] with the exact `probe-group` command to run.
 //!
-//! ```text
+//! ```no_run
+//! # fn main() -> probe_core::Result<()> {
+//! use probe_check_order::Config;
 //! let cfg = Config::new(vec!["data/".into()], vec!["src_addr".into()], Some("event_time".into()))?;
-//! let report = probe_check_order::run(&cfg)?;   // Report: counts, files, verdict, command
-//! report.exit_code();                             // 0 plain probe-group, 1 needs --sort
+//! let report = probe_check_order::run(&cfg)?; // Report: counts, files, verdict, command
+//! std::process::exit(report.exit_code().into()); // 0 plain probe-group, 1 needs --sort
+//! # }
 //! ```
 //!
 //! Exit status of the binary: 0 when plain `probe-group` accepts the input, 1 when it needs

@@ -1,8 +1,15 @@
 //! What probe-check-order found, and how it is printed: a text report for people, or one JSON
 //! object (`--json`, fields in snake_case) for machines.
 //!
-//! ```text
-//! report::write_text(&report, &mut stdout)?;   // or serde_json::to_writer(&mut stdout, &report)
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let cfg = probe_check_order::Config::new(vec!["data/".into()], vec!["src_addr".into()], None)?;
+//! # let report = probe_check_order::run(&cfg)?;
+//! use probe_check_order::report;
+//! let mut stdout = std::io::stdout();
+//! report::write_text(&report, &mut stdout)?; // or serde_json::to_writer(&mut stdout, &report)
+//! # Ok(())
+//! # }
 //! ```
 
 use std::io::{self, Write};

@@ -1,7 +1,12 @@
 //! `--ratios NAME=RATIO,...`: parsing and validation of the named splits.
 //!
-//! ```text
-//! let splits = parse_ratios("train=0.8,val=0.1,test=0.1")?;   // in the order given
+//! ```
+//! # fn main() -> probe_core::Result<()> {
+//! use probe_split::ratios::parse_ratios;
+//! let splits = parse_ratios("train=0.8,val=0.1,test=0.1")?; // in the order given
+//! assert_eq!(splits.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["train", "val", "test"]);
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! The order matters: it is the order in which cumulative ratios are walked by

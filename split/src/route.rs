@@ -1,10 +1,26 @@
 //! Per-batch work: which split each row's key falls in, how many measurements each row holds,
 //! and the rows of one split (or the `split` tag column) as a new batch.
 //!
-//! ```text
-//! let mut assigner = Assigner::new(key_idx, &splits, seed);
-//! assigner.assign(&batch, name, &mut idx)?;          // idx[row] = split number
-//! let rows_of_train = rows_of(&batch, &idx, 0)?;     // None when no row is in split 0
+//! ```
+//! # fn main() -> probe_core::Result<()> {
+//! use std::sync::Arc;
+//!
+//! use arrow::array::{ArrayRef, StringArray};
+//! use arrow::record_batch::RecordBatch;
+//! use probe_split::ratios::parse_ratios;
+//! use probe_split::route::{rows_of, Assigner};
+//!
+//! let splits = parse_ratios("a=0.5,b=0.3,c=0.2")?;
+//! let keys: ArrayRef = Arc::new(StringArray::from(vec!["192.0.2.1", "192.0.2.1"]));
+//! let batch = RecordBatch::try_from_iter([("src_addr", keys)]).expect("a batch");
+//! let mut assigner = Assigner::new(vec![0], &splits, 0); // key column 0, seed 0
+//! let mut idx = Vec::new();
+//! assigner.assign(&batch, "rows.arrows", &mut idx)?; // idx[row] = split number
+//! assert_eq!(idx, [2, 2]); // "192.0.2.1" lands in c, as the README works out
+//! assert!(rows_of(&batch, &idx, 0)?.is_none()); // None when no row is in split 0
+//! assert_eq!(rows_of(&batch, &idx, 2)?.map(|b| b.num_rows()), Some(2));
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! The assignment is [`probe_core::keyhash`] and nothing else, row by row: it cannot depend on

@@ -1,9 +1,11 @@
 //! Running the real stage binaries from tests.
 //!
-//! ```text
-//! let out = run("probe-group", &[dir.path().to_str().unwrap()], None);
+//! ```no_run
+//! use probe_tests::harness::{decode_ipc, run};
+//! let out = run("probe-group", &["data/"], None);
 //! out.assert_ok();
-//! let batches = decode_ipc(&out.stdout);
+//! let (schema, batches) = decode_ipc(&out.stdout);
+//! # let _ = (schema, batches);
 //! ```
 //!
 //! The binaries are built once per test process with the `cargo` that runs the tests (a
