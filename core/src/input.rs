@@ -704,7 +704,8 @@ mod tests {
         let dir = tmp();
         let path = dir.path().join("data.csv");
         std::fs::write(&path, "src_addr,event_time\n1,2\n").expect("write");
-        let e = Input::open(&Source::File(path)).err().expect("csv is refused").to_string();
+        let Err(e) = Input::open(&Source::File(path)) else { panic!("csv must be refused") };
+        let e = e.to_string();
         assert!(e.contains("data.csv"), "{e}");
         let schema = Schema::new(vec![Field::new("k", DataType::Utf8, true)]);
         let e = column_index(&schema, "src_addr", "f.parquet").expect_err("missing").to_string();

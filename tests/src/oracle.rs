@@ -174,9 +174,12 @@ pub fn assert_groups_eq(actual: &[Group], expected: &[Group]) {
     assert_eq!(actual.len(), expected.len(), "number of groups differs");
 }
 
+/// A column's name and type.
+pub type Column = (String, DataType);
+
 /// A schema's columns as (name, type), nullability aside: what the values mean. [`cell`] folds
 /// every integer, date and timestamp type into one [`Val`], so the types are checked here.
-pub fn columns(schema: &Schema) -> Vec<(String, DataType)> {
+pub fn columns(schema: &Schema) -> Vec<Column> {
     schema.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect()
 }
 
@@ -189,12 +192,7 @@ pub fn assert_same_columns(actual: &Schema, expected: &Schema, what: &str) {
 /// The columns `probe-group` must write for an input schema: each key column as it was, then
 /// `measurements`, a list of structs of the time column and the payload columns, types kept.
 /// Returns the key columns and the struct's fields, both as (name, type).
-pub fn group_columns(
-    input: &Schema,
-    keys: &[usize],
-    time: usize,
-    payload: &[usize],
-) -> (Vec<(String, DataType)>, Vec<(String, DataType)>) {
+pub fn group_columns(input: &Schema, keys: &[usize], time: usize, payload: &[usize]) -> (Vec<Column>, Vec<Column>) {
     let col = |i: &usize| (input.field(*i).name().clone(), input.field(*i).data_type().clone());
     let key_cols = keys.iter().map(col).collect();
     let item = std::iter::once(&time).chain(payload).map(col).collect();
@@ -214,6 +212,6 @@ pub fn assert_group_schema(actual: &Schema, input: &Schema, keys: &[usize], time
         other => panic!("measurements is not a list: {other}"),
     };
     let DataType::Struct(fields) = item else { panic!("measurements items are not structs: {item}") };
-    let got_item: Vec<(String, DataType)> = fields.iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
+    let got_item: Vec<Column> = fields.iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
     assert_eq!(got_item, want_item, "measurement fields or their types changed");
 }
