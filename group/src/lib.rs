@@ -6,25 +6,29 @@
 //! ```
 //!
 //! The stage is [`Config::run`] over a validated [`Config`]; `main.rs` only parses flags.
-//! [`merge`] checks and merges sorted inputs, [`grouper`] builds the list column, [`sort`]
-//! turns unordered input into sorted runs first.
+//! [`merge`] checks and merges sorted inputs, [`grouper`] builds the list column, [`ranges`]
+//! splits sorted Parquet inputs into key ranges grouped in parallel, [`sort`] turns unordered
+//! input into sorted runs first, written and read back by [`spill`].
 
 pub mod cli;
 pub mod grouper;
 pub mod merge;
 pub mod ranges;
 pub mod sort;
+pub mod spill;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use arrow::row::RowConverter;
 use parquet::basic::Compression;
 
 use probe_core::columns::key_time_indices;
-use probe_core::input::{discover, Input};
+use probe_core::input::{discover, BatchReader, Input, Source};
 use probe_core::meta::{check_columns, record, resolve_keys, resolve_time};
 use probe_core::output::{check_output, check_stdout_not_terminal, IpcCompression, Output, OutputOptions};
 use probe_core::progress::{physical_memory_bytes, Progress};
@@ -163,10 +167,69 @@ impl Args {
     }
 }
 
+/// The inputs opened and checked, before anything is written: which columns are read, and
+/// the schema they have across all inputs.
+struct Prepared {
+    sources: Vec<Source>,
+    inputs: Vec<Input>,
+    keys: Vec<String>,
+    projection: Vec<String>,
+    proj_schema: SchemaRef,
+    total_rows: Option<u64>,
+}
+
+/// What the merge, the grouper and the writer share: derived from [`Prepared`] once.
+struct Shape {
+    layout: Arc<Layout>,
+    converter: Arc<RowConverter>,
+    out_schema: SchemaRef,
+}
+
+/// Keys, measurements and the largest key's measurements, as the grouper counts them.
+type Counts = (u64, u64, u64);
+
 impl Config {
-    /// Run the stage.
+    /// Run the stage: open and check the inputs, then group them by key ranges in parallel
+    /// (sorted Parquet with statistics) or through one streaming merge (anything else, and
+    /// `--sort`'s runs), and print the summary.
     pub fn run(&self) -> Result<Report> {
         let threads = probe_core::threads::init(self.threads)?.max(1);
+        let prepared = self.prepare()?;
+        let batch_bytes = self.input_batch_bytes(prepared.inputs.len());
+        let out_batch_bytes = if self.sort { batch_bytes } else { self.batch_bytes };
+        // Sorted Parquet inputs with statistics: key ranges in parallel (same plan, and so the
+        // same output, for any --threads). Anything else: the streaming merge.
+        let plan = match self.sort {
+            true => None,
+            false => ranges::plan(
+                &prepared.sources,
+                &prepared.projection,
+                &prepared.proj_schema,
+                batch_bytes,
+                self.range_rows,
+            )?,
+        };
+        let shape = self.shape(&prepared)?;
+        let progress = Progress::new("probe-group", self.quiet, prepared.total_rows);
+        if let Some(plan) = &plan {
+            let output = self.create_output(&shape)?;
+            let counts =
+                self.group_ranges(plan, &prepared, &shape, batch_bytes, out_batch_bytes, threads, output, &progress)?;
+            return Ok(self.summary(counts, Report::default(), Some(plan.ranges()), &progress));
+        }
+        let Prepared { inputs, projection, proj_schema, .. } = prepared;
+        let readers =
+            inputs.into_iter().map(|i| i.reader(Some(&projection), batch_bytes)).collect::<Result<Vec<_>>>()?;
+        let output = self.create_output(&shape)?;
+        let mut report = Report::default();
+        let cursors = self.cursors(readers, &proj_schema, &shape, threads, &mut report, &progress)?;
+        let counts = self.group_merged(cursors, &shape, out_batch_bytes, threads, output, &progress)?;
+        Ok(self.summary(counts, report, None, &progress))
+    }
+
+    /// Open every input, resolve the key and time columns (options, else the input's metadata)
+    /// and check that the inputs agree on every column read.
+    fn prepare(&self) -> Result<Prepared> {
         let sources = discover(&self.inputs)?;
         if let Some(path) = &self.output {
             check_output(path, &sources)?;
@@ -195,115 +258,132 @@ impl Config {
             }
         };
         let mut projection: Vec<String> = keys.clone();
-        projection.push(time.clone());
+        projection.push(time);
         projection.extend(payload);
         // The columns read, checked across inputs before anything is written; a column is
         // nullable in the output if it is in any input.
         let proj_schema = common_schema(&named, Some(&projection))?;
         let total_rows: Option<u64> = inputs.iter().map(|i| i.total_rows()).sum();
+        Ok(Prepared { sources, inputs, keys, projection, proj_schema, total_rows })
+    }
 
-        // Under --sort the decoded batch is part of the budget. A k-way merge holds one batch per
-        // input, so many inputs share the batch budget (down to 256 KiB each).
-        let batch_bytes = if self.sort {
+    /// Bytes of one decoded input batch. Under --sort the decoded batch is part of the budget;
+    /// a k-way merge holds one batch per input, so many inputs share the batch budget (down to
+    /// 256 KiB each).
+    fn input_batch_bytes(&self, inputs: usize) -> usize {
+        if self.sort {
             self.batch_bytes.min((self.memory_limit / 16).max(1024) as usize)
         } else {
-            (self.batch_bytes / inputs.len().max(1)).max(self.batch_bytes.min(256 << 10))
-        };
-        let out_batch_bytes = if self.sort { batch_bytes } else { self.batch_bytes };
-        // Sorted Parquet inputs with statistics: key ranges in parallel (same plan, and so the
-        // same output, for any --threads). Anything else: the streaming merge below.
-        let plan = if self.sort {
-            None
-        } else {
-            ranges::plan(&sources, &projection, &proj_schema, batch_bytes, self.range_rows)?
-        };
-        let mut readers = Vec::with_capacity(inputs.len());
-        if plan.is_none() {
-            for input in inputs {
-                readers.push(input.reader(Some(&projection), batch_bytes)?);
-            }
+            (self.batch_bytes / inputs.max(1)).max(self.batch_bytes.min(256 << 10))
         }
-        // Later stages take their --key and --time from what the output records.
-        let out_schema = Arc::new(record(output_schema(&proj_schema, keys.len()).as_ref().clone(), &keys, &time));
-        let layout = Arc::new(Layout { n_keys: keys.len(), key_names: keys.clone(), time_name: time.clone() });
-        let empty = arrow::record_batch::RecordBatch::new_empty(proj_schema.clone());
-        let converter = Arc::new(key_converter(&empty, keys.len())?);
+    }
 
-        let progress = Progress::new("probe-group", self.quiet, total_rows);
+    /// The merge layout, the key converter and the output schema, which records the key and
+    /// time columns so later stages take their --key and --time from it.
+    fn shape(&self, prepared: &Prepared) -> Result<Shape> {
+        let keys = &prepared.keys;
+        let time = prepared.projection[keys.len()].clone();
+        let out_schema = output_schema(&prepared.proj_schema, keys.len());
+        let out_schema = Arc::new(record(out_schema.as_ref().clone(), keys, &time));
+        let layout = Arc::new(Layout { n_keys: keys.len(), key_names: keys.clone(), time_name: time });
+        let empty = RecordBatch::new_empty(prepared.proj_schema.clone());
+        let converter = Arc::new(key_converter(&empty, keys.len())?);
+        Ok(Shape { layout, converter, out_schema })
+    }
+
+    fn create_output(&self, shape: &Shape) -> Result<Output> {
         let opts = OutputOptions {
             compression: self.compression,
             ipc_compression: self.ipc_compression,
             ..Default::default()
         };
-        let output = Output::create(self.output.as_deref(), out_schema.clone(), &opts)?;
-        let mut report = Report::default();
+        Output::create(self.output.as_deref(), shape.out_schema.clone(), &opts)
+    }
 
-        if let Some(plan) = &plan {
-            let shared = ranges::Shared {
-                layout: layout.clone(),
-                converter: converter.clone(),
-                out_schema: out_schema.clone(),
-                out_batch_bytes,
-                progress: &progress,
-            };
-            let (keys, rows, largest) = match ranges::run(plan, &shared, threads, output) {
-                Ok((output, counts)) => {
-                    output.finish()?;
-                    counts
-                }
-                Err(ranges::Failure::Write(e)) => return Err(e),
-                // The same message as one thread gives: the first failure in merge order.
-                Err(ranges::Failure::Range(e)) => {
-                    return Err(self
-                        .sequential_error(&sources, &projection, batch_bytes, &converter, &layout)
-                        .unwrap_or(e))
-                }
-            };
-            report.rows = rows;
-            report.keys = keys;
-            report.largest_group = largest;
-            let fields = vec![
-                ("keys", keys.to_string()),
-                ("largest key", format!("{largest} rows")),
-                ("key ranges", plan.ranges().to_string()),
-            ];
-            progress.finish(rows, &fields);
-            return Ok(report);
+    /// Key ranges of sorted Parquet inputs, grouped in parallel and written in key order. A
+    /// range that fails is reported as one thread would: the first failure in merge order.
+    #[allow(clippy::too_many_arguments)] // one call site; each is a distinct piece of the run
+    fn group_ranges(
+        &self,
+        plan: &ranges::Plan,
+        prepared: &Prepared,
+        shape: &Shape,
+        batch_bytes: usize,
+        out_batch_bytes: usize,
+        threads: usize,
+        output: Output,
+        progress: &Progress,
+    ) -> Result<Counts> {
+        let shared = ranges::Shared {
+            layout: shape.layout.clone(),
+            converter: shape.converter.clone(),
+            out_schema: shape.out_schema.clone(),
+            out_batch_bytes,
+            progress,
+        };
+        match ranges::run(plan, &shared, threads, output) {
+            Ok((output, counts)) => {
+                output.finish()?;
+                Ok(counts)
+            }
+            Err(ranges::Failure::Write(e)) => Err(e),
+            Err(ranges::Failure::Range(e)) => Err(self
+                .sequential_error(&prepared.sources, &prepared.projection, batch_bytes, &shape.converter, &shape.layout)
+                .unwrap_or(e)),
         }
+    }
 
-        let cursors: Vec<Cursor> = if self.sort {
-            let sorted = sort::sort_inputs(readers, &proj_schema, self, &layout, &progress)?;
+    /// The merge's cursors: `--sort`'s sorted runs, or the inputs themselves (each decoded and
+    /// checked on a thread of its own when there are threads to spare).
+    fn cursors(
+        &self,
+        readers: Vec<BatchReader>,
+        proj_schema: &SchemaRef,
+        shape: &Shape,
+        threads: usize,
+        report: &mut Report,
+        progress: &Progress,
+    ) -> Result<Vec<Cursor>> {
+        let (converter, layout) = (&shape.converter, &shape.layout);
+        if self.sort {
+            let sorted = sort::sort_inputs(readers, proj_schema, self, layout, progress)?;
             report.spilled_runs = sorted.runs;
             report.merge_passes = sorted.passes;
             report.spilled_bytes = sorted.bytes;
-            sorted
-                .sources
-                .into_iter()
-                .enumerate()
+            let runs = sorted.sources.into_iter().enumerate();
+            return Ok(runs
                 .map(|(i, s)| Cursor::new(s, i, converter.clone(), layout.clone(), SourceKind::SortedRun))
-                .collect()
-        } else if threads > 1 && readers.len() <= 4 * threads {
-            // Each input decoded and checked on a thread of its own, two batches ahead; past a
-            // few inputs per thread, more reader threads would only compete for the cores.
-            readers
-                .into_iter()
-                .enumerate()
+                .collect());
+        }
+        let inputs = readers.into_iter().enumerate();
+        if threads > 1 && inputs.len() <= 4 * threads {
+            // Two batches ahead per input; past a few inputs per thread, more reader threads
+            // would only compete for the cores.
+            inputs
                 .map(|(i, r)| {
                     Cursor::read_ahead(Box::new(r), i, converter.clone(), layout.clone(), SourceKind::Input, 2)
                 })
-                .collect::<Result<_>>()?
-        } else {
-            readers
-                .into_iter()
-                .enumerate()
-                .map(|(i, r)| Cursor::new(Box::new(r), i, converter.clone(), layout.clone(), SourceKind::Input))
                 .collect()
-        };
+        } else {
+            Ok(inputs
+                .map(|(i, r)| Cursor::new(Box::new(r), i, converter.clone(), layout.clone(), SourceKind::Input))
+                .collect())
+        }
+    }
 
-        // Output batches are cut here, in merge order, built on the pool (up to one per thread
-        // at a time) and encoded by the writer thread in the same order: IPC, or Parquet, itself
-        // encoded on the pool. The bounded queue keeps memory at about one output batch per
-        // thread.
+    /// One streaming merge into the grouper. Output batches are cut here, in merge order,
+    /// built on the pool (up to one per thread at a time) and encoded by the writer thread in
+    /// the same order: IPC, or Parquet, itself encoded on the pool. The bounded queue keeps
+    /// memory at about one output batch per thread.
+    fn group_merged(
+        &self,
+        cursors: Vec<Cursor>,
+        shape: &Shape,
+        out_batch_bytes: usize,
+        threads: usize,
+        output: Output,
+        progress: &Progress,
+    ) -> Result<Counts> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Receiver<Result<RecordBatch>>>(threads);
         let writer = std::thread::spawn(move || -> Result<Output> {
             let mut output = output;
@@ -313,7 +393,7 @@ impl Config {
             }
             Ok(output)
         });
-        let grouped = (|| -> Result<(u64, u64, u64)> {
+        let grouped = (|| -> Result<Counts> {
             // A failed send means the writer stopped on an error, which `join` below returns.
             let mut emit = |job: BuildJob| {
                 let (done, pending) = std::sync::mpsc::sync_channel(1);
@@ -327,9 +407,10 @@ impl Config {
                 } else {
                     run();
                 }
-                tx.send(pending).map_err(|_| Error::data("probe-group: output writer stopped"))
+                tx.send(pending).map_err(|_| Error::internal("the output writer stopped"))
             };
-            let mut grouper = Grouper::new(out_schema, keys.len(), out_batch_bytes, &mut emit);
+            let mut grouper = Grouper::new(shape.out_schema.clone(), shape.layout.n_keys, out_batch_bytes, &mut emit);
+            // --sort counted its rows while reading them into runs.
             let counting = !self.sort;
             merge::merge(cursors, &mut grouper, &mut |n| {
                 if counting {
@@ -339,19 +420,24 @@ impl Config {
             grouper.finish()
         })();
         drop(tx);
-        let written = writer.join().map_err(|_| Error::data("probe-group: the output writer panicked"))?;
-        let (keys, rows, largest) = match (grouped, written) {
-            (_, Err(e)) => return Err(e),
-            (Err(e), Ok(_)) => return Err(e),
-            (Ok(counts), Ok(output)) => {
-                output.finish()?;
-                counts
-            }
-        };
+        let written = writer.join().map_err(|_| Error::internal("the output writer panicked"))?;
+        // The writer's error explains a grouping error that only says the writer stopped.
+        let output = written?;
+        let counts = grouped?;
+        output.finish()?;
+        Ok(counts)
+    }
+
+    /// The report and the summary line.
+    fn summary(&self, counts: Counts, mut report: Report, ranges: Option<usize>, progress: &Progress) -> Report {
+        let (keys, rows, largest) = counts;
         report.rows = rows;
         report.keys = keys;
         report.largest_group = largest;
         let mut fields = vec![("keys", keys.to_string()), ("largest key", format!("{largest} rows"))];
+        if let Some(n) = ranges {
+            fields.push(("key ranges", n.to_string()));
+        }
         if self.sort {
             fields.push(("spilled runs", report.spilled_runs.to_string()));
             fields.push(("merge passes", report.merge_passes.to_string()));
@@ -359,6 +445,6 @@ impl Config {
             fields.push(("memory limit", probe_core::cli::human_bytes(self.memory_limit)));
         }
         progress.finish(rows, &fields);
-        Ok(report)
+        report
     }
 }

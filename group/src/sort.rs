@@ -17,29 +17,23 @@
 //! Spill files live in a private directory under `--temp-dir`, removed when the stage ends,
 //! fails, or is interrupted (SIGINT/SIGTERM via `probe_core::cleanup`).
 
-use std::fs::File;
-use std::io::{BufReader, BufWriter};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch};
 use arrow::compute::{interleave, SortOptions};
 use arrow::datatypes::{Schema, SchemaRef};
-use arrow::ipc::reader::StreamReader;
-use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
-use arrow::ipc::CompressionType;
 use arrow::row::{RowConverter, Rows, SortField};
 use rayon::iter::ParallelIterator;
 use rayon::slice::{ParallelSlice, ParallelSliceMut};
 
-use probe_core::cleanup;
 use probe_core::cli::human_bytes;
 use probe_core::input::BatchReader;
-use probe_core::output::disk_error;
 use probe_core::progress::Progress;
 use probe_core::{Error, Result};
 
 use crate::merge::{gather, key_converter, merge, BatchSource, Cursor, Layout, RunSink, SortedBatch, SourceKind};
+use crate::spill::{RunReader, RunWriter, SpillDir};
 use crate::Config;
 
 /// Sorted runs ready for the final merge.
@@ -72,128 +66,6 @@ impl Budget {
         // Decoded batch + its row-format keys + a little slack: ~3x the batch's bytes each.
         let spill_batch_bytes = (limit / 4 / (3 * fan_in)).clamp(1024, 8 << 20);
         Budget { run_bytes: (limit / 2).max(1024), spill_batch_bytes, fan_in }
-    }
-}
-
-/// The private spill directory, removed with the last reference.
-struct SpillDir {
-    dir: tempfile::TempDir,
-}
-
-impl Drop for SpillDir {
-    fn drop(&mut self) {
-        cleanup::forget(self.dir.path());
-    }
-}
-
-impl SpillDir {
-    fn new(parent: &Path) -> Result<Arc<SpillDir>> {
-        let dir = tempfile::Builder::new().prefix("probe-group-spill-").tempdir_in(parent).map_err(|e| {
-            Error::data(format!(
-                "{}: cannot create a spill directory ({e}); pass --temp-dir with a writable directory",
-                parent.display()
-            ))
-        })?;
-        cleanup::register(dir.path());
-        Ok(Arc::new(SpillDir { dir }))
-    }
-}
-
-/// Writes one sorted run as a compressed Arrow IPC stream. A stream, not an IPC file: the
-/// batches of a run come from many input batches, and a dictionary key column then has a
-/// different dictionary in each, which only the stream format may replace.
-struct RunWriter {
-    path: PathBuf,
-    writer: StreamWriter<BufWriter<File>>,
-    budget_dir: PathBuf,
-}
-
-impl RunWriter {
-    fn create(spill: &SpillDir, n: usize, schema: &Schema) -> Result<RunWriter> {
-        let path = spill.dir.path().join(format!("run-{n:06}.arrows"));
-        let file = File::create(&path).map_err(|e| disk_error(&path, e))?;
-        let opts = IpcWriteOptions::default()
-            .try_with_compression(Some(CompressionType::LZ4_FRAME))
-            .map_err(|e| Error::arrow("spill options", e))?;
-        let writer = StreamWriter::try_new_with_options(BufWriter::with_capacity(1 << 20, file), schema, opts)
-            .map_err(|e| spill_error(&path, spill.dir.path(), e))?;
-        Ok(RunWriter { path, writer, budget_dir: spill.dir.path().to_path_buf() })
-    }
-
-    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.writer.write(batch).map_err(|e| spill_error(&self.path, &self.budget_dir, e))
-    }
-
-    fn finish(mut self) -> Result<(PathBuf, u64)> {
-        self.writer.finish().map_err(|e| spill_error(&self.path, &self.budget_dir, e))?;
-        let size = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
-        Ok((self.path, size))
-    }
-}
-
-fn spill_error(path: &Path, dir: &Path, e: arrow::error::ArrowError) -> Error {
-    if let arrow::error::ArrowError::IoError(_, io) = &e {
-        if probe_core::output::is_disk_full(io) {
-            return Error::data(format!(
-                "{}: no space left for spill files (the sort needs about as much free space as the input's \
-                 uncompressed size); free space there or pass --temp-dir on a larger disk",
-                dir.display()
-            ));
-        }
-    }
-    Error::arrow(format!("writing spill file {}", path.display()), e)
-}
-
-/// Reads a spilled run back.
-struct RunReader {
-    name: String,
-    reader: StreamReader<BufReader<File>>,
-    rows: u64,
-    _spill: Arc<SpillDir>,
-    path: PathBuf,
-    delete_on_drop: bool,
-}
-
-impl Drop for RunReader {
-    fn drop(&mut self) {
-        if self.delete_on_drop {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
-impl RunReader {
-    fn open(path: &Path, spill: &Arc<SpillDir>) -> Result<RunReader> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let reader = StreamReader::try_new_buffered(file, None)
-            .map_err(|e| Error::arrow(format!("reading spill file {}", path.display()), e))?;
-        Ok(RunReader {
-            name: format!("spill run {}", path.display()),
-            reader,
-            rows: 0,
-            _spill: spill.clone(),
-            path: path.to_path_buf(),
-            delete_on_drop: true,
-        })
-    }
-}
-
-impl BatchSource for RunReader {
-    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
-        match self.reader.next() {
-            None => Ok(None),
-            Some(Err(e)) => Err(Error::arrow(self.name.clone(), e)),
-            Some(Ok(b)) => {
-                self.rows += b.num_rows() as u64;
-                Ok(Some(b))
-            }
-        }
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn rows_read(&self) -> u64 {
-        self.rows
     }
 }
 
@@ -316,6 +188,22 @@ impl RunBuilder {
 }
 
 /// Rows per output chunk for a target size, from the batches' average row size.
+/// Write one sorted run to the spill directory as run number `n`, in batches of about
+/// `batch_bytes`; the run's memory is freed before the file is closed.
+fn spill_run(
+    mut run: MemRun,
+    dir: &SpillDir,
+    n: usize,
+    schema: &SchemaRef,
+    batch_bytes: usize,
+) -> Result<(PathBuf, u64)> {
+    run.chunk_rows = chunk_rows(&run.batches, batch_bytes);
+    let mut w = RunWriter::create(dir, n, schema)?;
+    run.write_to(&mut w)?;
+    drop(run);
+    w.finish()
+}
+
 fn chunk_rows(batches: &[RecordBatch], target: usize) -> usize {
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     let bytes: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
@@ -357,12 +245,7 @@ pub fn sort_inputs(
                         d
                     }
                 };
-                let mut run = builder.sorted();
-                run.chunk_rows = chunk_rows(&run.batches, budget.spill_batch_bytes);
-                let mut w = RunWriter::create(&dir, runs.len(), schema)?;
-                run.write_to(&mut w)?;
-                drop(run);
-                let (path, size) = w.finish()?;
+                let (path, size) = spill_run(builder.sorted(), &dir, runs.len(), schema, budget.spill_batch_bytes)?;
                 spilled_bytes += size;
                 runs.push(path);
             }
@@ -376,11 +259,7 @@ pub fn sort_inputs(
         return Ok(Sorted { sources, runs: 0, passes: 0, bytes: 0 });
     };
     if !last.order.is_empty() {
-        last.chunk_rows = chunk_rows(&last.batches, budget.spill_batch_bytes);
-        let mut w = RunWriter::create(&dir, runs.len(), schema)?;
-        last.write_to(&mut w)?;
-        drop(last);
-        let (path, size) = w.finish()?;
+        let (path, size) = spill_run(last, &dir, runs.len(), schema, budget.spill_batch_bytes)?;
         spilled_bytes += size;
         runs.push(path);
     }
@@ -388,7 +267,7 @@ pub fn sort_inputs(
     progress.log(&format!(
         "sorted {run_count} runs ({} spilled to {})",
         human_bytes(spilled_bytes),
-        dir.dir.path().display()
+        dir.path().display()
     ));
 
     // Intermediate passes until one final merge of at most fan-in runs remains.
