@@ -17,6 +17,14 @@
 #
 # Stages write under temporary names and rename on success, so a failed stage leaves no file
 # that make would take as done.
+#
+# Files kept: a file between every two stages, OUT/work/grouped.arrows, OUT/work/<split>.arrows
+# and OUT/work/<split>-rows.arrows (zstd-compressed Arrow IPC), because each is the point a rerun
+# starts from: a changed MAX_LEN reruns batch from the split files, a changed COMPRESSION merge
+# from the training rows, without grouping again. That costs disk (about twice the input's
+# Parquet bytes for the grouped and split files each, more for the rows); scripts/pipeline.sh
+# pipes group | split and batch | merge instead and keeps only the split files, while it runs.
+# `make -f scripts/pipeline.mk tidy` removes OUT/work/ once the results are final.
 
 INPUT          ?= sample
 OUT            ?= out
@@ -62,7 +70,7 @@ BATCH_OPTS  := $(strip $(COLUMN_OPTS) --min-len $(MIN_LEN) --max-len $(MAX_LEN) 
                $(if $(TIME_UNIT),--time-unit $(TIME_UNIT)))
 MERGE_OPTS  := --max-file-size $(MAX_FILE_SIZE) --row-group-size $(ROW_GROUP_SIZE) --compression $(COMPRESSION)
 
-.PHONY: all check group split batch merge sample clean
+.PHONY: all check group split batch merge sample clean tidy
 .DELETE_ON_ERROR:
 
 all: merge
@@ -76,7 +84,7 @@ sample:
 stamp = $(shell mkdir -p $(SETTINGS) && printf '%s\n' '$(strip $(2))' > $(SETTINGS)/$(1).new && \
     if cmp -s $(SETTINGS)/$(1).new $(SETTINGS)/$(1); then rm -f $(SETTINGS)/$(1).new; \
     else mv $(SETTINGS)/$(1).new $(SETTINGS)/$(1); fi)
-ifeq ($(filter clean sample,$(MAKECMDGOALS)),)
+ifeq ($(filter clean sample tidy,$(MAKECMDGOALS)),)
 $(call stamp,check,$(CHECK_OPTS))
 $(call stamp,group,$(GROUP_OPTS))
 $(call stamp,split,$(SPLIT_OPTS))
@@ -118,3 +126,6 @@ merge: $(foreach s,$(SPLITS),$(OUT)/$(s)/_manifest.json)
 
 clean:
 	rm -rf $(OUT)
+
+tidy:
+	rm -rf $(WORK)
