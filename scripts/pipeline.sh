@@ -179,7 +179,6 @@ rc=0; wait_step $! || rc=$?
 cat "$logs/group.log" "$logs/split.log" >&2
 if (( rc != 0 )); then echo "pipeline: error: group | split failed (exit $rc)" >&2; exit 1; fi
 split_bytes=$(du -sb "$work" | cut -f1)
-echo "$split_bytes" > "$logs/.split-bytes"
 
 # 3. batch | merge for every split, JOBS at a time. probe-merge builds OUT/<split> as a hidden
 # folder and renames it into place when complete; a previous result is removed first.

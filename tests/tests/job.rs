@@ -207,7 +207,12 @@ fn pipeline_interrupted_stops_its_stages_and_leaves_nothing() {
     generate(d, 20_000, Order::Sorted);
     // A probe-batch that announces itself, then waits: the script is killed while it waits.
     wrapper(d, "slow", "probe-batch", "touch started; sleep 4; touch woke; exec REAL \"$@\"");
-    let path = format!("{}:{}:{}", d.join("slow").display(), bin("probe-batch").parent().unwrap().display(), std::env::var("PATH").unwrap());
+    let path = format!(
+        "{}:{}:{}",
+        d.join("slow").display(),
+        bin("probe-batch").parent().unwrap().display(),
+        std::env::var("PATH").unwrap()
+    );
     let mut child = std::process::Command::new("bash")
         .arg(script())
         .args(["data", "out"])
