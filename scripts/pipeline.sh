@@ -236,7 +236,7 @@ keys=$(num 'keys' "$logs/group.log")
 input_bytes=$(for i in "${inputs[@]}"; do
     if [[ -d $i ]]; then find "$i" -mindepth 1 \( -name '.*' -o -name '_*' \) -prune -o -type f -printf '%s\n'
     elif [[ -f $i ]]; then stat -c %s "$i"; fi
-done | awk '{s += $1} END {printf "%d\n", s}')
+done | awk '{s += $1} END {printf "%.0f\n", s}')
 temp_peak=$(cat "$logs/.temp-peak" 2>/dev/null || echo 0)
 (( split_bytes > temp_peak )) && temp_peak=$split_bytes
 {
@@ -263,14 +263,14 @@ temp_peak=$(cat "$logs/.temp-peak" 2>/dev/null || echo 0)
     done < "$logs/.order"
 } > "$logs/report.tsv.tmp"
 # The total: the job's wall time, the stages' CPU summed, measurements in, the largest stage peak
-# and every byte written.
+# and every byte written. Byte counts print with %.0f: mawk's %d stops at 2^31.
 awk -F'\t' -v OFS='\t' -v secs="$secs" -v m="${measurements:--}" '
     { print }
     /^#/ || $1 == "stage" { next }
     $4 != "-" { cpu += $4 }
     $7 != "-" && $7 + 0 > rss { rss = $7 + 0 }
     $8 != "-" { w += $8 }
-    END { printf "total\t-\t%.2f\t%.2f\t%s\t-\t%d\t%d\n", secs, cpu, m, rss, w }' \
+    END { printf "total\t-\t%.2f\t%.2f\t%s\t-\t%.0f\t%.0f\n", secs, cpu, m, rss, w }' \
     "$logs/report.tsv.tmp" > "$logs/report.tsv"
 rm -f "$logs/report.tsv.tmp"
 
