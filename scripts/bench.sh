@@ -420,7 +420,7 @@ if [[ $PIPELINE == 1 ]]; then
         echo "repetition $rep of $REPS: scripts/pipeline.sh $DATA_DIR/sorted (log: $LOG_DIR/pipeline.rep$rep.err)" >&2
         rm -rf "$WORK/pipe"
         rc=0
-        PROBE_BIN=$BIN "$ROOT/scripts/pipeline.sh" "$DATA_DIR/sorted" "$WORK/pipe" 2>"$LOG_DIR/pipeline.rep$rep.err" || rc=$?
+        THREADS=$THREADS PROBE_BIN=$BIN "$ROOT/scripts/pipeline.sh" "$DATA_DIR/sorted" "$WORK/pipe" 2>"$LOG_DIR/pipeline.rep$rep.err" || rc=$?
         if ((rc != 0)); then
             tail -n 5 "$LOG_DIR/pipeline.rep$rep.err" >&2
             die "scripts/pipeline.sh failed (exit $rc); log: $LOG_DIR/pipeline.rep$rep.err"

@@ -13,10 +13,11 @@
 #   group    MEMORY_LIMIT (for --sort)
 #   split    RATIOS (train=0.9,test=0.1), SEED (0)
 #   batch    MIN_LEN (1), MAX_LEN (512), STRIDE, MAX_GAP, DELTA_TIME (1: add dt), TIME_UNIT,
-#            WORKERS (0 = all cores)
+#            WORKERS (batch's threads; default THREADS)
 #   merge    MAX_FILE_SIZE (1GiB), ROW_GROUP_SIZE (128MiB), COMPRESSION (zstd)
 #   sample   ROWS (1M), SAMPLE_KEYS, SAMPLE_SEED (0): the generated data when no INPUT is given
-#   run      JOBS (splits whose batch | merge run at once; default one per 2 cores),
+#   run      THREADS (--threads of every stage; 0 = all cores, the default),
+#            JOBS (splits whose batch | merge run at once; default one per 2 cores),
 #            SPLIT_FORMAT (parquet: the split files' format, or arrows: zstd Arrow IPC),
 #            KEEP_WORK=1 (keep the split files in OUTDIR/work/ after success)
 # PROBE_BIN: directory of the binaries (default target/release, else PATH; empty = PATH).
@@ -49,7 +50,8 @@ done
 ratios="${RATIOS:-train=0.9,test=0.1}"
 max_len="${MAX_LEN:-512}"
 min_len="${MIN_LEN:-1}"
-workers="${WORKERS:-0}"
+threads="${THREADS:-0}"
+workers="${WORKERS:-$threads}"
 split_format="${SPLIT_FORMAT:-parquet}"
 case $split_format in
     parquet|arrows) ;;
@@ -59,14 +61,14 @@ cores=$(nproc 2>/dev/null || echo 1)
 jobs="${JOBS:-$(( cores / 2 > 0 ? cores / 2 : 1 ))}"
 [[ $jobs =~ ^[1-9][0-9]*$ ]] || { echo "pipeline: error: JOBS must be a positive number, not '$jobs'" >&2; exit 2; }
 columns=(--key "${KEY:-src_addr}" --time "${TIME:-event_time}")
-group_opts=("${columns[@]}" ${COLUMNS:+--columns "$COLUMNS"})
+group_opts=("${columns[@]}" ${COLUMNS:+--columns "$COLUMNS"} --threads "$threads")
 # The split files' row groups are kept small: each open one is buffered whole in probe-split.
-split_opts=(--key "${KEY:-src_addr}" --ratios "$ratios" --seed "${SEED:-0}" --format "$split_format"
+split_opts=(--threads "$threads" --key "${KEY:-src_addr}" --ratios "$ratios" --seed "${SEED:-0}" --format "$split_format"
     --row-group-size 32MiB)
 batch_opts=("${columns[@]}" --min-len "$min_len" --max-len "$max_len" ${STRIDE:+--stride "$STRIDE"}
     ${MAX_GAP:+--max-gap "$MAX_GAP"} ${DELTA_TIME:+--delta-time} ${TIME_UNIT:+--time-unit "$TIME_UNIT"}
-    --workers "$workers")
-merge_opts=(--max-file-size "${MAX_FILE_SIZE:-1GiB}" --row-group-size "${ROW_GROUP_SIZE:-128MiB}"
+    --threads "$workers")
+merge_opts=(--threads "$threads" --max-file-size "${MAX_FILE_SIZE:-1GiB}" --row-group-size "${ROW_GROUP_SIZE:-128MiB}"
     --compression "${COMPRESSION:-zstd}")
 
 if (( $# == 0 )); then
@@ -156,7 +158,7 @@ sampler=$!
 echo "pipeline: check-order" >&2
 sort_flag=()
 echo check-order >> "$logs/.order"
-timed check-order probe-check-order -q "${columns[@]}" "${inputs[@]}" > "$logs/check-order.txt" &
+timed check-order probe-check-order -q --threads "$threads" "${columns[@]}" "${inputs[@]}" > "$logs/check-order.txt" &
 running+=($!)
 rc=0; wait_step $! || rc=$?
 cat "$logs/check-order.txt" "$logs/check-order.log" >&2

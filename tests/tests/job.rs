@@ -133,11 +133,12 @@ fn pipeline_report_explains_the_run_and_no_temp_files_stay() {
     if have_time() {
         for r in &table {
             assert!(r.peak > 1 << 20 && r.peak < 1 << 30, "peak memory of {r:?}");
-            assert!(r.wall > 0.0 || r.stage == "check-order", "wall of {r:?}");
+            // /usr/bin/time counts in hundredths: a small stage can take 0.00 s.
+            assert!(r.wall >= 0.0 && r.cpu >= 0.0 && r.wall <= total.wall + 0.01, "times of {r:?}");
         }
         let cpu: f64 = table.iter().filter(|r| r.stage != "total").map(|r| r.cpu).sum();
         assert!((total.cpu - cpu).abs() < 0.05, "total CPU {} is not the stages' {cpu}", total.cpu);
-        assert!(total.wall >= row("group", "-").wall, "job shorter than a stage");
+        assert!(total.wall > 0.0, "{total:?}");
     }
     // Shuffled input under a small --memory-limit: the spill and the split files were temp disk.
     let input: u64 = std::fs::read_dir(d.join("data")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
@@ -237,15 +238,16 @@ fn pipeline_interrupted_stops_its_stages_and_leaves_nothing() {
 }
 
 /// The script (pipes, no rows files) and the Makefile (a file between every two stages) give
-/// the same rows for every split.
+/// the same rows for every split, with one thread per stage or two.
 #[test]
 fn pipeline_script_and_makefile_give_the_same_rows() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     generate(d, 20_000, Order::SortedPerFile);
     let opts = "MAX_LEN=8 STRIDE=4 DELTA_TIME=1 RATIOS=a=0.6,b=0.3,c=0.1 MAX_FILE_SIZE=64KiB";
-    sh(&format!("PROBE_BIN= JOBS=2 {opts} {} data sh-out", script().display()), d).assert_ok();
-    sh(&format!("make -s -f {} INPUT=data OUT=mk-out PROBE_BIN= {opts}", makefile().display()), d).assert_ok();
+    sh(&format!("PROBE_BIN= JOBS=2 THREADS=1 {opts} {} data sh-out", script().display()), d).assert_ok();
+    sh(&format!("make -s -f {} INPUT=data OUT=mk-out PROBE_BIN= THREADS=2 {opts}", makefile().display()), d)
+        .assert_ok();
     let mut total = 0;
     for s in ["a", "b", "c"] {
         let a = merged(&d.join("sh-out").join(s));
