@@ -3,18 +3,27 @@
 # Polars) on the same synthetic data. See scripts/BENCH.md.
 #
 # Usage: scripts/bench.sh [--rows N] [--reps N] [--only ID,...] [--skip-python] [--threads N] [--scaling]
+#        scripts/bench.sh --pipeline ROWS [--files N] [--reps N] [--skip-python] [--threads N]
 set -euo pipefail
 
 usage() {
     cat <<'EOF'
 Usage: scripts/bench.sh [OPTIONS]
+       scripts/bench.sh --pipeline ROWS [OPTIONS]
 
 Generates (or reuses) sorted and shuffled data sets with probe-gen under
 $BENCH_DIR/rows-N/{sorted,shuffled} (BENCH_DIR defaults to bench-data), runs every tool on them
 under /usr/bin/time -v, alternating repetitions, and prints the medians as one table (also written
 to $BENCH_DIR/results-rows-N.tsv).
 
+--pipeline ROWS runs the whole job instead (scripts/pipeline.sh: check-order, group | split,
+batch | merge per split) on the sorted data set of ROWS rows, --reps times (default 1), and prints
+one row per stage (wall, CPU, rows in/out, peak memory, bytes written) plus the total, the peak
+temp disk as a multiple of the input's Parquet bytes, and DuckDB's "optimized" group step alone
+on the same data for comparison (not with --skip-python).
+
 Options:
+  --pipeline ROWS   the whole job on ROWS sorted rows (see above)
   --rows N          measurements in the data set: 2M, 10M, 200M, 1000000 (default 10M)
   --reps N          repetitions of every run, interleaved (default 3)
   --only ID,...     run a subset; an ID matches a run id or its prefix before a '-'
@@ -59,7 +68,8 @@ PYARROW_VERSION=26.0.1
 
 # --- Options. ----------------------------------------------------------------------------------
 ROWS_ARG=10M
-REPS=3
+REPS=""
+PIPELINE=0
 ONLY=""
 SKIP_PYTHON=0
 FILES=4
@@ -78,6 +88,8 @@ while [[ $# -gt 0 ]]; do
     case $1 in
         --rows) need_value "$@"; ROWS_ARG=$2; shift 2 ;;
         --rows=*) ROWS_ARG=${1#*=}; shift ;;
+        --pipeline) need_value "$@"; PIPELINE=1; ROWS_ARG=$2; shift 2 ;;
+        --pipeline=*) PIPELINE=1; ROWS_ARG=${1#*=}; shift ;;
         --reps) need_value "$@"; REPS=$2; shift 2 ;;
         --reps=*) REPS=${1#*=}; shift ;;
         --only) need_value "$@"; ONLY=$2; shift 2 ;;
@@ -100,6 +112,8 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
+# The whole job takes minutes at the sizes it is meant for: one repetition unless asked.
+if [[ -z $REPS ]]; then REPS=$((PIPELINE ? 1 : 3)); fi
 [[ $REPS =~ ^[1-9][0-9]*$ ]] || die "--reps must be a positive integer, not '$REPS'"
 [[ $FILES =~ ^[1-9][0-9]*$ ]] || die "--files must be a positive integer, not '$FILES'"
 [[ $SEED =~ ^[0-9]+$ ]] || die "--seed must be a non-negative integer, not '$SEED'"
@@ -216,6 +230,12 @@ for id in "${ALL_IDS[@]}"; do
         IDS+=("$id")
     fi
 done
+# --pipeline: the job itself runs apart from the table; DuckDB's "optimized" step is its anchor.
+if [[ $PIPELINE == 1 ]]; then
+    [[ -z $ONLY ]] || die "--only does not apply to --pipeline"
+    IDS=()
+    if [[ $SKIP_PYTHON == 0 ]]; then IDS=(duckdb-optimized); fi
+fi
 if [[ -n $ONLY ]]; then
     IFS=, read -r -a wants <<<"$ONLY"
     for want in "${wants[@]}"; do
@@ -227,11 +247,12 @@ if [[ -n $ONLY ]]; then
         ((match)) || die "--only: no run id matches '$want' (ids: ${ALL_IDS[*]})"
     done
 fi
-((${#IDS[@]} > 0)) || die "nothing to run (--only '$ONLY', --skip-python $SKIP_PYTHON)"
+((${#IDS[@]} > 0 || PIPELINE)) || die "nothing to run (--only '$ONLY', --skip-python $SKIP_PYTHON)"
 
 NEED_PYTHON=0
 NEED_SORTED=0
 NEED_SHUFFLED=0
+if [[ $PIPELINE == 1 ]]; then NEED_SORTED=1; fi
 for id in "${IDS[@]}"; do
     if is_python "$id"; then NEED_PYTHON=1; fi
     case ${INPUT_OF[$id]} in
@@ -250,7 +271,11 @@ LOAD_START=$(loadavg)
 echo "machine: $MACHINE"
 echo "date:    $DATE (load average $LOAD_START: other work on the machine skews the figures)"
 echo "data:    $ROWS rows ($LABEL), $FILES files per order, seed $SEED, under $DATA_DIR"
-echo "runs:    ${IDS[*]}; $REPS repetition(s), interleaved; --threads $THREADS"
+if [[ $PIPELINE == 1 ]]; then
+    echo "runs:    scripts/pipeline.sh on the sorted data${IDS[*]:+, then ${IDS[*]}}; $REPS repetition(s); THREADS $THREADS"
+else
+    echo "runs:    ${IDS[*]}; $REPS repetition(s), interleaved; --threads $THREADS"
+fi
 echo
 
 # --- Build. -------------------------------------------------------------------------------------
@@ -381,6 +406,82 @@ run_once() {
     echo "    -> ${wall}s, $((rss / 1024)) MiB; $(tail -n 1 "$log.err")" >&2
 }
 
+median() {
+    tr ' ' '\n' | awk 'NF' | sort -g | awk '{ v[NR] = $1 } END {
+        if (NR == 0) exit 1
+        if (NR % 2) printf "%.6f\n", v[(NR + 1) / 2]; else printf "%.6f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# --- --pipeline: the whole job, one row per stage. -----------------------------------------------
+if [[ $PIPELINE == 1 ]]; then
+    PIPE_RESULTS=$BENCH_DIR/results-pipeline-rows-$LABEL.tsv
+    : >"$PIPE_RESULTS.tmp"
+    for ((rep = 1; rep <= REPS; rep++)); do
+        echo "repetition $rep of $REPS: scripts/pipeline.sh $DATA_DIR/sorted (log: $LOG_DIR/pipeline.rep$rep.err)" >&2
+        rm -rf "$WORK/pipe"
+        rc=0
+        THREADS=$THREADS PROBE_BIN=$BIN "$ROOT/scripts/pipeline.sh" "$DATA_DIR/sorted" "$WORK/pipe" 2>"$LOG_DIR/pipeline.rep$rep.err" || rc=$?
+        if ((rc != 0)); then
+            tail -n 5 "$LOG_DIR/pipeline.rep$rep.err" >&2
+            die "scripts/pipeline.sh failed (exit $rc); log: $LOG_DIR/pipeline.rep$rep.err"
+        fi
+        cp "$WORK/pipe/logs/report.tsv" "$LOG_DIR/pipeline.rep$rep.tsv"
+        grep -v '^#' "$WORK/pipe/logs/report.tsv" | awk -v rep="$rep" -F'\t' -v OFS='\t' \
+            'NR == 1 { if (rep == 1) print "rep", $0; next } { print rep, $0 }' >>"$PIPE_RESULTS.tmp"
+        input_bytes=$(sed -n 's/^# input_bytes //p' "$WORK/pipe/logs/report.tsv")
+        temp_peak=$(sed -n 's/^# temp_peak_bytes //p' "$WORK/pipe/logs/report.tsv")
+        echo "    -> $(grep '^total' "$WORK/pipe/logs/report.tsv" | cut -f3) s; temp disk peak $temp_peak bytes" >&2
+        echo "# rep $rep: input_bytes $input_bytes temp_peak_bytes $temp_peak" >>"$PIPE_RESULTS.tmp"
+        rm -rf "$WORK/pipe"
+    done
+    for ((rep = 1; rep <= REPS; rep++)); do
+        for id in "${IDS[@]}"; do
+            [[ -n ${FAILED[$id]:-} ]] || run_once "$id" "$rep"
+        done
+    done
+    {
+        echo "# probe-rows whole-job benchmark (scripts/bench.sh --pipeline $LABEL), $DATE"
+        echo "# machine: $MACHINE"
+        echo "# data: $ROWS rows sorted, $FILES files, seed $SEED; $(data_bytes sorted) bytes of Parquet"
+        echo "# versions: $GROUP_VERSION${PY_VERSIONS:+; $PY_VERSIONS}"
+        echo "# load average (1, 5, 15 min): $LOAD_START at start, $(loadavg) at end"
+        grep '^#' "$PIPE_RESULTS.tmp"
+        grep -v '^#' "$PIPE_RESULTS.tmp"
+    } >"$PIPE_RESULTS"
+    rm -f "$PIPE_RESULTS.tmp"
+
+    grep '^# [pmdvl]' "$PIPE_RESULTS"
+    for ((rep = 1; rep <= REPS; rep++)); do
+        echo
+        echo "repetition $rep:"
+        printf '%-12s %-8s %8s %8s %12s %12s %9s %12s\n' stage split 'wall s' 'cpu s' 'rows in' 'rows out' 'peak MiB' 'written MiB'
+        grep -v '^#' "$PIPE_RESULTS" | awk -F'\t' -v rep="$rep" '
+            $1 != rep { next }
+            {
+                mib = ($8 == "-") ? "-" : sprintf("%.0f", $8 / 1048576)
+                wmib = ($9 == "-") ? "-" : sprintf("%.0f", $9 / 1048576)
+                rate = ($2 == "total" && $4 > 0) ? sprintf("%.2f M meas/s", $6 / $4 / 1e6) : ""
+                printf "%-12s %-8s %8s %8s %12s %12s %9s %12s  %s\n", $2, $3, $4, $5, $6, $7, mib, wmib, rate
+            }'
+        sed -n "s/^# rep $rep: input_bytes \([0-9]*\) temp_peak_bytes \([0-9]*\)$/\1 \2/p" "$PIPE_RESULTS" |
+            awk '{ printf "temp disk peak %.0f MiB = %.2fx the input'"'"'s %.0f MiB of Parquet\n", $2 / 1048576, $2 / $1, $1 / 1048576 }'
+    done
+    for id in "${IDS[@]}"; do
+        echo
+        if [[ -n ${FAILED[$id]:-} ]]; then
+            echo "${TOOL_OF[$id]}, the group step alone: ${FAILED[$id]}"
+        else
+            wall=$(median <<<"${WALLS[$id]}")
+            rss=$(median <<<"${RSSS[$id]}")
+            printf '%s, the group step alone, same data: %.2f s, peak %.0f MiB (median of %d)\n' \
+                "${TOOL_OF[$id]}" "$wall" "$(awk -v r="$rss" 'BEGIN { print r / 1024 }')" "$REPS"
+        fi
+    done
+    echo
+    echo "TSV: $PIPE_RESULTS"
+    exit 0
+fi
+
 echo "logs: $LOG_DIR/<run>.rep<N>.{err,time}" >&2
 for ((rep = 1; rep <= REPS; rep++)); do
     echo "repetition $rep of $REPS" >&2
@@ -393,11 +494,6 @@ for ((rep = 1; rep <= REPS; rep++)); do
 done
 
 # --- Results. -----------------------------------------------------------------------------------
-median() {
-    tr ' ' '\n' | awk 'NF' | sort -g | awk '{ v[NR] = $1 } END {
-        if (NR == 0) exit 1
-        if (NR % 2) printf "%.6f\n", v[(NR + 1) / 2]; else printf "%.6f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 
 BASE_WALL=""
 BASE_RSS=""

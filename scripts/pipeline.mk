@@ -12,11 +12,19 @@
 # changed setting reruns exactly the stages whose output it changes (RATIOS or SEED: split,
 # batch and merge; MAX_LEN: batch and merge; COMPRESSION: merge), and an unchanged one reruns
 # nothing (`make -n` records the settings it was given too, so the next run rebuilds what they
-# do not match). WORKERS and MEMORY_LIMIT change how a stage runs, not what it writes: not
-# stamped.
+# do not match). THREADS, WORKERS and MEMORY_LIMIT change how a stage runs, not what it
+# writes: not stamped.
 #
 # Stages write under temporary names and rename on success, so a failed stage leaves no file
 # that make would take as done.
+#
+# Files kept: a file between every two stages, OUT/work/grouped.arrows, OUT/work/<split>.arrows
+# and OUT/work/<split>-rows.arrows (zstd-compressed Arrow IPC), because each is the point a rerun
+# starts from: a changed MAX_LEN reruns batch from the split files, a changed COMPRESSION merge
+# from the training rows, without grouping again. That costs disk (about twice the input's
+# Parquet bytes for the grouped and split files each, more for the rows); scripts/pipeline.sh
+# pipes group | split and batch | merge instead and keeps only the split files, while it runs.
+# `make -f scripts/pipeline.mk tidy` removes OUT/work/ once the results are final.
 
 INPUT          ?= sample
 OUT            ?= out
@@ -36,7 +44,9 @@ STRIDE         ?=
 MAX_GAP        ?=
 DELTA_TIME     ?=
 TIME_UNIT      ?=
-WORKERS        ?= 0
+# --threads of every stage (0 = all cores); WORKERS: probe-batch's alone.
+THREADS        ?= 0
+WORKERS        ?= $(THREADS)
 # probe-merge
 MAX_FILE_SIZE  ?= 1GiB
 ROW_GROUP_SIZE ?= 128MiB
@@ -62,7 +72,7 @@ BATCH_OPTS  := $(strip $(COLUMN_OPTS) --min-len $(MIN_LEN) --max-len $(MAX_LEN) 
                $(if $(TIME_UNIT),--time-unit $(TIME_UNIT)))
 MERGE_OPTS  := --max-file-size $(MAX_FILE_SIZE) --row-group-size $(ROW_GROUP_SIZE) --compression $(COMPRESSION)
 
-.PHONY: all check group split batch merge sample clean
+.PHONY: all check group split batch merge sample clean tidy
 .DELETE_ON_ERROR:
 
 all: merge
@@ -76,7 +86,7 @@ sample:
 stamp = $(shell mkdir -p $(SETTINGS) && printf '%s\n' '$(strip $(2))' > $(SETTINGS)/$(1).new && \
     if cmp -s $(SETTINGS)/$(1).new $(SETTINGS)/$(1); then rm -f $(SETTINGS)/$(1).new; \
     else mv $(SETTINGS)/$(1).new $(SETTINGS)/$(1); fi)
-ifeq ($(filter clean sample,$(MAKECMDGOALS)),)
+ifeq ($(filter clean sample tidy,$(MAKECMDGOALS)),)
 $(call stamp,check,$(CHECK_OPTS))
 $(call stamp,group,$(GROUP_OPTS))
 $(call stamp,split,$(SPLIT_OPTS))
@@ -86,7 +96,7 @@ endif
 
 # check-order's exit status says whether group needs --sort: 0 no, 1 yes, 2 error.
 $(WORK)/order.mode: $(INPUT_FILES) $(SETTINGS)/check
-	@rc=0; $(PROBE_BIN)probe-check-order -q $(CHECK_OPTS) > $(WORK)/check-order.txt || rc=$$?; \
+	@rc=0; $(PROBE_BIN)probe-check-order -q --threads $(THREADS) $(CHECK_OPTS) > $(WORK)/check-order.txt || rc=$$?; \
 	cat $(WORK)/check-order.txt; \
 	case $$rc in 0) echo "" > $@.tmp;; 1) echo "--sort" > $@.tmp;; \
 	*) echo "probe-check-order failed (exit $$rc)" >&2; exit 1;; esac; mv $@.tmp $@
@@ -95,26 +105,29 @@ check: $(WORK)/order.mode
 $(WORK)/grouped.arrows: $(WORK)/order.mode $(INPUT_FILES) $(SETTINGS)/group
 	$(PROBE_BIN)probe-group $$(cat $(WORK)/order.mode) \
 	    $$(grep -q sort $(WORK)/order.mode && echo "$(if $(MEMORY_LIMIT),--memory-limit $(MEMORY_LIMIT)) --temp-dir $(WORK)") \
-	    $(GROUP_OPTS) $(INPUT) -o $@
+	    $(GROUP_OPTS) --threads $(THREADS) $(INPUT) -o $@
 group: $(WORK)/grouped.arrows
 
 # One run of probe-split writes every split file (a grouped target: one recipe, all files);
 # they appear together when all are complete. A staging folder a killed run left is removed.
 $(SPLIT_FILES) &: $(WORK)/grouped.arrows $(SETTINGS)/split
 	rm -rf $(WORK)/.probe-staging-*
-	$(PROBE_BIN)probe-split $(SPLIT_OPTS) --out-dir $(WORK) $<
+	$(PROBE_BIN)probe-split $(SPLIT_OPTS) --threads $(THREADS) --out-dir $(WORK) $<
 split: $(SPLIT_FILES)
 
 $(WORK)/%-rows.arrows: $(WORK)/%.arrows $(SETTINGS)/batch
-	$(PROBE_BIN)probe-batch $< $(BATCH_OPTS) --workers $(WORKERS) -o $@
+	$(PROBE_BIN)probe-batch $< $(BATCH_OPTS) --threads $(WORKERS) -o $@
 batch: $(foreach s,$(SPLITS),$(WORK)/$(s)-rows.arrows)
 
 # probe-merge builds OUT/<split> as a hidden folder and renames it into place when complete;
 # the previous result and any staging folder a killed run left are removed first.
 $(OUT)/%/_manifest.json: $(WORK)/%-rows.arrows $(SETTINGS)/merge
 	rm -rf $(OUT)/$* $(OUT)/.$*.probe-staging-*
-	$(PROBE_BIN)probe-merge $< $(MERGE_OPTS) --out-dir $(OUT)/$*
+	$(PROBE_BIN)probe-merge $< $(MERGE_OPTS) --threads $(THREADS) --out-dir $(OUT)/$*
 merge: $(foreach s,$(SPLITS),$(OUT)/$(s)/_manifest.json)
 
 clean:
 	rm -rf $(OUT)
+
+tidy:
+	rm -rf $(WORK)

@@ -1,23 +1,36 @@
 #!/usr/bin/env bash
-# The whole probe-rows job: check-order -> group (| split) -> batch -> merge, per split.
+# The whole probe-rows job: check-order -> group | split -> batch | merge, per split.
 #
 #   scripts/pipeline.sh                    # generate sample data (ROWS, default 1M) and run on it
 #   scripts/pipeline.sh data/ out/         # run on data/, results in out/
 #   scripts/pipeline.sh a.parquet b.parquet out/
 #
 # With one argument it is the input and the output goes to ./out. Results: OUTDIR/<split>/
-# (Parquet parts + _manifest.json); intermediate files in OUTDIR/work/, stage logs in
-# OUTDIR/logs/. Settings (environment, the same names as scripts/pipeline.mk):
+# (Parquet parts + _manifest.json); stage logs and the report in OUTDIR/logs/ (report.tsv: one
+# row per stage). Settings (environment, the same names as scripts/pipeline.mk):
 #   columns  KEY (src_addr; comma-separated for a composite key), TIME (event_time),
 #            COLUMNS (payload columns to keep; default all)
 #   group    MEMORY_LIMIT (for --sort)
 #   split    RATIOS (train=0.9,test=0.1), SEED (0)
 #   batch    MIN_LEN (1), MAX_LEN (512), STRIDE, MAX_GAP, DELTA_TIME (1: add dt), TIME_UNIT,
-#            WORKERS (0 = all cores)
+#            WORKERS (batch's threads; default THREADS)
 #   merge    MAX_FILE_SIZE (1GiB), ROW_GROUP_SIZE (128MiB), COMPRESSION (zstd)
 #   sample   ROWS (1M), SAMPLE_KEYS, SAMPLE_SEED (0): the generated data when no INPUT is given
+#   run      THREADS (--threads of every stage; 0 = all cores, the default),
+#            JOBS (splits whose batch | merge run at once; default one per 2 cores),
+#            SPLIT_FORMAT (parquet: the split files' format, or arrows: zstd Arrow IPC),
+#            KEEP_WORK=1 (keep the split files in OUTDIR/work/ after success)
 # PROBE_BIN: directory of the binaries (default target/release, else PATH; empty = PATH).
-# The same job with restartable steps: scripts/pipeline.mk.
+#
+# What is kept where (the README's "The whole job" says why): group | split and batch | merge are
+# pipes, so neither the grouped table nor the training rows ever touch the disk; the split files
+# OUTDIR/work/<split>.parquet are the one set of intermediate files, since one stream fans out
+# into several splits. Parquet, not zstd Arrow IPC, because it is 0.75x the bytes (1.3x the
+# input's Parquet rather than 1.8x, measured on generated data) for the same CPU to write and read. Each is removed as soon as its split is merged,
+# and OUTDIR/work/ goes at the end, also after a failure. A failed stage anywhere (pipefail) stops
+# the job with a non-zero status and removes every split result of this run, so nothing is left
+# that looks whole. The same job with a file between every stage, restartable one stage at a
+# time: scripts/pipeline.mk.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -37,14 +50,25 @@ done
 ratios="${RATIOS:-train=0.9,test=0.1}"
 max_len="${MAX_LEN:-512}"
 min_len="${MIN_LEN:-1}"
-workers="${WORKERS:-0}"
+threads="${THREADS:-0}"
+workers="${WORKERS:-$threads}"
+split_format="${SPLIT_FORMAT:-parquet}"
+case $split_format in
+    parquet|arrows) ;;
+    *) echo "pipeline: error: SPLIT_FORMAT must be parquet or arrows, not '$split_format'" >&2; exit 2 ;;
+esac
+cores=$(nproc 2>/dev/null || echo 1)
+jobs="${JOBS:-$(( cores / 2 > 0 ? cores / 2 : 1 ))}"
+[[ $jobs =~ ^[1-9][0-9]*$ ]] || { echo "pipeline: error: JOBS must be a positive number, not '$jobs'" >&2; exit 2; }
 columns=(--key "${KEY:-src_addr}" --time "${TIME:-event_time}")
-group_opts=("${columns[@]}" ${COLUMNS:+--columns "$COLUMNS"})
-split_opts=(--key "${KEY:-src_addr}" --ratios "$ratios" --seed "${SEED:-0}")
+group_opts=("${columns[@]}" ${COLUMNS:+--columns "$COLUMNS"} --threads "$threads")
+# The split files' row groups are kept small: each open one is buffered whole in probe-split.
+split_opts=(--threads "$threads" --key "${KEY:-src_addr}" --ratios "$ratios" --seed "${SEED:-0}" --format "$split_format"
+    --row-group-size 32MiB)
 batch_opts=("${columns[@]}" --min-len "$min_len" --max-len "$max_len" ${STRIDE:+--stride "$STRIDE"}
     ${MAX_GAP:+--max-gap "$MAX_GAP"} ${DELTA_TIME:+--delta-time} ${TIME_UNIT:+--time-unit "$TIME_UNIT"}
-    --workers "$workers")
-merge_opts=(--max-file-size "${MAX_FILE_SIZE:-1GiB}" --row-group-size "${ROW_GROUP_SIZE:-128MiB}"
+    --threads "$workers")
+merge_opts=(--threads "$threads" --max-file-size "${MAX_FILE_SIZE:-1GiB}" --row-group-size "${ROW_GROUP_SIZE:-128MiB}"
     --compression "${COMPRESSION:-zstd}")
 
 if (( $# == 0 )); then
@@ -63,71 +87,211 @@ elif (( $# == 1 )); then
 else
     out="${!#}"; inputs=("${@:1:$#-1}")
 fi
+splits=$(echo "$ratios" | tr ',' '\n' | cut -d= -f1)
 
 work="$out/work"; logs="$out/logs"
 mkdir -p "$work" "$logs"
+rm -f "$logs"/*.log "$logs"/*.time "$logs"/*.rc "$logs"/report.tsv "$logs"/.order
 t0=$(date +%s.%N)
-steps=0
 
-# Run one stage, its stderr (summary line) into logs/NAME.log and echoed.
-stage() {
+# /usr/bin/time gives each process's wall and CPU seconds and peak RSS (KiB) for the report;
+# without it the stages still run and the report shows '-'.
+timer=()
+if /usr/bin/time -f x -o /dev/null true 2>/dev/null; then timer=(/usr/bin/time); fi
+# Run one process: stderr into logs/NAME.log, its times into logs/NAME.time. The script lists
+# the stages it starts in logs/.order, the order of the report.
+timed() {
     local name="$1"; shift
-    local s=$(date +%s.%N)
-    local rc=0
-    "$@" 2> >(tee "$logs/$name.log" >&2) || rc=$?
-    wait
-    steps=$((steps + 1))
-    printf 'pipeline: step %-22s %6.1f s\n' "$name" "$(awk -v a="$(date +%s.%N)" -v b="$s" 'BEGIN{print a-b}')" >&2
-    return $rc
+    if (( ${#timer[@]} )); then
+        "${timer[@]}" -f '%e %U %S %M' -o "$logs/$name.time" "$@" 2> "$logs/$name.log"
+    else
+        "$@" 2> "$logs/$name.log"
+    fi
 }
 
+# Every step runs in the background in its own process group (set -m), so that a failure or a
+# signal can stop a whole pipe at once (kill -- -PID) and the script's traps run at once rather
+# than after the foreground command.
+set -m
+running=()        # process groups of the steps still running
+sampler=""
+ok=0
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    local p
+    for p in "${running[@]}"; do kill -TERM -- "-$p" 2>/dev/null || true; done
+    for p in "${running[@]}"; do wait "$p" 2>/dev/null || true; done
+    if [[ -n $sampler ]]; then kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true; fi
+    if (( ! ok )); then
+        # A failed job leaves no result: not the splits this run merged, not older ones.
+        for s in $splits; do rm -rf "${out:?}/$s"; done
+        echo "pipeline: failed; removed $work and the split results, logs in $logs/" >&2
+    fi
+    if (( ! ok )) || [[ -z ${KEEP_WORK:-} ]]; then rm -rf "$work"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Wait for one step; returns its status.
+wait_step() {
+    local pid="$1" rc=0
+    wait "$pid" || rc=$?
+    local keep=() p
+    for p in "${running[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
+    running=("${keep[@]}")
+    return "$rc"
+}
+
+# The temp disk at its peak: work/ (split files, --sort's spill, split's staging) sampled every
+# 0.2 s; the split files, which stay until their split is merged, are the peak of a sorted run.
+( set +m; peak=0
+  while sleep 0.2; do
+      b=$(du -sb "$work" 2>/dev/null | cut -f1) || true
+      if (( ${b:-0} > peak )); then peak=$b; echo "$peak" > "$logs/.temp-peak"; fi
+  done ) &
+sampler=$!
+
 # 1. Which probe-group mode does the input need? (exit 0: sorted, 1: needs --sort, 2: error)
+echo "pipeline: check-order" >&2
 sort_flag=()
-rc=0
-stage check-order probe-check-order -q "${columns[@]}" "${inputs[@]}" > "$logs/check-order.txt" || rc=$?
-cat "$logs/check-order.txt" >&2
+echo check-order >> "$logs/.order"
+timed check-order probe-check-order -q --threads "$threads" "${columns[@]}" "${inputs[@]}" > "$logs/check-order.txt" &
+running+=($!)
+rc=0; wait_step $! || rc=$?
+cat "$logs/check-order.txt" "$logs/check-order.log" >&2
 case $rc in
     0) ;;
     1) sort_flag=(--sort ${MEMORY_LIMIT:+--memory-limit "$MEMORY_LIMIT"} --temp-dir "$work") ;;
     *) echo "pipeline: error: probe-check-order failed (exit $rc)" >&2; exit 1 ;;
 esac
 
-# 2. Group and split in one pipe: one file per split in work/.
-# The split files appear together when all are complete; a staging folder that a killed run
-# left in work/ is ours to remove.
-rm -rf "$work"/*.arrows "$work"/.probe-staging-*
-stage split bash -o pipefail -c '
-    n=$1; shift
-    probe-group "${@:1:n}" 2> "'"$logs"'/group.log" | probe-split "${@:n+1}" --out-dir "'"$work"'"
-    ' _ $(( ${#sort_flag[@]} + ${#group_opts[@]} + ${#inputs[@]} )) \
-    "${sort_flag[@]}" "${group_opts[@]}" "${inputs[@]}" "${split_opts[@]}"
-cat "$logs/group.log" >&2
+# 2. Group and split in one pipe: one file per split in work/, appearing together when all are
+# complete. A staging folder that a killed run left in work/ is ours to remove.
+rm -rf "$work"/*.arrows "$work"/*.parquet "$work"/.probe-staging-*
+echo "pipeline: group | split" >&2
+printf '%s\n' group split >> "$logs/.order"
+( set -o pipefail
+  timed group probe-group "${sort_flag[@]}" "${group_opts[@]}" "${inputs[@]}" |
+      timed split probe-split "${split_opts[@]}" --out-dir "$work" ) &
+running+=($!)
+rc=0; wait_step $! || rc=$?
+cat "$logs/group.log" "$logs/split.log" >&2
+if (( rc != 0 )); then echo "pipeline: error: group | split failed (exit $rc)" >&2; exit 1; fi
+split_bytes=$(du -sb "$work" | cut -f1)
 
-# 3. and 4. Batch and merge every split.
-splits=$(echo "$ratios" | tr ',' '\n' | cut -d= -f1)
+# 3. batch | merge for every split, JOBS at a time. probe-merge builds OUT/<split> as a hidden
+# folder and renames it into place when complete; a previous result is removed first.
+for s in $splits; do rm -rf "${out:?}/$s" "$out/.$s.probe-staging-"*; done
+tail_of() {
+    local s="$1"
+    timed "batch-$s" probe-batch "$work/$s.$split_format" "${batch_opts[@]}" |
+        timed "merge-$s" probe-merge - "${merge_opts[@]}" --out-dir "$out/$s"
+}
+declare -A split_of=()
+failed=""
+finish_one() {
+    local pid rc=0
+    wait -n -p pid "${running[@]}" || rc=$?
+    local keep=() p
+    for p in "${running[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
+    running=("${keep[@]}")
+    local s="${split_of[$pid]}"
+    cat "$logs/batch-$s.log" "$logs/merge-$s.log" >&2
+    if (( rc != 0 )); then
+        failed="batch | merge of split $s failed (exit $rc)"
+    elif [[ -z ${KEEP_WORK:-} ]]; then
+        rm -f "$work/$s.$split_format"      # merged: its split file is no longer needed
+    fi
+}
 for s in $splits; do
-    stage "batch-$s" probe-batch "$work/$s.arrows" "${batch_opts[@]}" -o "$work/$s-rows.arrows"
-    # probe-merge builds the folder hidden and renames it into place when complete.
-    rm -rf "$out/$s" "$out/.$s.probe-staging-"*
-    stage "merge-$s" probe-merge "$work/$s-rows.arrows" "${merge_opts[@]}" --out-dir "$out/$s"
+    while (( ${#running[@]} >= jobs )); do finish_one; done
+    [[ -z $failed ]] || break
+    echo "pipeline: batch | merge $s" >&2
+    printf '%s\n' "batch-$s" "merge-$s" >> "$logs/.order"
+    ( set -o pipefail; tail_of "$s" ) &
+    running+=($!); split_of[$!]="$s"
 done
+while (( ${#running[@]} )) && [[ -z $failed ]]; do finish_one; done
+if [[ -n $failed ]]; then echo "pipeline: error: $failed" >&2; exit 1; fi
 
-# Report: the whole run, then one line per split (its keys and measurements from probe-split,
-# its training rows and files from the manifest), then each step's summary, named.
+kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true; sampler=""
 secs=$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN{print a-b}')
-measurements=$(grep -o 'rows [0-9]*' "$logs/group.log" | head -1 | cut -d' ' -f2)
-keys=$(grep -o 'keys [0-9]*' "$logs/group.log" | head -1 | cut -d' ' -f2)
+ok=1
+
+# ---- Report --------------------------------------------------------------------------------------
+# One row per stage, in the order the stages started: wall and CPU seconds and peak memory from
+# /usr/bin/time, rows in and out and bytes written from the stage's own summary line.
+# A stage without the figure (check-order writes no summary line) gives an empty field: '-'.
+# Figures come from the summary line (the last with "rows/s"), not split's per-split lines.
+num() { { grep ' rows/s' "$2" 2>/dev/null || true; } | tail -1 | { grep -o "$1 [0-9][0-9]*" || true; } | head -1 | awk '{print $NF}'; }
+written() { { grep -o 'written [0-9.]* [KMGT]*i*B' "$1" 2>/dev/null || true; } | tail -1 | awk '
+    { v = $2; u = $3; m = 1
+      if (u == "KiB") m = 1024; else if (u == "MiB") m = 1024^2; else if (u == "GiB") m = 1024^3; else if (u == "TiB") m = 1024^4
+      printf "%.0f\n", v * m }'; }
+measurements=$(num 'rows' "$logs/group.log")
+keys=$(num 'keys' "$logs/group.log")
+# The input's bytes, as the stages read it: files, and the files under folders that are not
+# hidden or '_' names.
+input_bytes=$(for i in "${inputs[@]}"; do
+    if [[ -d $i ]]; then find "$i" -mindepth 1 \( -name '.*' -o -name '_*' \) -prune -o -type f -printf '%s\n'
+    elif [[ -f $i ]]; then stat -c %s "$i"; fi
+done | awk '{s += $1} END {printf "%.0f\n", s}')
+temp_peak=$(cat "$logs/.temp-peak" 2>/dev/null || echo 0)
+(( split_bytes > temp_peak )) && temp_peak=$split_bytes
+{
+    echo "# input_bytes $input_bytes"
+    echo "# temp_peak_bytes $temp_peak"
+    printf 'stage\tsplit\twall_s\tcpu_s\trows_in\trows_out\tpeak_rss_bytes\twritten_bytes\n'
+    while read -r name; do
+        stage="${name%%-*}"; s="-"
+        [[ $name == batch-* || $name == merge-* ]] && s="${name#*-}"
+        [[ $name == check-order ]] && stage=check-order
+        log="$logs/$name.log"
+        read -r wall user sys rss < <(tail -1 "$logs/$name.time" 2>/dev/null || echo "- - - -")
+        cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN { if (u == "-") print "-"; else printf "%.2f", u + s }')
+        [[ $rss == - ]] || rss=$((rss * 1024))
+        case $stage in
+            check-order) in=$(grep -o '^rows  *[0-9]*' "$logs/check-order.txt" | awk '{print $2}'); o="-" ;;
+            group) in=$(num 'rows' "$log"); o=$(num 'keys' "$log") ;;
+            split) in=$(num 'rows' "$log"); o=$(num 'keys' "$log") ;;
+            batch) in=$(num 'keys in' "$log"); o=$(num 'rows' "$log") ;;
+            merge) in=$(num 'rows' "$log"); o=$in ;;
+        esac
+        w=$(written "$log")
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$stage" "$s" "$wall" "$cpu" "${in:--}" "${o:--}" "$rss" "${w:--}"
+    done < "$logs/.order"
+} > "$logs/report.tsv.tmp"
+# The total: the job's wall time, the stages' CPU summed, measurements in, the largest stage peak
+# and every byte written. Byte counts print with %.0f: mawk's %d stops at 2^31.
+awk -F'\t' -v OFS='\t' -v secs="$secs" -v m="${measurements:--}" '
+    { print }
+    /^#/ || $1 == "stage" { next }
+    $4 != "-" { cpu += $4 }
+    $7 != "-" && $7 + 0 > rss { rss = $7 + 0 }
+    $8 != "-" { w += $8 }
+    END { printf "total\t-\t%.2f\t%.2f\t%s\t-\t%.0f\t%.0f\n", secs, cpu, m, rss, w }' \
+    "$logs/report.tsv.tmp" > "$logs/report.tsv"
+rm -f "$logs/report.tsv.tmp"
+
+mib() { awk -v b="$1" 'BEGIN { if (b == "-" || b == "") print "-"; else printf "%.1f", b / 1048576 }'; }
 echo "pipeline: ---- report ----" >&2
 printf 'pipeline: steps %d, keys %s, measurements %s, %.1f s, %.0f measurements/s\n' \
-    "$steps" "$keys" "$measurements" "$secs" "$(awk -v m="$measurements" -v s="$secs" 'BEGIN{print m/s}')" >&2
+    "$(wc -l < "$logs/.order")" "$keys" "$measurements" "$secs" \
+    "$(awk -v m="$measurements" -v s="$secs" 'BEGIN{print m/s}')" >&2
+printf 'pipeline: %-12s %-8s %8s %8s %12s %12s %9s %11s\n' stage split 'wall s' 'cpu s' 'rows in' 'rows out' 'peak MiB' 'written MiB' >&2
+grep -v -e '^#' -e '^stage' "$logs/report.tsv" | while IFS=$'\t' read -r stage s wall cpu in o rss w; do
+    printf 'pipeline: %-12s %-8s %8s %8s %12s %12s %9s %11s\n' "$stage" "$s" "$wall" "$cpu" "$in" "$o" "$(mib "$rss")" "$(mib "$w")" >&2
+done
+printf 'pipeline: temp disk peak %s MiB (%.2fx the input'"'"'s %s MiB), %s cores, JOBS %s\n' \
+    "$(mib "$temp_peak")" "$(awk -v t="$temp_peak" -v i="$input_bytes" 'BEGIN{print (i > 0) ? t / i : 0}')" \
+    "$(mib "$input_bytes")" "$cores" "$jobs" >&2
 for s in $splits; do
     shares=$(grep -o "probe-split: $s: .*" "$logs/split.log" | head -1 | sed "s/^probe-split: $s: //")
     rows=$(grep -o '"rows": *[0-9]*' "$out/$s/_manifest.json" | tail -1 | grep -o '[0-9]*$')
     files=$(grep -c '"path": *"part-' "$out/$s/_manifest.json" || true)
     echo "pipeline: split $s: $shares; training rows $rows in $files files, $out/$s/" >&2
-done
-for f in "$logs"/*.log; do
-    line=$(grep -h 'peak memory' "$f" | tail -1 || true)
-    [[ -n "$line" ]] && echo "pipeline:   $(basename "$f" .log): $line" >&2
 done
 exit 0

@@ -70,7 +70,9 @@ impl Progress {
     }
 
     /// Clear the bar and print the summary line:
-    /// `probe-x: rows 123, keys 4, 0.52 s, 236.5 K rows/s, peak memory 12.3 MiB`.
+    /// `probe-x: rows 123, keys 4, 0.52 s, 236.5 K rows/s, written 1.1 MiB, peak memory 12.3 MiB`.
+    /// `written` counts every byte the process wrote (files, spills, stdout even when it is a
+    /// pipe): what `scripts/pipeline.sh` reports per stage.
     pub fn finish(&self, rows: u64, fields: &[(&str, String)]) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
@@ -83,6 +85,9 @@ impl Progress {
         parts.extend(fields.iter().map(|(k, v)| format!("{k} {v}")));
         parts.push(format!("{secs:.2} s"));
         parts.push(format!("{} rows/s", human_rate(rows as f64 / secs.max(1e-9))));
+        if let Some(written) = written_bytes() {
+            parts.push(format!("written {}", bytesize::ByteSize::b(written).display().iec()));
+        }
         if let Some(peak) = peak_rss_bytes() {
             parts.push(format!("peak memory {}", bytesize::ByteSize::b(peak).display().iec()));
         }
@@ -127,6 +132,14 @@ pub fn peak_rss_bytes() -> Option<u64> {
     read_status_kib("VmHWM:").map(|k| k * 1024)
 }
 
+/// Bytes this process has written so far, to files and pipes alike (`wchar` of
+/// `/proc/self/io`, where the OS reports it): a stage writing to a pipe has no file to measure.
+pub fn written_bytes() -> Option<u64> {
+    let io = std::fs::read_to_string("/proc/self/io").ok()?;
+    let line = io.lines().find(|l| l.starts_with("wchar:"))?;
+    line["wchar:".len()..].trim().parse().ok()
+}
+
 /// Current resident set size of this process (VmRSS).
 pub fn current_rss_bytes() -> Option<u64> {
     read_status_kib("VmRSS:").map(|k| k * 1024)
@@ -155,5 +168,25 @@ mod tests {
         assert_eq!(thousands(999.6), "1,000");
         assert_eq!(thousands(12.0), "12");
         assert_eq!(thousands(f64::NAN), "0");
+    }
+
+    /// Writing through a pipe counts as much as writing a file: the figure the pipeline report
+    /// gives a stage whose output is stdout.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn written_bytes_counts_pipe_writes() {
+        use std::io::Write;
+        let before = written_bytes().expect("/proc/self/io on Linux");
+        let mut child = std::process::Command::new("cat")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("cat");
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        stdin.write_all(&[7u8; 100_000]).expect("write to cat");
+        drop(stdin);
+        child.wait().expect("cat ends");
+        let after = written_bytes().expect("/proc/self/io on Linux");
+        assert!(after - before >= 100_000, "wrote 100000 bytes, counted {}", after - before);
     }
 }
