@@ -281,6 +281,10 @@ impl Config {
             ipc_compression: self.ipc_compression,
             max_row_group_rows: usize::MAX,
             row_group_bytes: None,
+            // One Parquet file per split is open at once: they share the allowance of row
+            // groups waiting to be encoded that one output has (measured at 20M rows: 450 MiB
+            // peak with a whole allowance each, 302 MiB shared).
+            parquet_in_flight_bytes: OutputOptions::default().parquet_in_flight_bytes / self.splits.len().max(1),
             ..Default::default()
         };
         let mut paths: Vec<Option<PathBuf>> = vec![None; self.splits.len()];
