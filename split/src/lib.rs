@@ -285,7 +285,6 @@ impl Config {
             // groups waiting to be encoded that one output has (measured at 20M rows: 450 MiB
             // peak with a whole allowance each, 302 MiB shared).
             parquet_in_flight_bytes: OutputOptions::default().parquet_in_flight_bytes / self.splits.len().max(1),
-            ..Default::default()
         };
         let mut paths: Vec<Option<PathBuf>> = vec![None; self.splits.len()];
         let sink = match &self.mode {
