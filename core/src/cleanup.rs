@@ -31,8 +31,38 @@ pub fn install() {
     });
 }
 
-/// Remove every registered path now.
+/// Something to undo on interruption that is not a local path: an object-storage upload to
+/// abort ([`crate::store::Upload`]).
+type Hook = Box<dyn FnOnce() + Send>;
+
+static HOOKS: Mutex<Vec<(u64, Hook)>> = Mutex::new(Vec::new());
+static NEXT_HOOK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Run `hook` on interruption (or [`remove_all`]) unless forgotten first; returns its id.
+pub fn register_hook(hook: Hook) -> u64 {
+    let id = NEXT_HOOK.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if let Ok(mut g) = HOOKS.lock() {
+        g.push((id, hook));
+    }
+    id
+}
+
+/// Forget a hook (its upload completed or was aborted already).
+pub fn forget_hook(id: u64) {
+    if let Ok(mut g) = HOOKS.lock() {
+        g.retain(|(i, _)| *i != id);
+    }
+}
+
+/// Remove every registered path now, and run the registered hooks.
 pub fn remove_all() {
+    let hooks = match HOOKS.lock() {
+        Ok(mut g) => std::mem::take(&mut *g),
+        Err(p) => std::mem::take(&mut *p.into_inner()),
+    };
+    for (_, hook) in hooks {
+        hook();
+    }
     let paths = match PATHS.lock() {
         Ok(mut g) => std::mem::take(&mut *g),
         Err(p) => std::mem::take(&mut *p.into_inner()),

@@ -28,6 +28,7 @@ use parquet::arrow::ProjectionMask;
 use crate::error::{Error, Result};
 use crate::guard::{self, check_ipc_file};
 use crate::output::disk_error;
+use crate::store;
 use crate::streams::IpcStreams;
 
 /// Default in-memory size aimed at for one decoded batch.
@@ -40,6 +41,8 @@ pub enum Source {
     Stdin,
     /// A file on disk.
     File(PathBuf),
+    /// An object in a store (`s3://bucket/key`, `gs://`, `az://`, `https://`): [`crate::store`].
+    Url(String),
 }
 
 impl Source {
@@ -48,6 +51,7 @@ impl Source {
         match self {
             Source::Stdin => "stdin".to_string(),
             Source::File(p) => p.display().to_string(),
+            Source::Url(u) => u.clone(),
         }
     }
 }
@@ -65,7 +69,12 @@ pub fn discover(paths: &[String]) -> Result<Vec<Source>> {
     }
     let mut out = Vec::new();
     let mut seen = Seen::default();
+    let mut seen_urls = std::collections::HashSet::new();
     for p in paths {
+        if store::is_url(p) {
+            discover_url(p, &mut out, &mut seen_urls)?;
+            continue;
+        }
         if p == "-" {
             if out.contains(&Source::Stdin) {
                 return Err(Error::data("`-` (stdin) is given more than once"));
@@ -96,6 +105,38 @@ pub fn discover(paths: &[String]) -> Result<Vec<Source>> {
         }
     }
     Ok(out)
+}
+
+/// A URL input: one object, or every object under a prefix, listed like a local folder (name
+/// order at every level, `_`/`.` names skipped). An object reached twice is an error.
+fn discover_url(p: &str, out: &mut Vec<Source>, seen: &mut std::collections::HashSet<String>) -> Result<()> {
+    let loc = store::Location::parse(p)?;
+    let twice = |u: &str| {
+        Error::config(format!(
+            "{u}: reached twice through the inputs ({p}); its rows would be read twice, so pass each input once"
+        ))
+    };
+    if loc.size()?.is_some() {
+        if !seen.insert(p.to_string()) {
+            return Err(twice(p));
+        }
+        out.push(Source::Url(p.to_string()));
+        return Ok(());
+    }
+    let objects = loc.list()?;
+    if objects.is_empty() {
+        return Err(Error::data(format!(
+            "{p}: no such object, and no data objects under it as a prefix (names starting with `_` or `.` are \
+             skipped); check the URL or run the stage that fills it"
+        )));
+    }
+    for o in objects {
+        if !seen.insert(o.url.clone()) {
+            return Err(twice(&o.url));
+        }
+        out.push(Source::Url(o.url));
+    }
+    Ok(())
 }
 
 /// Files and folders already reached, by identity (device and inode), with the path first
@@ -234,8 +275,12 @@ impl std::fmt::Debug for Input {
     }
 }
 
+/// A Parquet object read by range requests.
+type UrlParquet = store::ObjectParquet;
+
 enum Kind {
     Parquet(ParquetRecordBatchReaderBuilder<File>, File),
+    ParquetUrl(parquet::arrow::ParquetRecordBatchStreamBuilder<UrlParquet>),
     IpcFile(FileReader<BufReader<File>>),
     IpcStream(IpcStreams),
 }
@@ -245,6 +290,7 @@ impl Input {
     pub fn open(source: &Source) -> Result<Input> {
         let name = source.name();
         match source {
+            Source::Url(url) => Self::open_url(url),
             Source::File(path) => {
                 let mut file = File::open(path).map_err(|e| open_error(path, e))?;
                 let mut head = [0u8; 8];
@@ -288,6 +334,67 @@ impl Input {
                 let mut rest = rest;
                 let path = spool.0.path().to_path_buf();
                 io::copy(&mut rest, spool.0.as_file_mut()).map_err(|e| disk_error(&path, e))?;
+                Self::from_parts(name, format, &path, Some(spool))
+            }
+        }
+    }
+
+    /// Open an object: its first bytes tell the format, as for files. Parquet is read by range
+    /// requests (footer, then the projected column chunks of one row group at a time); an IPC
+    /// stream as it arrives; an IPC file (random access, rare between stages) is spooled to a
+    /// temp file first.
+    fn open_url(url: &str) -> Result<Input> {
+        let name = url.to_string();
+        let loc = store::Location::parse(url)?;
+        let Some(size) = loc.size()? else {
+            return Err(Error::data(format!("{url}: no such object; check the URL")));
+        };
+        if size == 0 {
+            return Err(Error::data(format!(
+                "{url}: empty object (0 bytes), not Parquet or Arrow IPC: did the stage that wrote it fail? \
+                 Re-create it or leave it out"
+            )));
+        }
+        let head = loc.head_bytes(8, size)?;
+        let Some(format) = detect(&head) else {
+            return Err(unknown_format(url, &head));
+        };
+        match format {
+            Format::IpcStream => {
+                let streams = IpcStreams::open(name.clone(), Box::new(loc.stream()?), Vec::new())?;
+                Ok(Self::stream(name, streams))
+            }
+            Format::Parquet => {
+                let reader = loc.parquet_reader(size);
+                let builder = guard::decode(&name, "Parquet footer", || {
+                    store::block(parquet::arrow::ParquetRecordBatchStreamBuilder::new(reader))?.map_err(|e| {
+                        store::from_parquet_error(url, &e).unwrap_or_else(|| {
+                            Error::data(format!(
+                                "{name}: cannot read the Parquet footer ({e}): the object is corrupt or was cut short; \
+                                 re-create it"
+                            ))
+                        })
+                    })
+                })?;
+                let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
+                let schema = builder.schema().clone();
+                Ok(Input {
+                    name,
+                    format,
+                    schema,
+                    total_rows: Some(rows),
+                    kind: Kind::ParquetUrl(builder),
+                    _spool: None,
+                })
+            }
+            Format::IpcFile => {
+                let mut spool = Spool::new()?;
+                let path = spool.0.path().to_path_buf();
+                let mut body = loc.stream()?;
+                io::copy(&mut body, spool.0.as_file_mut()).map_err(|e| match e.kind() {
+                    io::ErrorKind::Other => Error::data(e.to_string()),
+                    _ => disk_error(&path, e),
+                })?;
                 Self::from_parts(name, format, &path, Some(spool))
             }
         }
@@ -429,6 +536,30 @@ impl Input {
                 });
                 Inner::Parquet(reader, reorder)
             }
+            Kind::ParquetUrl(builder) => {
+                let meta = builder.metadata().clone();
+                let mask = match &indices {
+                    None => ProjectionMask::all(),
+                    Some(idx) => ProjectionMask::roots(builder.parquet_schema(), idx.iter().copied()),
+                };
+                // No probe decode here (it would cost a row group's requests): estimate a row's
+                // decoded size from the footer's uncompressed sizes of the projected columns,
+                // doubled for dictionary-encoded strings.
+                let rows = meta.file_metadata().num_rows().max(1) as usize;
+                let bytes: i64 = meta
+                    .row_groups()
+                    .iter()
+                    .flat_map(|rg| rg.columns().iter().enumerate())
+                    .filter(|(i, _)| mask.leaf_included(*i))
+                    .map(|(_, c)| c.uncompressed_size())
+                    .sum();
+                let per_row = (2 * bytes.max(0) as usize / rows).max(1);
+                let batch_rows = (batch_bytes / per_row).clamp(1, 1 << 20);
+                let stream = builder.with_projection(mask).with_batch_size(batch_rows).build().map_err(|e| {
+                    Error::data(format!("{name}: cannot read Parquet data ({e}); re-create the object"))
+                })?;
+                Inner::ParquetUrl(Box::new(stream), None, reorder_of(indices.as_ref()))
+            }
             Kind::IpcFile(reader) => Inner::IpcFile(reader, indices),
             Kind::IpcStream(streams) => Inner::IpcStream(streams, indices),
         };
@@ -481,8 +612,22 @@ pub fn column_index(schema: &arrow::datatypes::Schema, column: &str, file: &str)
     })
 }
 
+/// Where a Parquet object's projected column chunks are wanted from, one row group at a time.
+type UrlStream = parquet::arrow::async_reader::ParquetRecordBatchStream<UrlParquet>;
+
+/// The requested column order as positions in the Parquet reader's (file) order.
+fn reorder_of(indices: Option<&Vec<usize>>) -> Option<Vec<usize>> {
+    indices.map(|idx| {
+        let mut sorted = idx.clone();
+        sorted.sort_unstable();
+        idx.iter().map(|i| sorted.binary_search(i).unwrap_or(0)).collect::<Vec<_>>()
+    })
+}
+
 enum Inner {
     Parquet(ParquetRecordBatchReader, Option<Vec<usize>>),
+    /// The object's stream, the decoder of the row group in memory, the column order.
+    ParquetUrl(Box<UrlStream>, Option<ParquetRecordBatchReader>, Option<Vec<usize>>),
     IpcFile(FileReader<BufReader<File>>, Option<Vec<usize>>),
     IpcStream(IpcStreams, Option<Vec<usize>>),
 }
@@ -526,7 +671,7 @@ impl BatchReader {
         }
         let name = self.name.clone();
         let what = match self.inner {
-            Inner::Parquet(..) => "Parquet data",
+            Inner::Parquet(..) | Inner::ParquetUrl(..) => "Parquet data",
             Inner::IpcFile(..) => "Arrow IPC file",
             Inner::IpcStream(..) => "Arrow IPC stream",
         };
@@ -553,6 +698,34 @@ impl BatchReader {
                     None => b,
                     Some(order) => b.project(order).map_err(|e| Error::arrow(name.clone(), e))?,
                 }),
+            },
+            Inner::ParquetUrl(stream, current, reorder) => loop {
+                if let Some(rg) = current.as_mut() {
+                    match rg.next() {
+                        Some(Ok(b)) => {
+                            break Some(match reorder {
+                                None => b,
+                                Some(order) => b.project(order).map_err(|e| Error::arrow(name.clone(), e))?,
+                            })
+                        }
+                        Some(Err(e)) => return Err(Error::data(format!(
+                            "{name}: cannot decode Parquet data near row {} ({e}): the object is corrupt; re-create it",
+                            self.rows
+                        ))),
+                        None => *current = None,
+                    }
+                }
+                // The next row group: its projected column chunks, fetched by range requests.
+                match store::block(stream.next_row_group())? {
+                    Ok(Some(rg)) => *current = Some(rg),
+                    Ok(None) => break None,
+                    Err(e) => return Err(store::from_parquet_error(name, &e).unwrap_or_else(|| {
+                        Error::data(format!(
+                            "{name}: cannot read Parquet data near row {} ({e}): the object is corrupt; re-create it",
+                            self.rows
+                        ))
+                    })),
+                }
             },
             Inner::IpcFile(reader, proj) => match reader.next() {
                 None => None,
@@ -603,6 +776,7 @@ mod tests {
             .map(|s| match s {
                 Source::Stdin => "-".into(),
                 Source::File(p) => p.strip_prefix(root).expect("under root").display().to_string(),
+                Source::Url(u) => u.clone(),
             })
             .collect()
     }

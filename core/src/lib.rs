@@ -15,6 +15,7 @@
 //! - [`keyhash`]: the documented key hash used by `probe-split` and partitioning;
 //! - [`cleanup`]: removal of temp files on Ctrl-C / SIGTERM;
 //! - [`staging`]: multi-file outputs (`--out-dir`) that appear all at once;
+//! - [`store`]: `s3://`, `gs://`, `az://`, `https://` URLs as inputs and outputs (object_store);
 //! - [`threads`]: the one rayon pool of a process, sized by `--threads`.
 //!
 //! A stage's `main.rs` is a few lines:
@@ -49,6 +50,7 @@ pub mod parquet_writer;
 pub mod progress;
 pub mod schema;
 pub mod staging;
+pub mod store;
 pub mod streams;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
@@ -75,5 +77,6 @@ pub fn main_with_status(
     if result.is_err() {
         cleanup::remove_all();
     }
+    store::print_stats(stage);
     error::exit_with(stage, result, code_of)
 }

@@ -26,6 +26,7 @@ use crate::cleanup;
 use crate::error::{Error, Result};
 use crate::input::Source;
 use crate::parquet_writer::{ParallelParquetWriter, RowGroupLimits};
+use crate::store;
 
 /// Output encodings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,9 +131,55 @@ pub fn parse_compression(s: &str) -> std::result::Result<Compression, String> {
 }
 
 enum Writer {
-    Stream(StreamWriter<BufWriter<Box<dyn Write + Send>>>),
-    File(FileWriter<BufWriter<File>>),
+    Stream(StreamWriter<BufWriter<Sink>>),
+    File(FileWriter<BufWriter<Sink>>),
     Parquet(ParallelParquetWriter),
+}
+
+/// Where an output's bytes go: stdout, a local temp file (renamed by `finish`), or a multipart
+/// upload to a store (completed by `finish`: the object appears only then).
+#[derive(Debug)]
+pub enum Sink {
+    /// Standard output.
+    Stdout(io::Stdout),
+    /// A local (temp) file.
+    File(File),
+    /// A multipart upload to a store.
+    Upload(Box<store::Upload>),
+}
+
+impl From<File> for Sink {
+    fn from(f: File) -> Sink {
+        Sink::File(f)
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Stdout(w) => w.write(buf),
+            Sink::File(w) => w.write(buf),
+            Sink::Upload(w) => w.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::Stdout(w) => w.flush(),
+            Sink::File(w) => w.flush(),
+            Sink::Upload(w) => w.flush(),
+        }
+    }
+}
+
+impl Sink {
+    /// Complete an upload (the object appears now); nothing to do for the others.
+    fn commit(self) -> Result<()> {
+        if let Sink::Upload(up) = self {
+            up.commit()?;
+        }
+        Ok(())
+    }
 }
 
 /// An open output; `finish` completes it, dropping it discards it.
@@ -174,6 +221,15 @@ pub fn check_file_path(path: &Path) -> Result<()> {
 /// the end would replace data the stage is reading.
 pub fn check_output(path: &Path, inputs: &[Source]) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
+    if store::path_is_url(path) {
+        let url = path.display().to_string();
+        if inputs.iter().any(|i| matches!(i, Source::Url(u) if *u == url)) {
+            return Err(Error::config(format!(
+                "{url}: is also an input; writing it would replace the data being read, so choose another output"
+            )));
+        }
+        return Ok(());
+    }
     check_file_path(path)?;
     let out = match std::fs::metadata(path) {
         // Only a regular file can be an input (stdin from /dev/null is not the output /dev/null).
@@ -186,6 +242,8 @@ pub fn check_output(path: &Path, inputs: &[Source]) -> Result<()> {
             Source::File(p) => std::fs::metadata(p),
             // stdin redirected from a file (`< x.parquet`).
             Source::Stdin => std::fs::metadata("/dev/stdin"),
+            // A local output is never an object in a store.
+            Source::Url(_) => continue,
         };
         if meta.is_ok_and(|m| m.dev() == out.dev() && m.ino() == out.ino()) {
             return Err(Error::data(format!(
@@ -214,7 +272,7 @@ impl Output {
         match path {
             None => {
                 check_stdout_not_terminal(None)?;
-                let sink: Box<dyn Write + Send> = Box::new(io::stdout());
+                let sink = Sink::Stdout(io::stdout());
                 let w = StreamWriter::try_new_with_options(
                     BufWriter::with_capacity(1 << 20, sink),
                     &schema,
@@ -224,13 +282,20 @@ impl Output {
                 Ok(Output { writer: Some(Writer::Stream(w)), name: "stdout".into(), temp: None, rows: 0 })
             }
             Some(path) => {
-                check_file_path(path)?;
                 let name = path.display().to_string();
-                let (file, temp_path) = temp_beside(path)?;
+                // A URL: a multipart upload, completed by `finish`; a file: a temp file beside
+                // the target, renamed by `finish`.
+                let (file, temp) = if store::path_is_url(path) {
+                    (Sink::Upload(Box::new(store::Upload::start(&name)?)), None)
+                } else {
+                    check_file_path(path)?;
+                    let (file, temp_path) = temp_beside(path)?;
+                    (Sink::File(file), Some((temp_path, path.to_path_buf())))
+                };
                 let ipc = || ipc_options(opts.ipc_compression.unwrap_or(IpcCompression::FILE_DEFAULT));
                 let writer = match OutFormat::for_path(path) {
                     OutFormat::IpcStream => {
-                        let sink: Box<dyn Write + Send> = Box::new(file);
+                        let sink = file;
                         Writer::Stream(
                             StreamWriter::try_new_with_options(
                                 BufWriter::with_capacity(1 << 20, sink),
@@ -257,7 +322,7 @@ impl Output {
                         )
                     }
                 };
-                Ok(Output { writer: Some(writer), name, temp: Some((temp_path, path.to_path_buf())), rows: 0 })
+                Ok(Output { writer: Some(writer), name, temp, rows: 0 })
             }
         }
     }
@@ -310,21 +375,22 @@ impl Output {
     /// Write the end-of-stream marker or footer, flush, and move a file into place.
     pub fn finish(mut self) -> Result<u64> {
         let name = self.name.clone();
-        match self.writer.take() {
+        let sink = match self.writer.take() {
             Some(Writer::Stream(mut w)) => {
                 w.finish().map_err(|e| write_err(&name, e))?;
-                let mut inner = w.into_inner().map_err(|e| write_err(&name, e))?;
-                inner.flush().map_err(|e| flush_err(&name, e))?;
+                let inner = w.into_inner().map_err(|e| write_err(&name, e))?;
+                Some(inner.into_inner().map_err(|e| flush_err(&name, e.into_error()))?)
             }
             Some(Writer::File(mut w)) => {
                 w.finish().map_err(|e| write_err(&name, e))?;
-                let mut inner = w.into_inner().map_err(|e| write_err(&name, e))?;
-                inner.flush().map_err(|e| flush_err(&name, e))?;
+                let inner = w.into_inner().map_err(|e| write_err(&name, e))?;
+                Some(inner.into_inner().map_err(|e| flush_err(&name, e.into_error()))?)
             }
-            Some(Writer::Parquet(w)) => {
-                w.close().map_err(|e| parquet_err(&name, e))?;
-            }
-            None => {}
+            Some(Writer::Parquet(w)) => Some(w.into_inner().map_err(|e| parquet_err(&name, e))?),
+            None => None,
+        };
+        if let Some(sink) = sink {
+            sink.commit()?;
         }
         if let Some((temp, dest)) = self.temp.take() {
             cleanup::forget(&temp);
@@ -447,6 +513,10 @@ fn parquet_properties(schema: &SchemaRef, opts: &OutputOptions) -> WriterPropert
 /// Create an `--out-dir`. A directory this run creates is registered for removal, so a run that
 /// fails or is interrupted before [`keep_out_dir`] leaves no empty directory behind.
 pub fn create_out_dir(dir: &Path) -> Result<()> {
+    if store::path_is_url(dir) {
+        // A store has no folders to create: objects appear under the prefix.
+        return Ok(());
+    }
     if dir.exists() {
         if !dir.is_dir() {
             return Err(Error::data(format!(

@@ -29,7 +29,6 @@
 //! whatever the number of threads.
 
 use std::collections::VecDeque;
-use std::fs::File;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{sync_channel, Receiver};
 
@@ -42,6 +41,8 @@ use parquet::arrow::ArrowWriter;
 use parquet::errors::{ParquetError, Result as PqResult};
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
+
+use crate::output::Sink;
 use rayon::prelude::*;
 
 /// Where row groups end, and how much the pool may hold.
@@ -72,7 +73,7 @@ struct InFlight {
 
 /// A Parquet file writer that encodes on the rayon pool; see the module header.
 pub struct ParallelParquetWriter {
-    file: SerializedFileWriter<File>,
+    file: SerializedFileWriter<Sink>,
     factory: ArrowRowGroupWriterFactory,
     schema: SchemaRef,
     limits: RowGroupLimits,
@@ -90,7 +91,7 @@ pub struct ParallelParquetWriter {
 impl ParallelParquetWriter {
     /// Start a file: the Arrow schema is embedded in its metadata exactly as `ArrowWriter` does.
     pub fn try_new(
-        file: File,
+        file: Sink,
         schema: SchemaRef,
         props: WriterProperties,
         limits: RowGroupLimits,
@@ -210,6 +211,15 @@ impl ParallelParquetWriter {
         self.file.close()?;
         Ok(())
     }
+
+    /// [`Self::close`], handing back where the bytes went (an upload still to complete).
+    pub(crate) fn into_inner(mut self) -> PqResult<Sink> {
+        self.flush_row_group()?;
+        while !self.in_flight.is_empty() {
+            self.append_oldest()?;
+        }
+        self.file.into_inner()
+    }
 }
 
 /// Bytes of a batch's data as sliced (what encoding reads), whatever buffers it shares.
@@ -280,7 +290,7 @@ mod tests {
         let (schema, input) = batches();
         let file = tempfile::tempfile().unwrap();
         let mut w = ParallelParquetWriter::try_new(
-            file.try_clone().unwrap(),
+            file.try_clone().unwrap().into(),
             schema,
             WriterProperties::builder().build(),
             limits,

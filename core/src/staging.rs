@@ -23,6 +23,13 @@
 //!   ([`cleanup::commit_lock`]); only a SIGKILL within those microseconds can leave some in
 //!   place, and then the staging folder stays too, which the next run refuses.
 //!
+//! An `--out-dir` that is a store URL (`s3://bucket/out/train`) has no rename: the files are
+//! built in a local staging folder (in `$TMPDIR`) and uploaded at [`Staging::commit`], one
+//! multipart upload each, in name order, `_manifest.json` last; each object appears when its
+//! upload completes, so a reader that waits for `_manifest.json` sees the whole result. For
+//! [`Staging::whole_dir`] the prefix must hold no objects. The local copy costs disk space the
+//! size of the result; a failed or interrupted run uploads nothing.
+//!
 //! Names starting with `.` are skipped by input discovery and by shell globs, so nothing in a
 //! staging folder is ever read as a result. A staging folder left by a killed run is refused
 //! (not cleaned) by the next run into the same place: another run may still be writing it, and
@@ -33,6 +40,7 @@ use std::path::{Path, PathBuf};
 use crate::cleanup;
 use crate::error::{Error, Result};
 use crate::output::disk_error;
+use crate::store;
 
 /// Marker in every staging folder's name.
 pub const STAGING_MARK: &str = ".probe-staging-";
@@ -44,6 +52,8 @@ enum Commit {
     Swap(PathBuf),
     /// Rename every file of the staging folder into this folder.
     Files(PathBuf),
+    /// Upload every file of the staging folder under this URL.
+    Upload(String),
 }
 
 /// A staging folder, removed on drop unless committed.
@@ -58,6 +68,17 @@ impl Staging {
     /// Stage a folder that is the result as a whole (`probe-merge --out-dir`). `dir` must be
     /// missing or empty; its parent is created if missing.
     pub fn whole_dir(dir: &Path) -> Result<Staging> {
+        if store::path_is_url(dir) {
+            let url = dir.display().to_string();
+            let loc = store::Location::parse(&url)?;
+            if let Some(first) = loc.has_any()? {
+                return Err(Error::config(format!(
+                    "{url}: out-dir not empty (it holds {first}): the result replaces the whole folder; remove it or \
+                     choose another"
+                )));
+            }
+            return Staging::for_upload(url);
+        }
         // A symlinked out-dir: build beside its target, so the rename stays in one filesystem
         // and replaces the folder, not the link.
         let dir = match std::fs::canonicalize(dir) {
@@ -95,9 +116,25 @@ impl Staging {
     /// Stage files that go into a folder shared with other files (`probe-split --out-dir`).
     /// `dir` must exist.
     pub fn files_in(dir: &Path) -> Result<Staging> {
+        if store::path_is_url(dir) {
+            return Staging::for_upload(dir.display().to_string());
+        }
         refuse_leftover(dir, STAGING_MARK, dir)?;
         let path = dir.join(format!("{STAGING_MARK}{}", std::process::id()));
         Staging::create(path, Commit::Files(dir.to_path_buf()))
+    }
+
+    /// A local staging folder whose files are uploaded under `url` at commit.
+    fn for_upload(url: String) -> Result<Staging> {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(".probe-upload-{}-{n}", std::process::id()));
+        Staging::create(path, Commit::Upload(url.trim_end_matches('/').to_string()))
+    }
+
+    /// Whether the result goes to a store (`final_path`s are URLs).
+    pub fn uploads(&self) -> bool {
+        matches!(self.commit, Commit::Upload(_))
     }
 
     fn create(path: PathBuf, commit: Commit) -> Result<Staging> {
@@ -119,6 +156,7 @@ impl Staging {
     pub fn final_path(&self, name: &str) -> PathBuf {
         match &self.commit {
             Commit::Swap(dir) | Commit::Files(dir) => dir.join(name),
+            Commit::Upload(url) => PathBuf::from(format!("{url}/{name}")),
         }
     }
 
@@ -148,6 +186,20 @@ impl Staging {
                     std::fs::rename(self.path.join(&name), &to).map_err(|e| Error::io(&to, e))?;
                 }
                 std::fs::remove_dir(&self.path).map_err(|e| Error::io(&self.path, e))?;
+            }
+            Commit::Upload(url) => {
+                let mut names: Vec<String> = std::fs::read_dir(&self.path)
+                    .map_err(|e| Error::io(&self.path, e))?
+                    .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+                    .collect::<std::io::Result<_>>()
+                    .map_err(|e| Error::io(&self.path, e))?;
+                // Data files in name order, then `_`-names (`_manifest.json`): a reader that
+                // waits for the manifest finds every file it lists.
+                names.sort_by_key(|n| (n.starts_with('_'), n.clone()));
+                for name in names {
+                    store::upload_file(&self.path.join(&name), &format!("{url}/{name}"))?;
+                }
+                std::fs::remove_dir_all(&self.path).map_err(|e| Error::io(&self.path, e))?;
             }
         }
         cleanup::forget(&self.path);

@@ -109,7 +109,7 @@ impl Config {
         report.files = parts.finish()?;
         report.bytes = report.files.iter().map(|f| f.bytes).sum();
         if let Some(staging) = &staging {
-            manifest(&report, &schema).write(staging.path())?;
+            manifest(&report, &schema, staging).write(staging.path())?;
         }
         parts.commit();
         if let Some(staging) = staging {
@@ -202,19 +202,20 @@ fn check_inputs(sources: Vec<Source>) -> Result<Checked> {
     Ok(Checked { sources, kept, schema, total_rows })
 }
 
-/// The `_manifest.json` of an out-dir: its files (names within the folder), inputs, totals
-/// and schema.
-fn manifest(report: &Report, schema: &SchemaRef) -> Manifest {
+/// The `_manifest.json` of an out-dir: its files (names within the folder; URLs on a store),
+/// inputs, totals and schema.
+fn manifest(report: &Report, schema: &SchemaRef, staging: &Staging) -> Manifest {
     Manifest {
         files: report
             .files
             .iter()
             .map(|f| FileEntry {
-                path: f
-                    .path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| f.path.display().to_string()),
+                path: match f.path.file_name().map(|n| n.to_string_lossy().into_owned()) {
+                    // On a store the manifest lists each part's URL.
+                    Some(n) if staging.uploads() => staging.final_path(&n).display().to_string(),
+                    Some(n) => n,
+                    None => f.path.display().to_string(),
+                },
                 rows: f.rows,
                 bytes: f.bytes,
             })
