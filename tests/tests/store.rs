@@ -1,0 +1,442 @@
+//! Object storage end to end: the real stages against a real S3-compatible server (moto's, from
+//! pip `moto[server]`) started on 127.0.0.1 by the test itself. Without moto the tests skip
+//! with a message; under `CI=true` (.ci/run) they fail instead. The python that has moto is
+//! `PROBE_MOTO_PYTHON`, else `python3`.
+#![allow(clippy::unwrap_used, clippy::type_complexity)] // tests: a panic is the failure report
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use probe_tests::gen::{self, GenConfig, Order};
+use probe_tests::harness::{bin, bin_dir, decode_ipc, encode_ipc, read_file};
+use probe_tests::process::{feed, finish, send, wait_until};
+
+/// A moto server: killed when the test process ends (its stdin closes).
+struct Moto {
+    port: u16,
+    _child: Mutex<(Child, ChildStdin)>,
+}
+
+fn python() -> String {
+    std::env::var("PROBE_MOTO_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Start moto on a free port; `auth`: check credentials (any key is unknown to it, so every
+/// request is refused: the access-denied case).
+fn start_moto(auth: bool) -> Option<Moto> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+    let script = format!(
+        "import sys\nfrom moto.server import ThreadedMotoServer\n\
+         s = ThreadedMotoServer(ip_address='127.0.0.1', port={port})\ns.start()\nprint('ready', flush=True)\n\
+         sys.stdin.read()\ns.stop()\n"
+    );
+    let mut cmd = Command::new(python());
+    cmd.args(["-c", &script]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
+    if auth {
+        cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", "0");
+    }
+    let mut child = cmd.spawn().ok()?;
+    let stdin = child.stdin.take()?;
+    // moto prints a line of its own first; wait for ours (EOF: it failed to start).
+    let mut out = BufReader::new(child.stdout.take()?);
+    loop {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap_or(0) == 0 {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        if line.starts_with("ready") {
+            break;
+        }
+    }
+    wait_until(30, || TcpStream::connect(("127.0.0.1", port)).is_ok()).then_some(())?;
+    Some(Moto { port, _child: Mutex::new((child, stdin)) })
+}
+
+/// The shared server, or `None` (skip) where moto is not installed; a failure under CI=true.
+fn moto() -> Option<&'static Moto> {
+    static M: OnceLock<Option<Moto>> = OnceLock::new();
+    let m = M.get_or_init(|| start_moto(false)).as_ref();
+    if m.is_none() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI=true but moto's server cannot be started: .ci/run installs moto[server] (PROBE_MOTO_PYTHON={})",
+            python()
+        );
+        eprintln!("skipped: moto's S3 server cannot be started (pip install 'moto[server]', or set PROBE_MOTO_PYTHON)");
+    }
+    m
+}
+
+/// One plain HTTP/1.0 request to moto (it takes unsigned requests): status and body.
+fn http(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(s, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\n\r\n", body.len()).unwrap();
+    s.write_all(body).unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").expect("HTTP response");
+    let head = String::from_utf8_lossy(&resp[..split]).into_owned();
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, resp[split + 4..].to_vec())
+}
+
+fn create_bucket(m: &Moto, bucket: &str) {
+    let (status, body) = http(m.port, "PUT", &format!("/{bucket}"), b"");
+    assert_eq!(status, 200, "create bucket {bucket}: {}", String::from_utf8_lossy(&body));
+}
+
+fn put(m: &Moto, bucket: &str, key: &str, bytes: &[u8]) {
+    let (status, body) = http(m.port, "PUT", &format!("/{bucket}/{key}"), bytes);
+    assert_eq!(status, 200, "put {key}: {}", String::from_utf8_lossy(&body));
+}
+
+fn get(m: &Moto, bucket: &str, key: &str) -> Vec<u8> {
+    let (status, body) = http(m.port, "GET", &format!("/{bucket}/{key}"), b"");
+    assert_eq!(status, 200, "get {key}: {}", String::from_utf8_lossy(&body));
+    body
+}
+
+/// Keys under `prefix`, sorted.
+fn list(m: &Moto, bucket: &str, prefix: &str) -> Vec<String> {
+    let (status, body) = http(m.port, "GET", &format!("/{bucket}?list-type=2&prefix={prefix}"), b"");
+    assert_eq!(status, 200, "list {bucket}");
+    tags(&String::from_utf8_lossy(&body), "Key")
+}
+
+/// Multipart uploads still open (neither completed nor aborted) in a bucket.
+fn open_uploads(m: &Moto, bucket: &str) -> Vec<String> {
+    let (_, body) = http(m.port, "GET", &format!("/{bucket}?uploads"), b"");
+    tags(&String::from_utf8_lossy(&body), "UploadId")
+}
+
+fn tags(xml: &str, tag: &str) -> Vec<String> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    let mut out: Vec<String> =
+        xml.split(&open).skip(1).filter_map(|p| p.split(&close).next().map(|s| s.to_string())).collect();
+    out.sort();
+    out
+}
+
+/// Upload every file under `dir` as `bucket/prefix/<relative path>`.
+fn put_dir(m: &Moto, bucket: &str, prefix: &str, dir: &Path, rel: &str) {
+    for entry in std::fs::read_dir(dir.join(rel)).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let sub = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
+        if entry.path().is_dir() {
+            put_dir(m, bucket, prefix, dir, &sub);
+        } else {
+            put(m, bucket, &format!("{prefix}/{sub}"), &std::fs::read(entry.path()).unwrap());
+        }
+    }
+}
+
+/// A stage with the store's environment: moto's endpoint and dummy credentials.
+fn stage(m: &Moto, name: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(bin(name));
+    c.args(args)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", m.port))
+        .env("AWS_ALLOW_HTTP", "true")
+        .stdin(Stdio::null());
+    c
+}
+
+struct Out {
+    code: i32,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+fn output(mut c: Command, what: &str) -> Out {
+    let o = c.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    Out { code: o.status.code().unwrap_or(-1), stdout: o.stdout, stderr: String::from_utf8_lossy(&o.stderr).into() }
+}
+
+fn ok(m: &Moto, name: &str, args: &[&str]) -> Vec<u8> {
+    let o = output(stage(m, name, args), name);
+    assert_eq!(o.code, 0, "{name} {args:?} failed:\n{}", o.stderr);
+    o.stdout
+}
+
+/// A one-line error with exit 1 whose line holds every needle.
+fn fails(m: &Moto, c: Command, name: &str, needles: &[&str]) -> String {
+    let _ = m;
+    let o = output(c, name);
+    assert_eq!(o.code, 1, "{name}: expected exit 1, got {}:\n{}", o.code, o.stderr);
+    assert!(o.stdout.is_empty(), "{name}: printed a result on error");
+    let lines: Vec<&str> = o.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{name}: expected one error line:\n{}", o.stderr);
+    assert!(lines[0].starts_with(&format!("{name}: error: ")), "{}", lines[0]);
+    for n in needles {
+        assert!(lines[0].contains(n), "error line lacks `{n}`:\n{}", lines[0]);
+    }
+    lines[0].to_string()
+}
+
+fn generate(dir: &Path, rows: u64, order: Order, files: usize) {
+    let mut cfg = GenConfig::new(rows, dir);
+    cfg.order = order;
+    cfg.files = files;
+    cfg.keys = (rows / 20).max(1);
+    cfg.seed = 5;
+    gen::generate(&cfg).expect("generate");
+}
+
+/// Decoded Arrow data of a Parquet, IPC file or IPC stream byte string.
+fn decode(bytes: &[u8]) -> (SchemaRef, Vec<RecordBatch>) {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), bytes).unwrap();
+    read_file(f.path())
+}
+
+/// The same rows and schema (batch boundaries aside).
+fn assert_same(a: &(SchemaRef, Vec<RecordBatch>), b: &(SchemaRef, Vec<RecordBatch>), what: &str) {
+    assert_eq!(a.0, b.0, "{what}: schemas differ");
+    let ca = arrow::compute::concat_batches(&a.0, &a.1).unwrap();
+    let cb = arrow::compute::concat_batches(&b.0, &b.1).unwrap();
+    assert!(ca.num_rows() > 0, "{what}: no rows");
+    assert_eq!(ca, cb, "{what}: data differs");
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn group_from_s3_with_overlapping_sorted_files_equals_local() {
+    let Some(m) = moto() else { return };
+    create_bucket(m, "group");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    generate(&data, 8_000, Order::SortedPerFile, 3);
+    // A hive-style sub-prefix and names that discovery skips, as in a local folder.
+    std::fs::create_dir(data.join("day=2")).unwrap();
+    std::fs::copy(data.join(gen::file_name(0)), data.join("day=2/extra.parquet")).unwrap();
+    std::fs::write(data.join("_SUCCESS"), b"").unwrap();
+    put_dir(m, "group", "data", &data, "");
+    put(m, "group", "data/.tmp/junk", b"not data");
+
+    let local = ok(m, "probe-group", &["-q", s(&data)]);
+    let remote = ok(m, "probe-group", &["-q", "s3://group/data/"]);
+    assert_same(&decode(&local), &decode(&remote), "group s3:// vs local");
+    // Without the trailing slash the prefix is a folder too; one object is one file.
+    let remote = ok(m, "probe-group", &["-q", "s3://group/data"]);
+    assert_same(&decode(&local), &decode(&remote), "group s3://prefix vs local");
+    let one = ok(m, "probe-group", &["-q", &format!("s3://group/data/{}", gen::file_name(1))]);
+    let one_local = ok(m, "probe-group", &["-q", s(&data.join(gen::file_name(1)))]);
+    assert_same(&decode(&one_local), &decode(&one), "one object");
+
+    // IPC streams and IPC files over URLs, and a projection.
+    let arrows = dir.path().join("g.arrows");
+    std::fs::write(&arrows, &local).unwrap();
+    put(m, "group", "ipc/g.arrows", &local);
+    let a = ok(m, "probe-batch", &["-q", s(&arrows), "--max-len", "8"]);
+    let b = ok(m, "probe-batch", &["-q", "s3://group/ipc/g.arrows", "--max-len", "8"]);
+    assert_same(&decode(&a), &decode(&b), "IPC stream over s3://");
+    // An object reached twice is refused.
+    let twice = format!("s3://group/data/{}", gen::file_name(0));
+    let c = stage(m, "probe-group", &["-q", "s3://group/data/", &twice]);
+    fails(m, c, "probe-group", &[&twice, "reached twice"]);
+}
+
+#[test]
+fn sort_from_s3_to_s3_equals_local() {
+    let Some(m) = moto() else { return };
+    create_bucket(m, "sort");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    generate(&data, 6_000, Order::Shuffled, 2);
+    put_dir(m, "sort", "in", &data, "");
+    for out in ["grouped.arrows", "grouped.parquet", "grouped.arrow"] {
+        let local = dir.path().join(out);
+        ok(m, "probe-group", &["-q", "--sort", "--memory-limit", "64MiB", s(&data), "-o", s(&local)]);
+        let url = format!("s3://sort/out/{out}");
+        ok(m, "probe-group", &["-q", "--sort", "--memory-limit", "64MiB", "s3://sort/in/", "-o", &url]);
+        let remote = get(m, "sort", &format!("out/{out}"));
+        assert_same(&read_file(&local), &decode(&remote), out);
+    }
+    assert!(open_uploads(m, "sort").is_empty(), "uploads left open: {:?}", open_uploads(m, "sort"));
+}
+
+
+#[test]
+fn whole_job_from_s3_to_s3_equals_local() {
+    let Some(m) = moto() else { return };
+    create_bucket(m, "job");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    generate(&d.join("data"), 10_000, Order::SortedPerFile, 2);
+    put_dir(m, "job", "data", &d.join("data"), "");
+    let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
+    let script = "set -e
+        probe-group -q $IN | probe-split -q --ratios train=0.8,test=0.2 --out-dir $WORK
+        probe-batch -q $WORK/train.arrows --max-len 16 -o $WORK/train-rows.arrows
+        probe-merge -q $WORK/train-rows.arrows --out-dir $OUT/train --max-file-size 200KiB";
+    let run = |input: &str, work: &str, out: &str| {
+        let c = stage(m, "probe-group", &[]);
+        let mut shell = Command::new("bash");
+        for (k, v) in c.get_envs() {
+            if let Some(v) = v {
+                shell.env(k, v);
+            }
+        }
+        let c = shell
+            .env("PATH", &path)
+            .env("IN", input)
+            .env("WORK", work)
+            .env("OUT", out)
+            .current_dir(d)
+            .args(["-o", "pipefail", "-c", script]);
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "pipeline on {input}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    std::fs::create_dir(d.join("work")).unwrap();
+    run("data/", "work", "out");
+    run("s3://job/data/", "s3://job/work", "s3://job/out");
+
+    for split in ["train", "test"] {
+        let local = read_file(&d.join(format!("work/{split}.arrows")));
+        let remote = decode(&get(m, "job", &format!("work/{split}.arrows")));
+        assert_same(&local, &remote, split);
+    }
+    let local_parts: Vec<String> = probe_tests::harness::list_dir(&d.join("out/train"));
+    let remote_parts: Vec<String> =
+        list(m, "job", "out/train/").into_iter().map(|k| k.trim_start_matches("out/train/").to_string()).collect();
+    assert_eq!(local_parts, remote_parts, "merge parts");
+    assert!(local_parts.len() > 2, "expected several parts: {local_parts:?}");
+    for part in local_parts.iter().filter(|p| p.ends_with(".parquet")) {
+        let remote = decode(&get(m, "job", &format!("out/train/{part}")));
+        assert_same(&read_file(&d.join("out/train").join(part)), &remote, part);
+    }
+    // The manifest on the store lists URLs.
+    let manifest: serde_json::Value = serde_json::from_slice(&get(m, "job", "out/train/_manifest.json")).unwrap();
+    let files = manifest["files"].as_array().unwrap();
+    assert_eq!(files.len(), local_parts.len() - 1);
+    assert_eq!(files[0]["path"].as_str().unwrap(), "s3://job/out/train/part-00000.parquet");
+    // The out-dir of a whole result must be empty.
+    let mut c = stage(m, "probe-merge", &["-q", "s3://job/work/train-rows.arrows", "--out-dir", "s3://job/out/train"]);
+    c.stdout(Stdio::piped());
+    fails(m, c, "probe-merge", &["s3://job/out/train", "not empty"]);
+}
+
+#[test]
+fn killed_or_interrupted_upload_leaves_no_object() {
+    let Some(m) = moto() else { return };
+    create_bucket(m, "kill");
+    let dir = tempfile::tempdir().unwrap();
+    generate(&dir.path().join("data"), 20_000, Order::Sorted, 1);
+    let grouped = ok(m, "probe-group", &["-q", s(&dir.path().join("data"))]);
+    // Over 40 MiB of input, so whole 16 MiB parts go up while the stage still runs.
+    let (schema, batches) = decode_ipc(&grouped);
+    let repeat = (40 << 20) / grouped.len() + 1;
+    let batches: Vec<RecordBatch> = std::iter::repeat_n(batches, repeat).flatten().collect();
+    let big = Arc::new(encode_ipc(schema, &batches));
+    for (signal, open_after) in [("KILL", 1), ("TERM", 1)] {
+        let url = format!("s3://kill/out-{signal}.arrows");
+        let mut child = stage(m, "probe-batch", &["-q", "-", "--max-len", "4", "-o", &url])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Everything but the end-of-stream marker: the stage waits for more input.
+        let hold = feed(&mut child, big.clone(), big.len() - 8);
+        // Signal once its upload has started and parts are on their way.
+        let before = if signal == "KILL" { 0 } else { 1 };
+        assert!(wait_until(120, || open_uploads(m, "kill").len() > before), "{signal}: no upload started");
+        std::thread::sleep(Duration::from_secs(3));
+        assert!(child.try_wait().unwrap().is_none(), "the stage ended early");
+        send(&child, signal);
+        drop(hold);
+        let (status, stderr) = finish(child, 60);
+        assert!(!status.success(), "{signal}: {stderr}");
+        assert!(list(m, "kill", "").is_empty(), "{signal}: an object appeared: {:?}", list(m, "kill", ""));
+        // SIGKILL leaves its multipart upload open (invisible); SIGTERM aborts its own.
+        assert_eq!(open_uploads(m, "kill").len(), open_after, "{signal}: open uploads; status {status:?}, stderr:\n{stderr}");
+    }
+    assert_eq!(list(m, "kill", ""), Vec::<String>::new());
+}
+
+#[test]
+fn store_errors_name_the_url_and_the_cause() {
+    let Some(m) = moto() else { return };
+    create_bucket(m, "errs");
+    let dir = tempfile::tempdir().unwrap();
+    generate(&dir.path().join("data"), 500, Order::Sorted, 1);
+    put_dir(m, "errs", "data", &dir.path().join("data"), "");
+
+    // No such bucket, object or prefix.
+    fails(m, stage(m, "probe-group", &["-q", "s3://no-such-bucket/x/"]), "probe-group", &["s3://no-such-bucket/x/", "no such bucket"]);
+    fails(m, stage(m, "probe-group", &["-q", "s3://errs/missing/"]), "probe-group", &["s3://errs/missing/", "no such object"]);
+    // No credentials.
+    let mut c = stage(m, "probe-group", &["-q", "s3://errs/data/"]);
+    c.env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY");
+    fails(m, c, "probe-group", &["s3://errs/data/", "no credentials", "AWS_ACCESS_KEY_ID"]);
+    // A network failure: nothing listens on the endpoint.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut c = stage(m, "probe-group", &["-q", "s3://errs/data/"]);
+    c.env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{dead}"));
+    fails(m, c, "probe-group", &["s3://errs/data/", "network failure", "5 retries"]);
+    // https:// is read-only.
+    let mut c = stage(m, "probe-group", &["-q", "s3://errs/data/", "-o", "https://example.invalid/x.arrows"]);
+    c.stdout(Stdio::piped());
+    let o = output(c, "probe-group");
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("read-only"), "{}", o.stderr);
+
+    // Access denied: a server that checks credentials, which knows no key.
+    let strict = start_moto(true).expect("moto started once already");
+    let mut c = stage(m, "probe-group", &["-q", "s3://errs/data/"]);
+    c.env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", strict.port));
+    fails(m, c, "probe-group", &["s3://errs/data/", "access denied"]);
+}
+
+#[test]
+fn projected_parquet_reads_little_more_than_the_projected_columns() {
+    let Some(m) = moto() else { return };
+    create_bucket(m, "bytes");
+    let dir = tempfile::tempdir().unwrap();
+    generate(&dir.path().join("data"), 200_000, Order::Sorted, 1);
+    let file = dir.path().join("data").join(gen::file_name(0));
+    let bytes = std::fs::read(&file).unwrap();
+    put(m, "bytes", "t.parquet", &bytes);
+    // probe-group --columns rtt_ms reads the key, the time and rtt_ms: 3 of 7 columns.
+    let meta = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file).unwrap()).unwrap().metadata().clone();
+    let projected: i64 = meta
+        .row_groups()
+        .iter()
+        .flat_map(|rg| rg.columns())
+        .filter(|c| ["src_addr", "event_time", "rtt_ms"].contains(&c.column_path().string().as_str()))
+        .map(|c| c.compressed_size())
+        .sum();
+    let mut c = stage(m, "probe-group", &["-q", "s3://bytes/t.parquet", "--columns", "rtt_ms"]);
+    c.env("PROBE_STORE_STATS", "1").stdout(Stdio::piped());
+    let o = output(c, "probe-group");
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let line = o.stderr.lines().find(|l| l.contains("store:")).expect("stats line");
+    let read: u64 = line.split("store: ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    eprintln!(
+        "projected Parquet run: {read} bytes read of a {} byte object; key, time, rtt_ms column chunks {projected} bytes",
+        bytes.len()
+    );
+    // Exactly the projected column chunks, plus the 8 bytes of format detection and the
+    // footer's 64 KiB prefetch: the other columns' chunks are never fetched.
+    let footer = 8 + 64 * 1024;
+    assert!(read >= projected as u64, "read {read} bytes, less than the projected columns' {projected}");
+    assert!(read <= projected as u64 + footer, "read {read} bytes, projected columns are {projected}");
+}
