@@ -708,10 +708,12 @@ impl BatchReader {
                                 Some(order) => b.project(order).map_err(|e| Error::arrow(name.clone(), e))?,
                             })
                         }
-                        Some(Err(e)) => return Err(Error::data(format!(
+                        Some(Err(e)) => {
+                            return Err(Error::data(format!(
                             "{name}: cannot decode Parquet data near row {} ({e}): the object is corrupt; re-create it",
                             self.rows
-                        ))),
+                        )))
+                        }
                         None => *current = None,
                     }
                 }
@@ -719,12 +721,14 @@ impl BatchReader {
                 match store::block(stream.next_row_group())? {
                     Ok(Some(rg)) => *current = Some(rg),
                     Ok(None) => break None,
-                    Err(e) => return Err(store::from_parquet_error(name, &e).unwrap_or_else(|| {
-                        Error::data(format!(
+                    Err(e) => {
+                        return Err(store::from_parquet_error(name, &e).unwrap_or_else(|| {
+                            Error::data(format!(
                             "{name}: cannot read Parquet data near row {} ({e}): the object is corrupt; re-create it",
                             self.rows
                         ))
-                    })),
+                        }))
+                    }
                 }
             },
             Inner::IpcFile(reader, proj) => match reader.next() {

@@ -208,9 +208,7 @@ fn store_for(url: &str, parsed: &Url, scheme: &ObjectStoreScheme, base: &str) ->
     if let Some(s) = cache.get(base) {
         return Ok(s.clone());
     }
-    let mut retry = RetryConfig::default();
-    retry.max_retries = MAX_RETRIES;
-    retry.retry_timeout = Duration::from_secs(120);
+    let retry = RetryConfig { max_retries: MAX_RETRIES, retry_timeout: Duration::from_secs(120), ..Default::default() };
     let built: std::result::Result<Arc<dyn ObjectStore>, object_store::Error> = match scheme {
         ObjectStoreScheme::AmazonS3 => {
             check_aws_credentials(url)?;
