@@ -112,7 +112,7 @@ pub fn discover(paths: &[String]) -> Result<Vec<Source>> {
 fn discover_url(p: &str, out: &mut Vec<Source>, seen: &mut std::collections::HashSet<String>) -> Result<()> {
     let loc = store::Location::parse(p)?;
     let twice = |u: &str| {
-        Error::config(format!(
+        Error::data(format!(
             "{u}: reached twice through the inputs ({p}); its rows would be read twice, so pass each input once"
         ))
     };

@@ -224,7 +224,7 @@ pub fn check_output(path: &Path, inputs: &[Source]) -> Result<()> {
     if store::path_is_url(path) {
         let url = path.display().to_string();
         if inputs.iter().any(|i| matches!(i, Source::Url(u) if *u == url)) {
-            return Err(Error::config(format!(
+            return Err(Error::data(format!(
                 "{url}: is also an input; writing it would replace the data being read, so choose another output"
             )));
         }

@@ -72,7 +72,7 @@ impl Staging {
             let url = dir.display().to_string();
             let loc = store::Location::parse(&url)?;
             if let Some(first) = loc.has_any()? {
-                return Err(Error::config(format!(
+                return Err(Error::data(format!(
                     "{url}: out-dir not empty (it holds {first}): the result replaces the whole folder; remove it or \
                      choose another"
                 )));

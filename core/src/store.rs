@@ -238,7 +238,7 @@ fn store_for(url: &str, parsed: &Url, scheme: &ObjectStoreScheme, base: &str) ->
         }
     };
     let store = built.map_err(|e| {
-        Error::config(format!("{url}: cannot set up the store client ({e}); check the URL and the environment variables (README, \"Object storage\")"))
+        Error::data(format!("{url}: cannot set up the store client ({e}); check the URL and the environment variables (README, \"Object storage\")"))
     })?;
     cache.insert(base.to_string(), store.clone());
     Ok(store)
@@ -254,7 +254,7 @@ fn check_aws_credentials(url: &str) -> Result<()> {
         || set("AWS_CONTAINER_CREDENTIALS_FULL_URI")
         || std::env::var("AWS_SKIP_SIGNATURE").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
     if !has_creds && (set("AWS_ENDPOINT_URL") || set("AWS_ENDPOINT")) {
-        return Err(Error::config(format!(
+        return Err(Error::data(format!(
             "{url}: no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_SKIP_SIGNATURE=true for a \
              public bucket)"
         )));
