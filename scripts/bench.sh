@@ -52,7 +52,9 @@ Run ids:
   duckdb-optimized                 no ORDER BY, preserve_insertion_order=true, sorted input, Parquet out
   polars-sorted, polars-shuffled   Polars group_by + sort_by inside the group, Parquet out
 
-Environment: BENCH_DIR (default bench-data), CARGO_TARGET_DIR (default target).
+Environment: BENCH_DIR (default bench-data), CARGO_TARGET_DIR (default target), BENCH_PYTHON
+(a Python with duckdb and pyarrow to use instead of the pinned scripts/.venv; Polars runs need
+polars there too).
 EOF
 }
 
@@ -289,6 +291,9 @@ WORK=$(mktemp -d "$BENCH_DIR/.run.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/bin"
 for b in probe-gen probe-group probe-check-order probe-split probe-batch probe-merge bench-decode; do
+    if [[ $b == bench-decode && ! -x $BIN/$b && " ${IDS[*]} " != *" decode-"* ]]; then
+        continue # only the decode runs need it
+    fi
     [[ -x $BIN/$b ]] || die "$BIN/$b is missing: run cargo build --release --workspace --bins"
     cp "$BIN/$b" "$WORK/bin/$b"
 done
@@ -299,9 +304,13 @@ if [[ -n $(git status --porcelain --untracked-files=no 2>/dev/null || true) ]]; 
 fi
 
 # --- Python virtualenv with pinned anchors. -----------------------------------------------------
-PY=$VENV/bin/python
+PY=${BENCH_PYTHON:-$VENV/bin/python}
 PY_VERSIONS=""
-if [[ $NEED_PYTHON == 1 ]]; then
+if [[ $NEED_PYTHON == 1 && -n ${BENCH_PYTHON:-} ]]; then
+    # A Python of the caller's (a machine without network): used as it is, its versions recorded.
+    PY_VERSIONS=$("$PY" -c 'import duckdb; print(f"duckdb {duckdb.__version__}")') ||
+        die "BENCH_PYTHON=$PY cannot import duckdb"
+elif [[ $NEED_PYTHON == 1 ]]; then
     want_versions="duckdb $DUCKDB_VERSION, polars $POLARS_VERSION, pyarrow $PYARROW_VERSION"
     have_versions=""
     if [[ -x $PY ]]; then

@@ -146,19 +146,30 @@ impl Config {
             let mut next: Option<Result<Vec<BatchView>>> = None;
             for (w, wave) in waves.iter().enumerate() {
                 let mut built: Vec<Result<RecordBatch>> = Vec::new();
-                let written = rayon::in_place_scope(|scope| {
-                    scope.spawn(|_| {
-                        built = wave
-                            .par_iter()
-                            .map(|(i, r)| build(&set[*i], &layout, &planned[*i].windows[r.clone()], self.delta_time))
-                            .collect();
-                    });
+                let build_one = |(i, r): &(usize, Range<usize>)| {
+                    build(&set[*i], &layout, &planned[*i].windows[r.clone()], self.delta_time)
+                };
+                let last = w + 1 == waves.len();
+                let written = if threads <= 1 {
+                    // One thread keeps to one core: write, build, read, one after another.
                     let written = write_all(&mut output, &mut pending, &mut report);
-                    if w + 1 == waves.len() && written.is_ok() {
-                        next = Some(batches.next_set(threads));
+                    if written.is_ok() {
+                        built = wave.iter().map(build_one).collect();
+                        if last {
+                            next = Some(batches.next_set(threads));
+                        }
                     }
                     written
-                });
+                } else {
+                    rayon::in_place_scope(|scope| {
+                        scope.spawn(|_| built = wave.par_iter().map(build_one).collect());
+                        let written = write_all(&mut output, &mut pending, &mut report);
+                        if last && written.is_ok() {
+                            next = Some(batches.next_set(threads));
+                        }
+                        written
+                    })
+                };
                 written?;
                 // Errors in output order: a failed build comes before a failed read further on.
                 pending = built.into_iter().collect::<Result<Vec<_>>>()?;

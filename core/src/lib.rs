@@ -43,6 +43,7 @@ pub mod columns;
 pub mod error;
 pub mod guard;
 pub mod input;
+pub mod ipc_writer;
 pub mod keyhash;
 pub mod meta;
 pub mod output;

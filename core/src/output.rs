@@ -17,7 +17,9 @@ use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use arrow::datatypes::SchemaRef;
-use arrow::ipc::writer::{FileWriter, IpcWriteOptions, StreamWriter};
+use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
+
+use crate::ipc_writer::IpcStream;
 use arrow::record_batch::RecordBatch;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -131,7 +133,7 @@ pub fn parse_compression(s: &str) -> std::result::Result<Compression, String> {
 }
 
 enum Writer {
-    Stream(StreamWriter<BufWriter<Sink>>),
+    Stream(IpcStream<BufWriter<Sink>>),
     File(FileWriter<BufWriter<Sink>>),
     Parquet(ParallelParquetWriter),
 }
@@ -273,10 +275,12 @@ impl Output {
             None => {
                 check_stdout_not_terminal(None)?;
                 let sink = Sink::Stdout(io::stdout());
-                let w = StreamWriter::try_new_with_options(
+                let compression = opts.ipc_compression.unwrap_or(IpcCompression::None);
+                let w = IpcStream::try_new(
                     BufWriter::with_capacity(1 << 20, sink),
                     &schema,
-                    ipc_options(opts.ipc_compression.unwrap_or(IpcCompression::None))?,
+                    ipc_options(compression)?,
+                    compression != IpcCompression::None,
                 )
                 .map_err(|e| Error::arrow("writing to standard output", e))?;
                 Ok(Output { writer: Some(Writer::Stream(w)), name: "stdout".into(), temp: None, rows: 0 })
@@ -292,15 +296,17 @@ impl Output {
                     let (file, temp_path) = temp_beside(path)?;
                     (Sink::File(file), Some((temp_path, path.to_path_buf())))
                 };
-                let ipc = || ipc_options(opts.ipc_compression.unwrap_or(IpcCompression::FILE_DEFAULT));
+                let compression = opts.ipc_compression.unwrap_or(IpcCompression::FILE_DEFAULT);
+                let ipc = || ipc_options(compression);
                 let writer = match OutFormat::for_path(path) {
                     OutFormat::IpcStream => {
                         let sink = file;
                         Writer::Stream(
-                            StreamWriter::try_new_with_options(
+                            IpcStream::try_new(
                                 BufWriter::with_capacity(1 << 20, sink),
                                 &schema,
                                 ipc()?,
+                                compression != IpcCompression::None,
                             )
                             .map_err(|e| Error::arrow(format!("writing {name}"), e))?,
                         )
@@ -376,9 +382,8 @@ impl Output {
     pub fn finish(mut self) -> Result<u64> {
         let name = self.name.clone();
         let sink = match self.writer.take() {
-            Some(Writer::Stream(mut w)) => {
-                w.finish().map_err(|e| write_err(&name, e))?;
-                let inner = w.into_inner().map_err(|e| write_err(&name, e))?;
+            Some(Writer::Stream(w)) => {
+                let inner = w.finish().map_err(|e| write_err(&name, e))?;
                 Some(inner.into_inner().map_err(|e| flush_err(&name, e.into_error()))?)
             }
             Some(Writer::File(mut w)) => {

@@ -168,8 +168,9 @@ impl ParallelParquetWriter {
             // The receiver is gone only when the writer was dropped after an error.
             let _ = tx.send(encoded);
         };
-        // A pool thread must not wait for a task queued behind itself: encode in place there.
-        if rayon::current_thread_index().is_some() {
+        // A pool thread must not wait for a task queued behind itself: encode in place there;
+        // with one thread (`--threads 1`), encode in place too, keeping to one core.
+        if rayon::current_thread_index().is_some() || rayon::current_num_threads() <= 1 {
             job();
         } else {
             rayon::spawn(job);

@@ -73,10 +73,15 @@ pub struct Args {
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "8MiB", hide = true)]
     pub batch_size: u64,
 
-    /// Rows aimed at per key range of sorted Parquet inputs (default: a 32nd of the input, at
-    /// least 1 Mi rows). For tests that put range boundaries in tiny inputs.
+    /// Rows aimed at per key range of sorted Parquet inputs (default: a 32nd of the input,
+    /// between 64 Ki and 512 Ki rows). For tests that put range boundaries in tiny inputs.
     #[arg(long, value_name = "ROWS", hide = true)]
     pub range_rows: Option<u64>,
+
+    /// Rows of --sort's first run per part of the final merge, at least (default: 64 Ki). For
+    /// tests that put part boundaries in tiny inputs.
+    #[arg(long, value_name = "ROWS", hide = true)]
+    pub sort_part_rows: Option<usize>,
 
     /// Sorted runs --sort merges at once (at least 2); more runs are merged in several
     /// passes, each merging consecutive runs so ties keep input order. A higher fan-in means

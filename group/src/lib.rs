@@ -13,6 +13,7 @@
 pub mod cli;
 pub mod grouper;
 pub mod merge;
+pub mod ordered;
 pub mod ranges;
 pub mod sort;
 pub mod spill;
@@ -71,6 +72,8 @@ pub struct Config {
     pub threads: usize,
     /// Rows per key range of sorted Parquet inputs (`None`: [`ranges::range_rows`]).
     pub range_rows: Option<u64>,
+    /// Rows of `--sort`'s first run per part, at least (`None`: [`sort::MIN_PART_ROWS`]).
+    pub sort_part_rows: Option<usize>,
     /// No progress or summary.
     pub quiet: bool,
 }
@@ -162,6 +165,7 @@ impl Args {
             fan_in: self.fan_in,
             threads: self.threads.threads,
             range_rows: self.range_rows,
+            sort_part_rows: self.sort_part_rows,
             quiet: self.log.quiet,
         })
     }
@@ -222,7 +226,15 @@ impl Config {
             inputs.into_iter().map(|i| i.reader(Some(&projection), batch_bytes)).collect::<Result<Vec<_>>>()?;
         let output = self.create_output(&shape)?;
         let mut report = Report::default();
-        let cursors = self.cursors(readers, &proj_schema, &shape, threads, &mut report, &progress)?;
+        if self.sort {
+            let sorted = sort::sort_inputs(readers, &proj_schema, self, &shape.layout, &progress)?;
+            report.spilled_runs = sorted.runs;
+            report.merge_passes = sorted.passes;
+            report.spilled_bytes = sorted.bytes;
+            let counts = self.group_parts(&sorted, &shape, batch_bytes, out_batch_bytes, threads, output)?;
+            return Ok(self.summary(counts, report, None, &progress));
+        }
+        let cursors = self.cursors(readers, &shape, threads)?;
         let counts = self.group_merged(cursors, &shape, out_batch_bytes, threads, output, &progress)?;
         Ok(self.summary(counts, report, None, &progress))
     }
@@ -333,28 +345,10 @@ impl Config {
         }
     }
 
-    /// The merge's cursors: `--sort`'s sorted runs, or the inputs themselves (each decoded and
-    /// checked on a thread of its own when there are threads to spare).
-    fn cursors(
-        &self,
-        readers: Vec<BatchReader>,
-        proj_schema: &SchemaRef,
-        shape: &Shape,
-        threads: usize,
-        report: &mut Report,
-        progress: &Progress,
-    ) -> Result<Vec<Cursor>> {
+    /// The merge's cursors: the inputs (each decoded and checked on a thread of its own when
+    /// there are threads to spare).
+    fn cursors(&self, readers: Vec<BatchReader>, shape: &Shape, threads: usize) -> Result<Vec<Cursor>> {
         let (converter, layout) = (&shape.converter, &shape.layout);
-        if self.sort {
-            let sorted = sort::sort_inputs(readers, proj_schema, self, layout, progress)?;
-            report.spilled_runs = sorted.runs;
-            report.merge_passes = sorted.passes;
-            report.spilled_bytes = sorted.bytes;
-            let runs = sorted.sources.into_iter().enumerate();
-            return Ok(runs
-                .map(|(i, s)| Cursor::new(s, i, converter.clone(), layout.clone(), SourceKind::SortedRun))
-                .collect());
-        }
         let inputs = readers.into_iter().enumerate();
         if threads > 1 && inputs.len() <= 4 * threads {
             // Two batches ahead per input; past a few inputs per thread, more reader threads
@@ -384,6 +378,9 @@ impl Config {
         output: Output,
         progress: &Progress,
     ) -> Result<Counts> {
+        if threads <= 1 {
+            return self.group_merged_here(cursors, shape, out_batch_bytes, output, progress);
+        }
         let (tx, rx) = std::sync::mpsc::sync_channel::<Receiver<Result<RecordBatch>>>(threads);
         let writer = std::thread::spawn(move || -> Result<Output> {
             let mut output = output;
@@ -426,6 +423,74 @@ impl Config {
         let counts = grouped?;
         output.finish()?;
         Ok(counts)
+    }
+
+    /// [`Self::group_merged`] on this thread alone (`--threads 1`: one core, nothing overlapped).
+    fn group_merged_here(
+        &self,
+        cursors: Vec<Cursor>,
+        shape: &Shape,
+        out_batch_bytes: usize,
+        mut output: Output,
+        progress: &Progress,
+    ) -> Result<Counts> {
+        let mut emit = |job: BuildJob| output.write(&job()?);
+        let mut grouper = Grouper::new(shape.out_schema.clone(), shape.layout.n_keys, out_batch_bytes, &mut emit);
+        let counting = !self.sort;
+        merge::merge(cursors, &mut grouper, &mut |n| {
+            if counting {
+                progress.inc(n)
+            }
+        })?;
+        let counts = grouper.finish()?;
+        output.finish()?;
+        Ok(counts)
+    }
+
+    /// `--sort`'s final merge: each part (key range) of the sorted runs merged and grouped on a
+    /// thread of its own, as many at once as fit the memory limit, written in key order.
+    fn group_parts(
+        &self,
+        sorted: &sort::Sorted,
+        shape: &Shape,
+        batch_bytes: usize,
+        out_batch_bytes: usize,
+        threads: usize,
+        mut output: Output,
+    ) -> Result<Counts> {
+        let budget = sort::Budget::new(self.memory_limit, self.fan_in);
+        // A part holds a batch (and its keys) per run, its open groups and an output batch; the
+        // half of the limit the run buffer used is theirs, and each part keeps its runs' files
+        // open (a few hundred at most).
+        let per_part =
+            (sorted.final_runs.max(1) * 3 * budget.spill_batch_bytes).max(3 * batch_bytes) + 2 * out_batch_bytes;
+        let by_files = (512 / sorted.final_runs.max(1)).max(1);
+        let at_once = ((self.memory_limit as usize / 2) / per_part.max(1)).clamp(1, threads.min(by_files));
+        let limit = self.memory_limit as usize;
+        let limits = ordered::Limits {
+            ahead_bytes: (limit / 8).min(ranges::AHEAD_BYTES),
+            current_bytes: (limit / 16).min(ranges::CURRENT_BYTES),
+        };
+        let (converter, layout) = (&shape.converter, &shape.layout);
+        let work = |j: usize, send: &mut ordered::Send| -> Result<Counts> {
+            let cursors: Vec<Cursor> = sorted
+                .take_part(j)?
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| Cursor::new(s, i, converter.clone(), layout.clone(), SourceKind::SortedRun))
+                .collect();
+            let mut emit = |job: BuildJob| send(job()?);
+            let mut grouper = Grouper::new(shape.out_schema.clone(), layout.n_keys, out_batch_bytes, &mut emit);
+            if !cursors.is_empty() {
+                merge::merge(cursors, &mut grouper, &mut |_| {})?;
+            }
+            grouper.finish()
+        };
+        let results = ordered::run(sorted.parts(), at_once, limits, &mut output, &work).map_err(|f| match f {
+            ordered::Failure::Write(e) | ordered::Failure::Piece(e) => e,
+        })?;
+        output.finish()?;
+        Ok(results.into_iter().fold((0, 0, 0), |t, (k, r, l)| (t.0 + k, t.1 + r, t.2.max(l))))
     }
 
     /// The report and the summary line.

@@ -27,14 +27,19 @@
 //! fails, ranges before it are written, nothing after, and the caller reruns the sequential check
 //! to report the same violation (the first in merge order) as one thread would.
 //!
-//! Memory: up to N ranges in flight, each holding one decoded batch per input, its open groups
-//! and up to [`QUEUED`] built output batches waiting for the writer.
+//! **In parallel, written in order.** Up to N ranges are grouped at once; the writer takes their
+//! batches range after range. The ranges after the one being written queue their batches for
+//! it (up to [`AHEAD_BYTES`] all together), so a thread that finishes a range moves on to the
+//! next instead of waiting for the writer; ranges are small for the same reason.
+//!
+//! Memory: up to N ranges in flight, each holding one decoded batch per input
+//! ([`RANGE_BATCH_ROWS`] rows) and its open groups, plus [`AHEAD_BYTES`] + [`CURRENT_BYTES`] of
+//! built output batches waiting for the writer.
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering as AtomicOrdering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, UInt64Array};
 use arrow::datatypes::{DataType, Schema, SchemaRef};
@@ -56,14 +61,25 @@ use probe_core::{Error, Result};
 
 use crate::grouper::{BuildJob, Grouper};
 use crate::merge::{self, key_converter, BatchSource, Cursor, Layout, SourceKind};
+use crate::ordered;
 
-/// Built output batches a range may queue for the writer before it waits.
-pub const QUEUED: usize = 2;
+/// Decoded bytes of built output batches that the ranges *after* the one being written may hold
+/// for the writer, all together ([`ordered::Limits`]). Ranges are small, so that with this
+/// every thread runs ahead.
+pub const AHEAD_BYTES: usize = 256 << 20;
 
-/// Rows aimed at per range: a 32nd of the input, at least 1 Mi rows (each range rereads about
-/// one page and one batch per input at its edges, so ranges much smaller would waste decoding).
+/// Decoded bytes the range being written may queue before it waits for the writer.
+pub const CURRENT_BYTES: usize = 32 << 20;
+
+/// Rows per batch read from an input within a range: small, because each range reads up to one
+/// batch per input past its end (the rows it checks but leaves to the next range).
+pub const RANGE_BATCH_ROWS: usize = 8192;
+
+/// Rows aimed at per range: a 32nd of the input, between 64 Ki and 512 Ki rows. Small enough that
+/// the ranges after the one being written fit [`AHEAD_BYTES`] and every thread keeps busy; large
+/// enough that rereading up to a page and a batch per input at each edge costs little.
 pub fn range_rows(total_rows: u64) -> u64 {
-    (total_rows / 32).max(1 << 20)
+    (total_rows / 32).clamp(1 << 16, 1 << 19)
 }
 
 /// Key ranges of a set of sorted Parquet inputs.
@@ -359,7 +375,7 @@ impl PlanFile {
         let reader = probe_core::guard::decode(name, "Parquet data", || {
             ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.meta.clone())
                 .with_projection(self.mask.clone())
-                .with_batch_size(self.batch_rows)
+                .with_batch_size(self.batch_rows.min(RANGE_BATCH_ROWS))
                 .with_row_groups((rg..self.rg_starts.len()).collect())
                 .with_row_selection(RowSelection::from(selectors))
                 .build()
@@ -367,14 +383,6 @@ impl PlanFile {
         })?;
         Ok(Some(RangeSource { reader, reorder: self.reorder.clone(), name: name.clone(), rows: start }))
     }
-}
-
-/// What one range sends the writer.
-enum Msg {
-    Batch(RecordBatch),
-    /// (keys, rows, largest group), and the rows taken from each input.
-    Done((u64, u64, u64), Vec<u64>),
-    Failed(Error),
 }
 
 /// How the range path failed.
@@ -400,96 +408,51 @@ pub struct Shared<'a> {
     pub progress: &'a Progress,
 }
 
-/// Group every range on `threads` threads (at most that many ranges in flight) and write the
-/// results to `output` in key order; returns the output and (keys, rows, largest group).
+/// Group every range on `threads` threads and write the results to `output` in key order
+/// ([`crate::ordered`]); returns the output and (keys, rows, largest group).
 pub fn run(
     plan: &Plan,
     shared: &Shared,
     threads: usize,
     mut output: Output,
 ) -> std::result::Result<(Output, (u64, u64, u64)), Failure> {
-    let n = plan.ranges();
-    let mut senders: Vec<Mutex<Option<SyncSender<Msg>>>> = Vec::with_capacity(n);
-    let mut receivers: Vec<Receiver<Msg>> = Vec::with_capacity(n);
-    for _ in 0..n {
-        let (tx, rx) = sync_channel(QUEUED);
-        senders.push(Mutex::new(Some(tx)));
-        receivers.push(rx);
+    let limits = ordered::Limits { ahead_bytes: AHEAD_BYTES, current_bytes: CURRENT_BYTES };
+    let work = |r: usize, send: &mut ordered::Send| run_range(plan, shared, r, send);
+    let results = ordered::run(plan.ranges(), threads, limits, &mut output, &work).map_err(|f| match f {
+        ordered::Failure::Write(e) => Failure::Write(e),
+        ordered::Failure::Piece(e) => Failure::Range(e),
+    })?;
+    let mut totals = (0u64, 0u64, 0u64);
+    let mut taken_total = vec![0u64; plan.files.len()];
+    for ((k, rows, l), taken) in results {
+        totals = (totals.0 + k, totals.1 + rows, totals.2.max(l));
+        for (t, n) in taken_total.iter_mut().zip(taken) {
+            *t += n;
+        }
     }
-    let next = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        for _ in 0..threads.clamp(1, n) {
-            scope.spawn(|| loop {
-                if stop.load(AtomicOrdering::SeqCst) {
-                    return;
-                }
-                let r = next.fetch_add(1, AtomicOrdering::SeqCst);
-                if r >= n {
-                    return;
-                }
-                let Some(tx) = senders[r].lock().ok().and_then(|mut s| s.take()) else {
-                    return;
-                };
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_range(plan, shared, r, &tx)))
-                    .unwrap_or_else(|_| Err(Error::internal("grouping a key range panicked")));
-                let msg = match result {
-                    Ok((counts, taken)) => Msg::Done(counts, taken),
-                    Err(e) => {
-                        stop.store(true, AtomicOrdering::SeqCst);
-                        Msg::Failed(e)
-                    }
-                };
-                let _ = tx.send(msg);
-            });
-        }
-        // The writer: the ranges' batches, in range order. Returning drops the receivers,
-        // which stops any range still sending.
-        let mut write = |receivers: Vec<Receiver<Msg>>| {
-            let mut totals = (0u64, 0u64, 0u64);
-            let mut taken_total = vec![0u64; plan.files.len()];
-            for rx in receivers {
-                loop {
-                    match rx.recv() {
-                        Ok(Msg::Batch(b)) => output.write(&b).map_err(Failure::Write)?,
-                        Ok(Msg::Done((k, r, l), taken)) => {
-                            totals = (totals.0 + k, totals.1 + r, totals.2.max(l));
-                            for (t, n) in taken_total.iter_mut().zip(taken) {
-                                *t += n;
-                            }
-                            break;
-                        }
-                        Ok(Msg::Failed(e)) => return Err(Failure::Range(e)),
-                        Err(_) => return Err(Failure::Range(Error::internal("a key range stopped without a result"))),
-                    }
-                }
-            }
-            // Each row is taken by the one range its key is in, at most once: all rows taken
-            // means none lost. Only statistics that do not bound their data can fail this.
-            for (f, taken) in plan.files.iter().zip(&taken_total) {
-                if *taken != f.total_rows {
-                    return Err(Failure::Write(Error::data(format!(
-                        "{}: its Parquet statistics (min/max of the first key column) do not bound its data: \
-                         {taken} of its {} rows fell in the key ranges they planned; the file is corrupt: \
-                         re-create it, or group it with --sort",
-                        f.name, f.total_rows
-                    ))));
-                }
-            }
-            Ok(totals)
-        };
-        let result = write(receivers);
-        if result.is_err() {
-            stop.store(true, AtomicOrdering::SeqCst);
-        }
-        result
-    })
-    .map(|totals| (output, totals))
+    check_taken(plan, &taken_total)?;
+    Ok((output, totals))
 }
 
-/// Merge and group range `r` across every input, sending its batches on `tx`.
+/// Each row is taken by the one range its key is in, at most once: all rows taken means none
+/// lost. Only statistics that do not bound their data can fail this.
+fn check_taken(plan: &Plan, taken_total: &[u64]) -> std::result::Result<(), Failure> {
+    for (f, taken) in plan.files.iter().zip(taken_total) {
+        if *taken != f.total_rows {
+            return Err(Failure::Write(Error::data(format!(
+                "{}: its Parquet statistics (min/max of the first key column) do not bound its data: \
+                 {taken} of its {} rows fell in the key ranges they planned; the file is corrupt: \
+                 re-create it, or group it with --sort",
+                f.name, f.total_rows
+            ))));
+        }
+    }
+    Ok(())
+}
+
+/// Merge and group range `r` across every input, handing its batches to `send` in order.
 #[allow(clippy::type_complexity)]
-fn run_range(plan: &Plan, shared: &Shared, r: usize, tx: &SyncSender<Msg>) -> Result<((u64, u64, u64), Vec<u64>)> {
+fn run_range(plan: &Plan, shared: &Shared, r: usize, send: &mut ordered::Send) -> Result<((u64, u64, u64), Vec<u64>)> {
     let lo = r.checked_sub(1).map(|i| &plan.splits[i]);
     let hi = plan.splits.get(r);
     let mut cursors = Vec::with_capacity(plan.files.len());
@@ -510,10 +473,7 @@ fn run_range(plan: &Plan, shared: &Shared, r: usize, tx: &SyncSender<Msg>) -> Re
     }
     // No early stop here on another range's failure: ranges before it must complete (the
     // writer hanging up, on its own failure, stops this one).
-    let mut emit = |job: BuildJob| -> Result<()> {
-        let batch = job()?;
-        tx.send(Msg::Batch(batch)).map_err(|_| Error::data("probe-group: output writer stopped"))
-    };
+    let mut emit = |job: BuildJob| -> Result<()> { send(job()?) };
     let mut grouper = Grouper::new(shared.out_schema.clone(), shared.layout.n_keys, shared.out_batch_bytes, &mut emit);
     if !cursors.is_empty() {
         merge::merge(cursors, &mut grouper, &mut |rows| shared.progress.inc(rows))?;

@@ -2,17 +2,25 @@
 //!
 //! 1. **Runs.** Input batches (all inputs, in the order given) are decoded and their
 //!    (key, time) columns converted to arrow's row format until the run budget (half of
-//!    `--memory-limit`) is used; the rows are then stable-sorted (ties keep input order) and
-//!    written as a compressed Arrow IPC file in `--temp-dir`. When all input fits in one run,
-//!    nothing is spilled: the sorted run is served from memory.
-//! 2. **Merge passes.** While there are more runs than `--fan-in`, groups of `fan-in`
-//!    *consecutive* runs are merged into one (consecutive, so that ties still resolve to the
-//!    earlier run and input order survives); each pass halves the disk needed twice over.
-//! 3. The last `fan-in` runs feed the same checked merge and grouper as sorted input.
+//!    `--memory-limit`) is used; the rows are then stable-sorted on all threads (ties keep
+//!    input order) and written as compressed Arrow IPC files in `--temp-dir` (compressed on all
+//!    threads). When all input fits in one run, nothing is spilled: the sorted run is served
+//!    from memory.
+//! 2. **Parts.** The first run's quantiles give up to [`PARTS`] split keys (distinct; at least
+//!    [`MIN_PART_ROWS`] rows of that run per part). Every run is cut at them, one spill file
+//!    per part, so part `j` of every run holds the same keys and no key is in two parts. The
+//!    split keys depend on the data and `--memory-limit` alone, never on `--threads`.
+//! 3. **Merge passes.** While there are more runs than `--fan-in`, groups of `fan-in`
+//!    *consecutive* runs are merged into one, part by part (consecutive, so that ties still
+//!    resolve to the earlier run and input order survives).
+//! 4. **Final merge, part by part.** Each part's runs are merged and grouped on a thread of its
+//!    own and the parts written in key order ([`crate::ordered`]): the same bytes for any
+//!    number of threads.
 //!
 //! Budget: the run buffer is half the limit; spill batches are sized so that `fan-in` of them
-//! (decoded, with their row-format keys) fit in a quarter. What is not counted is the fixed
-//! overhead of the process (code, allocator, Parquet page buffers): the README documents it.
+//! (decoded, with their row-format keys) fit in a quarter. The parts merged at once are as many
+//! as fit in the half the run buffer leaves free. What is not counted is the fixed overhead of
+//! the process (code, allocator, Parquet page buffers): the README documents it.
 //!
 //! Spill files live in a private directory under `--temp-dir`, removed when the stage ends,
 //! fails, or is interrupted (SIGINT/SIGTERM via `probe_core::cleanup`).
@@ -23,7 +31,7 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, RecordBatch};
 use arrow::compute::{interleave, SortOptions};
 use arrow::datatypes::{Schema, SchemaRef};
-use arrow::row::{RowConverter, Rows, SortField};
+use arrow::row::{OwnedRow, RowConverter, Rows, SortField};
 use rayon::iter::ParallelIterator;
 use rayon::slice::{ParallelSlice, ParallelSliceMut};
 
@@ -36,16 +44,50 @@ use crate::merge::{gather, key_converter, merge, BatchSource, Cursor, Layout, Ru
 use crate::spill::{RunReader, RunWriter, SpillDir};
 use crate::Config;
 
-/// Sorted runs ready for the final merge.
+/// Sorted runs ready for the final merge, cut into parts (key ranges) merged independently.
 pub struct Sorted {
-    /// One source per run, in input order.
-    pub sources: Vec<Box<dyn BatchSource>>,
+    /// Per part, its sources (one per run that has rows there, in run order), taken once.
+    parts: Vec<std::sync::Mutex<Option<PartSources>>>,
+    dir: Option<Arc<SpillDir>>,
     /// Runs spilled to disk (0 when everything fit in memory).
     pub runs: u64,
     /// Intermediate merge passes.
     pub passes: u64,
     /// Bytes written to spill files, all passes.
     pub bytes: u64,
+    /// Runs the final merge of a part reads at once (the most in any part).
+    pub final_runs: usize,
+}
+
+enum PartSources {
+    Mem(MemRun),
+    Files(Vec<PathBuf>),
+}
+
+impl Sorted {
+    /// How many parts.
+    pub fn parts(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// The sources of part `j`, in run order (each part's are handed out once).
+    pub fn take_part(&self, j: usize) -> Result<Vec<Box<dyn BatchSource + Send>>> {
+        let taken = self.parts.get(j).and_then(|p| p.lock().ok()?.take());
+        match taken {
+            None => Err(Error::internal(format!("sort part {j} taken twice"))),
+            Some(PartSources::Mem(run)) => {
+                Ok(if run.len() == 0 { Vec::new() } else { vec![Box::new(run) as Box<dyn BatchSource + Send>] })
+            }
+            Some(PartSources::Files(paths)) => {
+                let dir =
+                    self.dir.as_ref().ok_or_else(|| Error::internal("spilled parts without a spill directory"))?;
+                paths
+                    .iter()
+                    .map(|p| RunReader::open(p, dir).map(|r| Box::new(r) as Box<dyn BatchSource + Send>))
+                    .collect()
+            }
+        }
+    }
 }
 
 /// How the budget is split.
@@ -57,6 +99,9 @@ pub struct Budget {
     pub spill_batch_bytes: usize,
     /// Runs merged at once.
     pub fan_in: usize,
+    /// Decoded bytes of a spill file's batches that may wait to be compressed on the pool (the
+    /// merge's quarter of the budget is idle while a run is spilled).
+    pub spill_in_flight: usize,
 }
 
 impl Budget {
@@ -65,24 +110,41 @@ impl Budget {
         let limit = limit as usize;
         // Decoded batch + its row-format keys + a little slack: ~3x the batch's bytes each.
         let spill_batch_bytes = (limit / 4 / (3 * fan_in)).clamp(1024, 8 << 20);
-        Budget { run_bytes: (limit / 2).max(1024), spill_batch_bytes, fan_in }
+        Budget { run_bytes: (limit / 2).max(1024), spill_batch_bytes, fan_in, spill_in_flight: limit / 8 }
     }
 }
 
-/// A run gathered in memory: batches plus the sorted order of their rows.
+/// A run gathered in memory: batches plus the sorted order of their rows; a part of a run is
+/// the same batches and order with a narrower `pos..end`.
 struct MemRun {
-    batches: Vec<RecordBatch>,
-    order: Vec<(usize, usize)>,
+    batches: Arc<Vec<RecordBatch>>,
+    order: Arc<Vec<(usize, usize)>>,
     pos: usize,
+    end: usize,
     chunk_rows: usize,
 }
 
 impl MemRun {
+    fn len(&self) -> usize {
+        self.end - self.pos
+    }
+
+    /// Rows `start..end` of this run (positions in its order), sharing its data.
+    fn part(&self, start: usize, end: usize) -> MemRun {
+        MemRun {
+            batches: self.batches.clone(),
+            order: self.order.clone(),
+            pos: start,
+            end,
+            chunk_rows: self.chunk_rows,
+        }
+    }
+
     fn next_chunk(&mut self) -> Result<Option<RecordBatch>> {
-        if self.pos >= self.order.len() {
+        if self.pos >= self.end {
             return Ok(None);
         }
-        let end = (self.pos + self.chunk_rows).min(self.order.len());
+        let end = (self.pos + self.chunk_rows).min(self.end);
         let chunk = gather_rows(&self.batches, &self.order[self.pos..end])?;
         self.pos = end;
         Ok(Some(chunk))
@@ -92,8 +154,8 @@ impl MemRun {
     /// access over the run's batches, the costliest part of a spill).
     fn write_to(&mut self, w: &mut RunWriter) -> Result<()> {
         const PARALLEL_CHUNKS: usize = 8;
-        while self.pos < self.order.len() {
-            let end = (self.pos + self.chunk_rows * PARALLEL_CHUNKS).min(self.order.len());
+        while self.pos < self.end {
+            let end = (self.pos + self.chunk_rows * PARALLEL_CHUNKS).min(self.end);
             let chunks: Vec<Result<RecordBatch>> = self.order[self.pos..end]
                 .par_chunks(self.chunk_rows.max(1))
                 .map(|idx| gather_rows(&self.batches, idx))
@@ -105,6 +167,67 @@ impl MemRun {
         }
         Ok(())
     }
+
+    /// The key (key columns only, row format) of the row at position `i` of the order.
+    fn key_at(&self, i: usize, keys: &Keys) -> Result<OwnedRow> {
+        let (b, r) = self.order[i];
+        let batch = &self.batches[b];
+        let cols: Vec<ArrayRef> = (0..keys.n_keys).map(|c| batch.column(c).slice(r, 1)).collect();
+        let rows = keys.converter.convert_columns(&cols).map_err(|e| Error::arrow("sort keys", e))?;
+        Ok(rows.row(0).owned())
+    }
+
+    /// Where each part starts: the first position whose key is at or above each split key.
+    fn bounds(&self, splits: &[OwnedRow], keys: &Keys) -> Result<Vec<usize>> {
+        let mut bounds = vec![self.pos];
+        for split in splits {
+            // Binary search of the sorted order (keys ascending); one row converted per step.
+            let (mut lo, mut hi) = (*bounds.last().unwrap_or(&self.pos), self.end);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if self.key_at(mid, keys)?.row() < split.row() {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            bounds.push(lo);
+        }
+        bounds.push(self.end);
+        Ok(bounds)
+    }
+}
+
+/// The key columns in row format, for the split keys of the parts.
+pub(crate) struct Keys {
+    converter: RowConverter,
+    n_keys: usize,
+}
+
+/// Parts (key ranges) the sort's final merge is cut into, at most; each part is merged and
+/// grouped on a thread of its own. Independent of `--threads`, so the output is too.
+pub const PARTS: usize = 32;
+
+/// Rows of the first run per part, at least: smaller parts would cost more than they save.
+pub const MIN_PART_ROWS: usize = 1 << 16;
+
+/// Split keys from the first run, which the sort has just ordered: its quantiles, distinct.
+/// A key is never cut: part `j` holds the keys from split `j - 1` (included) to split `j`.
+fn split_keys(run: &MemRun, keys: &Keys, part_rows: usize) -> Result<Vec<OwnedRow>> {
+    let parts = (run.len() / part_rows.max(1)).clamp(1, PARTS);
+    let mut splits: Vec<OwnedRow> = Vec::with_capacity(parts);
+    for q in 1..parts {
+        let key = run.key_at(run.pos + q * run.len() / parts, keys)?;
+        let first = run.key_at(run.pos, keys)?;
+        let above = match splits.last() {
+            Some(last) => key.row() > last.row(),
+            None => key.row() > first.row(),
+        };
+        if above {
+            splits.push(key);
+        }
+    }
+    Ok(splits)
 }
 
 /// The rows `idx` (batch, row) of `batches`, in that order, as one batch.
@@ -183,25 +306,47 @@ impl RunBuilder {
         self.rows.clear();
         self.bytes = 0;
         self.count = 0;
-        MemRun { batches: std::mem::take(&mut self.batches), order, pos: 0, chunk_rows: 0 }
+        let end = order.len();
+        MemRun {
+            batches: Arc::new(std::mem::take(&mut self.batches)),
+            order: Arc::new(order),
+            pos: 0,
+            end,
+            chunk_rows: 0,
+        }
     }
 }
 
-/// Rows per output chunk for a target size, from the batches' average row size.
-/// Write one sorted run to the spill directory as run number `n`, in batches of about
-/// `batch_bytes`; the run's memory is freed before the file is closed.
+/// Write one sorted run to the spill directory, one file per part (`None` where the part is
+/// empty; files numbered from `next_file`), in batches of about `budget.spill_batch_bytes`.
 fn spill_run(
     mut run: MemRun,
+    splits: &[OwnedRow],
+    keys: &Keys,
     dir: &SpillDir,
-    n: usize,
+    next_file: &mut usize,
     schema: &SchemaRef,
-    batch_bytes: usize,
-) -> Result<(PathBuf, u64)> {
-    run.chunk_rows = chunk_rows(&run.batches, batch_bytes);
-    let mut w = RunWriter::create(dir, n, schema)?;
-    run.write_to(&mut w)?;
+    budget: &Budget,
+) -> Result<(Vec<Option<PathBuf>>, u64)> {
+    run.chunk_rows = chunk_rows(&run.batches, budget.spill_batch_bytes);
+    let bounds = run.bounds(splits, keys)?;
+    let mut files = Vec::with_capacity(bounds.len().saturating_sub(1));
+    let mut bytes = 0;
+    for w in bounds.windows(2) {
+        if w[0] == w[1] {
+            files.push(None);
+            continue;
+        }
+        let (mut writer, mut part) =
+            (RunWriter::create(dir, *next_file, schema, budget.spill_in_flight)?, run.part(w[0], w[1]));
+        *next_file += 1;
+        part.write_to(&mut writer)?;
+        let (path, size) = writer.finish()?;
+        bytes += size;
+        files.push(Some(path));
+    }
     drop(run);
-    w.finish()
+    Ok((files, bytes))
 }
 
 fn chunk_rows(batches: &[RecordBatch], target: usize) -> usize {
@@ -211,7 +356,8 @@ fn chunk_rows(batches: &[RecordBatch], target: usize) -> usize {
     (target / per_row).clamp(1, 1 << 20)
 }
 
-/// Turn the inputs into sorted runs (spilling when they do not fit) ready for the final merge.
+/// Turn the inputs into sorted runs (spilling when they do not fit), cut into parts by split
+/// keys taken from the first run, ready for the final merge of each part.
 pub fn sort_inputs(
     readers: Vec<BatchReader>,
     schema: &Arc<Schema>,
@@ -220,10 +366,18 @@ pub fn sort_inputs(
     progress: &Progress,
 ) -> Result<Sorted> {
     let budget = Budget::new(cfg.memory_limit, cfg.fan_in);
+    let part_rows = cfg.sort_part_rows.unwrap_or(MIN_PART_ROWS);
     let mut builder = RunBuilder::new(schema, layout.n_keys)?;
+    let keys = Keys {
+        converter: key_converter(&RecordBatch::new_empty(schema.clone()), layout.n_keys)?,
+        n_keys: layout.n_keys,
+    };
     let mut spill: Option<Arc<SpillDir>> = None;
-    let mut runs: Vec<PathBuf> = Vec::new();
+    let mut splits: Option<Vec<OwnedRow>> = None;
+    // Per run, its part files.
+    let mut runs: Vec<Vec<Option<PathBuf>>> = Vec::new();
     let mut spilled_bytes = 0u64;
+    let mut next_file = 0usize;
     for mut reader in readers {
         while let Some(batch) = reader.next_batch()? {
             if batch.num_rows() == 0 {
@@ -245,23 +399,32 @@ pub fn sort_inputs(
                         d
                     }
                 };
-                let (path, size) = spill_run(builder.sorted(), &dir, runs.len(), schema, budget.spill_batch_bytes)?;
+                let run = builder.sorted();
+                let splits = match &splits {
+                    Some(s) => s,
+                    None => splits.insert(split_keys(&run, &keys, part_rows)?),
+                };
+                let (files, size) = spill_run(run, splits, &keys, &dir, &mut next_file, schema, &budget)?;
                 spilled_bytes += size;
-                runs.push(path);
+                runs.push(files);
             }
         }
     }
     let mut last = builder.sorted();
     let Some(dir) = spill else {
-        // Everything fit: serve the one run from memory, nothing touches the disk.
+        // Everything fit: serve the one run from memory, in parts, nothing touches the disk.
         last.chunk_rows = chunk_rows(&last.batches, cfg.batch_bytes);
-        let sources: Vec<Box<dyn BatchSource>> = if last.order.is_empty() { Vec::new() } else { vec![Box::new(last)] };
-        return Ok(Sorted { sources, runs: 0, passes: 0, bytes: 0 });
+        let splits = split_keys(&last, &keys, part_rows)?;
+        let bounds = last.bounds(&splits, &keys)?;
+        let parts =
+            bounds.windows(2).map(|w| std::sync::Mutex::new(Some(PartSources::Mem(last.part(w[0], w[1]))))).collect();
+        return Ok(Sorted { parts, dir: None, runs: 0, passes: 0, bytes: 0, final_runs: 1 });
     };
-    if !last.order.is_empty() {
-        let (path, size) = spill_run(last, &dir, runs.len(), schema, budget.spill_batch_bytes)?;
+    let splits = splits.unwrap_or_default();
+    if last.len() > 0 {
+        let (files, size) = spill_run(last, &splits, &keys, &dir, &mut next_file, schema, &budget)?;
         spilled_bytes += size;
-        runs.push(path);
+        runs.push(files);
     }
     let run_count = runs.len() as u64;
     progress.log(&format!(
@@ -270,34 +433,46 @@ pub fn sort_inputs(
         dir.path().display()
     ));
 
-    // Intermediate passes until one final merge of at most fan-in runs remains.
+    // Intermediate passes until one final merge of at most fan-in runs remains, part by part.
     let mut passes = 0u64;
-    let mut next_id = runs.len();
     let converter = Arc::new(key_converter(&RecordBatch::new_empty(schema.clone()), layout.n_keys)?);
+    let n_parts = splits.len() + 1;
     while runs.len() > budget.fan_in {
         passes += 1;
         let mut merged = Vec::with_capacity(runs.len().div_ceil(budget.fan_in));
         for group in runs.chunks(budget.fan_in) {
-            if group.len() == 1 {
-                merged.push(group[0].clone());
-                continue;
+            let mut files = Vec::with_capacity(n_parts);
+            for j in 0..n_parts {
+                let paths: Vec<PathBuf> = group.iter().filter_map(|r| r.get(j).cloned().flatten()).collect();
+                if paths.len() <= 1 {
+                    files.push(paths.into_iter().next());
+                    continue;
+                }
+                let cursors = open_cursors(&paths, &dir, &converter, layout)?;
+                let mut sink = SpillSink::new(
+                    RunWriter::create(&dir, next_file, schema, budget.spill_in_flight)?,
+                    schema.clone(),
+                    budget.spill_batch_bytes,
+                );
+                next_file += 1;
+                merge(cursors, &mut sink, &mut |_| {})?;
+                let (path, size) = sink.finish()?;
+                spilled_bytes += size;
+                files.push(Some(path));
             }
-            let cursors = open_cursors(group, &dir, &converter, layout)?;
-            let mut sink =
-                SpillSink::new(RunWriter::create(&dir, next_id, schema)?, schema.clone(), budget.spill_batch_bytes);
-            next_id += 1;
-            merge(cursors, &mut sink, &mut |_| {})?;
-            let (path, size) = sink.finish()?;
-            spilled_bytes += size;
-            merged.push(path);
+            merged.push(files);
         }
         runs = merged;
     }
-    let sources = runs
-        .iter()
-        .map(|p| RunReader::open(p, &dir).map(|r| Box::new(r) as Box<dyn BatchSource>))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Sorted { sources, runs: run_count, passes, bytes: spilled_bytes })
+    let mut final_runs = 0;
+    let parts = (0..n_parts)
+        .map(|j| {
+            let paths: Vec<PathBuf> = runs.iter().filter_map(|r| r.get(j).cloned().flatten()).collect();
+            final_runs = final_runs.max(paths.len());
+            std::sync::Mutex::new(Some(PartSources::Files(paths)))
+        })
+        .collect();
+    Ok(Sorted { parts, dir: Some(dir), runs: run_count, passes, bytes: spilled_bytes, final_runs })
 }
 
 fn open_cursors(

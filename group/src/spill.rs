@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! let spill = SpillDir::new(&cfg.temp_dir)?;          // removed with its last reference
-//! let mut w = RunWriter::create(&spill, 0, &schema)?;  // run-000000.arrows, LZ4 IPC stream
+//! let mut w = RunWriter::create(&spill, 0, &schema, in_flight_bytes)?; // run-000000.arrows, LZ4 IPC
+//!                                                      // stream, compressed on the pool
 //! w.write(&sorted_batch)?;
 //! let (path, bytes) = w.finish()?;
 //! let run = RunReader::open(&path, &spill)?;           // a BatchSource; deletes the file on drop
@@ -20,10 +21,11 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::Schema;
 use arrow::ipc::reader::StreamReader;
-use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
+use arrow::ipc::writer::IpcWriteOptions;
 use arrow::ipc::CompressionType;
 
 use probe_core::cleanup;
+use probe_core::ipc_writer::IpcStream;
 use probe_core::output::disk_error;
 use probe_core::{Error, Result};
 
@@ -63,19 +65,21 @@ impl SpillDir {
 /// different dictionary in each, which only the stream format may replace.
 pub(crate) struct RunWriter {
     path: PathBuf,
-    writer: StreamWriter<BufWriter<File>>,
+    writer: IpcStream<BufWriter<File>>,
     budget_dir: PathBuf,
 }
 
 impl RunWriter {
-    pub(crate) fn create(spill: &SpillDir, n: usize, schema: &Schema) -> Result<RunWriter> {
+    pub(crate) fn create(spill: &SpillDir, n: usize, schema: &Schema, in_flight_bytes: usize) -> Result<RunWriter> {
         let path = spill.dir.path().join(format!("run-{n:06}.arrows"));
         let file = File::create(&path).map_err(|e| disk_error(&path, e))?;
         let opts = IpcWriteOptions::default()
             .try_with_compression(Some(CompressionType::LZ4_FRAME))
             .map_err(|e| Error::arrow("spill options", e))?;
-        let writer = StreamWriter::try_new_with_options(BufWriter::with_capacity(1 << 20, file), schema, opts)
-            .map_err(|e| spill_error(&path, spill.dir.path(), e))?;
+        // Compressed on the pool (LZ4 is most of a spill's cost), at most `in_flight_bytes` ahead.
+        let writer = IpcStream::try_new(BufWriter::with_capacity(1 << 20, file), schema, opts, true)
+            .map_err(|e| spill_error(&path, spill.dir.path(), e))?
+            .with_in_flight_bytes(in_flight_bytes);
         Ok(RunWriter { path, writer, budget_dir: spill.dir.path().to_path_buf() })
     }
 
@@ -83,7 +87,7 @@ impl RunWriter {
         self.writer.write(batch).map_err(|e| spill_error(&self.path, &self.budget_dir, e))
     }
 
-    pub(crate) fn finish(mut self) -> Result<(PathBuf, u64)> {
+    pub(crate) fn finish(self) -> Result<(PathBuf, u64)> {
         self.writer.finish().map_err(|e| spill_error(&self.path, &self.budget_dir, e))?;
         let size = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
         Ok((self.path, size))

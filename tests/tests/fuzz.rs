@@ -416,6 +416,8 @@ fn group_config(inputs: Vec<String>, output: PathBuf) -> probe_group::Config {
         // Key ranges of a few rows (where the inputs are Parquet with statistics), so every key
         // type crosses range edges.
         range_rows: Some(7),
+        // Parts of --sort's final merge of a few rows, likewise.
+        sort_part_rows: Some(3),
     }
 }
 

@@ -175,6 +175,7 @@ proptest! {
         batch_bytes in prop::sample::select(vec![64u64, 300, 8 << 20]),
         swap in prop::option::weighted(0.3, (0usize..3, 0usize..40)),
         range_rows in prop::sample::select(vec![None, Some(1u64), Some(2), Some(5), Some(17)]),
+        part_rows in prop::sample::select(vec![None, Some(1usize), Some(2), Some(7)]),
         stats in prop::sample::select(vec![Stats::Pages, Stats::SmallPages, Stats::SmallPages, Stats::RowGroups, Stats::None]),
     ) {
         let dir = tempfile::tempdir().unwrap();
@@ -217,21 +218,27 @@ proptest! {
             assert_groups_eq(&decode_groups(&pq, 1), &oracle::group(&v, &[0], 1, &[2, 3, 4]));
         }
 
-        // --sort under a tiny budget (many runs, several merge passes) gives the oracle too.
-        let mut sort_args = args.clone();
-        sort_args.extend([
-            "--sort".into(),
-            "--allow-small-memory-limit".into(),
-            "--memory-limit".into(),
-            "4KiB".into(),
-            "--fan-in".into(),
-            "2".into(),
-        ]);
-        let sorted = same_for_any_threads("probe-group", &sort_args);
-        sorted.assert_ok();
-        let (_, batches) = decode_ipc(&sorted.stdout);
-        let v: Vec<Vec<Vec<Val>>> = files.iter().map(|f| vals(f)).collect();
-        assert_groups_eq(&decode_groups(&batches, 1), &oracle::group(&v, &[0], 1, &[2, 3, 4]));
+        // --sort under a tiny budget (many runs, several merge passes) and with everything in
+        // memory, its final merge cut into parts of a few rows: the oracle too.
+        for memory in ["4KiB", "64MiB"] {
+            let mut sort_args = args.clone();
+            sort_args.extend([
+                "--sort".into(),
+                "--allow-small-memory-limit".into(),
+                "--memory-limit".into(),
+                memory.into(),
+                "--fan-in".into(),
+                "2".into(),
+            ]);
+            if let Some(p) = part_rows {
+                sort_args.extend(["--sort-part-rows".to_string(), p.to_string()]);
+            }
+            let sorted = same_for_any_threads("probe-group", &sort_args);
+            sorted.assert_ok();
+            let (_, batches) = decode_ipc(&sorted.stdout);
+            let v: Vec<Vec<Vec<Val>>> = files.iter().map(|f| vals(f)).collect();
+            assert_groups_eq(&decode_groups(&batches, 1), &oracle::group(&v, &[0], 1, &[2, 3, 4]));
+        }
     }
 }
 
