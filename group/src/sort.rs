@@ -32,8 +32,8 @@ use arrow::array::{Array, ArrayRef, RecordBatch};
 use arrow::compute::{interleave, SortOptions};
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::row::{OwnedRow, RowConverter, Rows, SortField};
-use rayon::iter::ParallelIterator;
-use rayon::slice::{ParallelSlice, ParallelSliceMut};
+use rayon::iter::{IntoParallelRefIterator, ParallelIterator};
+use rayon::slice::ParallelSliceMut;
 
 use probe_core::cli::human_bytes;
 use probe_core::input::BatchReader;
@@ -148,24 +148,6 @@ impl MemRun {
         let chunk = gather_rows(&self.batches, &self.order[self.pos..end])?;
         self.pos = end;
         Ok(Some(chunk))
-    }
-
-    /// Write the whole run, gathering a few chunks at a time in parallel (the gather is a random
-    /// access over the run's batches, the costliest part of a spill).
-    fn write_to(&mut self, w: &mut RunWriter) -> Result<()> {
-        const PARALLEL_CHUNKS: usize = 8;
-        while self.pos < self.end {
-            let end = (self.pos + self.chunk_rows * PARALLEL_CHUNKS).min(self.end);
-            let chunks: Vec<Result<RecordBatch>> = self.order[self.pos..end]
-                .par_chunks(self.chunk_rows.max(1))
-                .map(|idx| gather_rows(&self.batches, idx))
-                .collect();
-            for c in chunks {
-                w.write(&c?)?;
-            }
-            self.pos = end;
-        }
-        Ok(())
     }
 
     /// The key (key columns only, row format) of the row at position `i` of the order.
@@ -319,8 +301,10 @@ impl RunBuilder {
 
 /// Write one sorted run to the spill directory, one file per part (`None` where the part is
 /// empty; files numbered from `next_file`), in batches of about `budget.spill_batch_bytes`.
+/// Chunks are gathered a window at a time on all threads, across part boundaries, and each
+/// file compresses on the pool too, so small parts do not serialise the spill.
 fn spill_run(
-    mut run: MemRun,
+    run: MemRun,
     splits: &[OwnedRow],
     keys: &Keys,
     dir: &SpillDir,
@@ -328,24 +312,51 @@ fn spill_run(
     schema: &SchemaRef,
     budget: &Budget,
 ) -> Result<(Vec<Option<PathBuf>>, u64)> {
-    run.chunk_rows = chunk_rows(&run.batches, budget.spill_batch_bytes);
+    let chunk = chunk_rows(&run.batches, budget.spill_batch_bytes);
     let bounds = run.bounds(splits, keys)?;
-    let mut files = Vec::with_capacity(bounds.len().saturating_sub(1));
-    let mut bytes = 0;
-    for w in bounds.windows(2) {
-        if w[0] == w[1] {
-            files.push(None);
-            continue;
+    // (part, first, end) positions of the order, no chunk crossing a part's end.
+    let mut chunks: Vec<(usize, usize, usize)> = Vec::new();
+    for (j, w) in bounds.windows(2).enumerate() {
+        let mut start = w[0];
+        while start < w[1] {
+            let end = (start + chunk).min(w[1]);
+            chunks.push((j, start, end));
+            start = end;
         }
-        let (mut writer, mut part) =
-            (RunWriter::create(dir, *next_file, schema, budget.spill_in_flight)?, run.part(w[0], w[1]));
-        *next_file += 1;
-        part.write_to(&mut writer)?;
-        let (path, size) = writer.finish()?;
-        bytes += size;
-        files.push(Some(path));
+    }
+    let parts = bounds.len().saturating_sub(1);
+    let busy = chunks.iter().map(|c| c.0).collect::<std::collections::BTreeSet<_>>().len().max(1);
+    let in_flight = (budget.spill_in_flight / busy).max(1);
+    let mut writers: Vec<Option<RunWriter>> = (0..parts).map(|_| None).collect();
+    let window = (2 * rayon::current_num_threads()).max(8);
+    for group in chunks.chunks(window) {
+        let gathered: Vec<Result<RecordBatch>> =
+            group.par_iter().map(|&(_, a, b)| gather_rows(&run.batches, &run.order[a..b])).collect();
+        for (&(j, _, _), batch) in group.iter().zip(gathered) {
+            let writer = match &mut writers[j] {
+                Some(w) => w,
+                slot @ None => {
+                    let w = RunWriter::create(dir, *next_file, schema, in_flight)?;
+                    *next_file += 1;
+                    slot.insert(w)
+                }
+            };
+            writer.write(&batch?)?;
+        }
     }
     drop(run);
+    let mut bytes = 0;
+    let mut files = Vec::with_capacity(parts);
+    for w in writers {
+        files.push(match w {
+            None => None,
+            Some(w) => {
+                let (path, size) = w.finish()?;
+                bytes += size;
+                Some(path)
+            }
+        });
+    }
     Ok((files, bytes))
 }
 
