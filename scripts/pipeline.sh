@@ -54,7 +54,7 @@ if [[ -z "${PROBE_BIN+set}" ]]; then
 fi
 if [[ -n "$bin" ]]; then export PATH="$bin:$PATH"; fi
 for b in probe-check-order probe-group probe-split probe-batch probe-merge; do
-    command -v "$b" >/dev/null || { echo "pipeline: error: $b not found; run 'cargo build --release' first or set PROBE_BIN" >&2; exit 1; }
+    command -v "$b" >/dev/null || { echo "pipeline: error: $b not found; run 'cargo build --release' (or 'pip install probe-rows') first, or set PROBE_BIN" >&2; exit 1; }
 done
 
 ratios="${RATIOS:-train=0.9,test=0.1}"

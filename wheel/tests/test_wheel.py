@@ -3,8 +3,9 @@
     python wheel/tests/test_wheel.py        # with the venv's python; needs pyarrow beside probe-rows
 
 1. Every shipped command is the venv's own (no target/ on PATH) and reports the wheel's version.
-2. The README's pip quick start, `probe-pipeline` on generated sample data, then the same job as
-   make targets (`probe-pipeline --make`): every key in exactly one split, the one
+2. The README's pip quick start, `probe-pipeline` on generated sample data, again from a venv
+   that is not activated, then the same job as make targets (share/probe-rows/pipeline.mk):
+   every key in exactly one split, the one
    `probe_rows.split_of` names; each key's measurements, concatenated over its windows, are
    exactly the input's rows of that key in time order (ties in input order), read by pyarrow.
 3. `probe_rows.split_of` against `probe-split --tag` on keys of every type the README documents
@@ -117,6 +118,10 @@ def check_quick_start(tmp):
     assert len(expected) == 4000 and sum(map(len, expected.values())) == 200_000
     check_job(tmp / "out", expected, ratios, seed)
     assert (tmp / "out/logs/report.tsv").is_file()
+    # A venv that is not activated (its bin/ not on PATH): probe-pipeline runs the binaries beside it.
+    bare = dict(env, PATH="/usr/bin:/bin")
+    sh(f"{Path(sys.prefix) / 'bin' / 'probe-pipeline'} sample out-bare", cwd=tmp, env=bare)
+    check_job(tmp / "out-bare", expected, ratios, seed)
     # The same job as make targets, from the Makefile the wheel puts in the venv's share/.
     if shutil.which("make"):
         makefile = Path(sys.prefix) / "share/probe-rows/pipeline.mk"
