@@ -185,8 +185,29 @@ def check_split_of_types(tmp):
             assert set(splits) <= {r.split("=")[0] for r in ratios.split(",")}
 
 
+def check_split_of_refusals():
+    """The module's examples hold, and what has no documented bytes or split is refused."""
+    import doctest
+
+    assert doctest.testmod(probe_rows).failed == 0
+    refused = [
+        (1.5, "train=0.9,test=0.1", TypeError),  # float keys are not hashable in probe-split either
+        (2**64, "train=0.9,test=0.1", ValueError),
+        ("k", "train=0.9,test=0.2", ValueError),  # sums to 1.1
+        ("k", "train=1,train=0", ValueError),
+        ("k", "train", ValueError),
+    ]
+    for key, ratios, err in refused:
+        try:
+            probe_rows.split_of(key, 0, ratios)
+        except err:
+            continue
+        raise AssertionError(f"split_of({key!r}, ratios={ratios!r}) did not raise {err.__name__}")
+
+
 def main():
     check_installed()
+    check_split_of_refusals()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         check_quick_start(tmp)
