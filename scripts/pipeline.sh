@@ -20,7 +20,8 @@
 #            JOBS (splits whose batch | merge run at once; default one per 2 cores),
 #            SPLIT_FORMAT (parquet: the split files' format, or arrows: zstd Arrow IPC),
 #            KEEP_WORK=1 (keep the split files in OUTDIR/work/ after success)
-# PROBE_BIN: directory of the binaries (default target/release, else PATH; empty = PATH).
+# PROBE_BIN: directory of the binaries (default: beside this script, as `pip install probe-rows`
+# puts it in the venv's bin/ as probe-pipeline; else target/release; else PATH; empty = PATH).
 #
 # What is kept where (the README's "The whole job" says why): group | split and batch | merge are
 # pipes, so neither the grouped table nor the training rows ever touch the disk; the split files
@@ -33,18 +34,27 @@
 # time: scripts/pipeline.mk.
 set -euo pipefail
 
+if [[ ${1:-} == -h || ${1:-} == --help ]]; then
+    # The comment block at the top of this file is the help.
+    awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0
+fi
+for a in "$@"; do
+    [[ $a == -?* ]] && { echo "pipeline: error: unknown option '$a'; the arguments are [INPUT... OUTDIR], settings are environment variables (--help)" >&2; exit 2; }
+done
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
-# PROBE_BIN unset: the release build if there is one, else PATH; PROBE_BIN= (empty): PATH.
+# PROBE_BIN unset: the binaries beside this script (the installed wheel), else the release build
+# if there is one, else PATH; PROBE_BIN= (empty): PATH.
 bin="${PROBE_BIN:-}"
 if [[ -z "${PROBE_BIN+set}" ]]; then
-    if [[ -x "$root/target/release/probe-group" ]]; then bin="$root/target/release"
+    if [[ -x "$here/probe-group" ]]; then bin="$here"
+    elif [[ -x "$root/target/release/probe-group" ]]; then bin="$root/target/release"
     elif [[ -n "${CARGO_TARGET_DIR:-}" && -x "$CARGO_TARGET_DIR/release/probe-group" ]]; then bin="$CARGO_TARGET_DIR/release"
     fi
 fi
 if [[ -n "$bin" ]]; then export PATH="$bin:$PATH"; fi
 for b in probe-check-order probe-group probe-split probe-batch probe-merge; do
-    command -v "$b" >/dev/null || { echo "pipeline: error: $b not found; run 'cargo build --release' first or set PROBE_BIN" >&2; exit 1; }
+    command -v "$b" >/dev/null || { echo "pipeline: error: $b not found; run 'cargo build --release' (or 'pip install probe-rows') first, or set PROBE_BIN" >&2; exit 1; }
 done
 
 ratios="${RATIOS:-train=0.9,test=0.1}"

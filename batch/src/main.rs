@@ -1,5 +1,5 @@
-use clap::Parser;
+//! `probe-batch`: see [`probe_batch::cli::main`]; the stage itself is the library.
 
 fn main() -> std::process::ExitCode {
-    probe_core::main("probe-batch", || probe_batch::Args::parse().into_config()?.run().map(|_| ()))
+    probe_batch::cli::main()
 }

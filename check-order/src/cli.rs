@@ -68,3 +68,19 @@ impl Args {
         Ok(cfg)
     }
 }
+
+/// The `probe-check-order` command: parse the flags, check the input, print the report to
+/// stdout and exit 0 (plain `probe-group` accepts it), 1 (it needs `--sort`) or
+/// [`crate::EXIT_ERROR`] with one `probe-check-order: error: ...` line. The binary's `main.rs`
+/// and the wheel's copy of it (`wheel/`, built by maturin) are both this one call.
+pub fn main() -> std::process::ExitCode {
+    probe_core::main_with_status(
+        crate::STAGE,
+        |_| crate::EXIT_ERROR,
+        || {
+            let args = Args::parse();
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            crate::main_with(&args, &mut out)
+        },
+    )
+}

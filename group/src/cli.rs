@@ -95,3 +95,10 @@ pub struct Args {
     #[command(flatten)]
     pub log: LogArgs,
 }
+
+/// The `probe-group` command: parse the flags, run the stage, print one `probe-group: error: ...`
+/// line on failure and exit with the error's status. The binary's `main.rs` and the wheel's
+/// copy of it (`wheel/`, built by maturin) are both this one call.
+pub fn main() -> std::process::ExitCode {
+    probe_core::main("probe-group", || Args::parse().into_config()?.run().map(|_| ()))
+}

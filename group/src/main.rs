@@ -1,5 +1,5 @@
-use clap::Parser;
+//! `probe-group`: see [`probe_group::cli::main`]; the stage itself is the library.
 
 fn main() -> std::process::ExitCode {
-    probe_core::main("probe-group", || probe_group::Args::parse().into_config()?.run().map(|_| ()))
+    probe_group::cli::main()
 }

@@ -1,7 +1,5 @@
-//! `probe-merge`: flags in, [`probe_merge::Config::run`] out; see the library for the stage.
-
-use clap::Parser;
+//! `probe-merge`: see [`probe_merge::cli::main`]; the stage itself is the library.
 
 fn main() -> std::process::ExitCode {
-    probe_core::main("probe-merge", || probe_merge::Args::parse().into_config()?.run().map(|_| ()))
+    probe_merge::cli::main()
 }

@@ -161,3 +161,10 @@ impl Args {
         })
     }
 }
+
+/// The `probe-split` command: parse the flags, run the stage, print one `probe-split: error: ...`
+/// line on failure and exit with the error's status. The binary's `main.rs` and the wheel's
+/// copy of it (`wheel/`, built by maturin) are both this one call.
+pub fn main() -> std::process::ExitCode {
+    probe_core::main("probe-split", || Args::parse().into_config()?.run().map(|_| ()))
+}

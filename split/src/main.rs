@@ -1,7 +1,5 @@
-//! `probe-split`: flags in, [`probe_split::Config::run`] out; see the library for the stage.
-
-use clap::Parser;
+//! `probe-split`: see [`probe_split::cli::main`]; the stage itself is the library.
 
 fn main() -> std::process::ExitCode {
-    probe_core::main("probe-split", || probe_split::Args::parse().into_config()?.run().map(|_| ()))
+    probe_split::cli::main()
 }

@@ -237,6 +237,48 @@ fn pipeline_interrupted_stops_its_stages_and_leaves_nothing() {
     assert_eq!(list_dir(&d.join("out")), ["logs"]);
 }
 
+/// Installed as the wheel installs it (`probe-pipeline` in a venv's bin/, beside the binaries),
+/// the script runs them with neither PROBE_BIN set nor the binaries on PATH (a venv that is not
+/// activated); an option it does not take is a usage error that writes nothing; `--help` prints
+/// its header.
+#[test]
+fn pipeline_script_installed_beside_the_binaries_runs_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    generate(d, 5_000, Order::Sorted);
+    let venv_bin = d.join("venv/bin");
+    std::fs::create_dir_all(&venv_bin).unwrap();
+    std::fs::copy(script(), venv_bin.join("probe-pipeline")).unwrap();
+    for name in ["probe-check-order", "probe-group", "probe-split", "probe-batch", "probe-merge"] {
+        std::os::unix::fs::symlink(bin(name), venv_bin.join(name)).unwrap();
+    }
+    let run = |args: &[&str]| {
+        std::process::Command::new(venv_bin.join("probe-pipeline"))
+            .args(args)
+            .current_dir(d)
+            .env("PATH", "/usr/bin:/bin")
+            .env_remove("PROBE_BIN")
+            .env_remove("CARGO_TARGET_DIR")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["data", "out"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "probe-pipeline data out: {:?}\n{stderr}", out.status);
+    let windows = merged(&d.join("out/train")).len() + merged(&d.join("out/test")).len();
+    assert!(windows >= 5_000 / 25, "{windows} windows for 200 keys");
+
+    let out = run(&["--make", "x"]);
+    assert_eq!(out.status.code(), Some(2), "an unknown option is a usage error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown option '--make'"));
+    assert!(!d.join("x").exists() && !d.join("--make").exists());
+
+    let out = run(&["--help"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("PROBE_BIN: directory of the binaries"));
+}
+
 /// The script (pipes, no rows files) and the Makefile (a file between every two stages) give
 /// the same rows for every split, with one thread per stage or two.
 #[test]
