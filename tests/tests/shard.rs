@@ -149,3 +149,131 @@ fn bucket_tasks_wait_for_every_map_file_and_indices_are_checked() {
     assert_eq!(list_dir(&d.join("sh-2-3")), ["bucket-0", "bucket-1", "bucket-2"]);
     shard(d, 2, 3, "bucket", "SLURM_ARRAY_TASK_ID", 0).assert_ok();
 }
+
+/// The python that reads YAML: `PROBE_RAY_PYTHON` (ray brings pyyaml), else `python3`.
+fn yaml_python() -> Option<String> {
+    let py = std::env::var("PROBE_RAY_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = std::process::Command::new(&py).args(["-c", "import yaml"]).output().is_ok_and(|o| o.status.success());
+    if !ok {
+        probe_tests::harness::skip_unless_ci(&format!("{py} cannot import yaml (pip install pyyaml)"));
+        return None;
+    }
+    Some(py)
+}
+
+/// The two Indexed Job manifests parse as YAML and give shard.sh what it needs: Indexed
+/// completion (Kubernetes then sets JOB_COMPLETION_INDEX), completions equal to M and N, the
+/// shard.sh step as the command, INPUT/SHUFFLE/OUT/M/N the same in both, on the mounted volume.
+#[test]
+fn kubernetes_manifests_name_what_shard_sh_needs() {
+    let Some(py) = yaml_python() else { return };
+    let k8s = scripts().join("k8s");
+    let mut env_of = Vec::new();
+    for step in ["partition", "bucket"] {
+        let file = k8s.join(format!("{step}-job.yaml"));
+        let out = std::process::Command::new(&py)
+            .args(["-c", "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+        let job: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!((job["apiVersion"].as_str(), job["kind"].as_str()), (Some("batch/v1"), Some("Job")));
+        let spec = &job["spec"];
+        assert_eq!(spec["completionMode"], "Indexed", "{step}: JOB_COMPLETION_INDEX needs Indexed");
+        let pod = &spec["template"]["spec"];
+        assert!(matches!(pod["restartPolicy"].as_str(), Some("Never" | "OnFailure")), "{step}");
+        let c = &pod["containers"][0];
+        let cmd: Vec<&str> = c["command"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        assert!(cmd.len() == 2 && cmd[0].ends_with("scripts/shard.sh") && cmd[1] == step, "{step}: {cmd:?}");
+        let env: std::collections::HashMap<String, String> = c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["name"].as_str().unwrap().to_string(), e["value"].as_str().unwrap().to_string()))
+            .collect();
+        let count = if step == "partition" { "M" } else { "N" };
+        assert_eq!(spec["completions"].as_u64().map(|n| n.to_string()), Some(env[count].clone()), "{step}");
+        assert!(spec["parallelism"].as_u64() <= spec["completions"].as_u64(), "{step}");
+        let mount = c["volumeMounts"][0]["mountPath"].as_str().unwrap();
+        for var in ["INPUT", "SHUFFLE", "OUT"] {
+            assert!(env[var].starts_with(mount), "{step}: {var}={} is not on the volume at {mount}", env[var]);
+        }
+        env_of.push(env);
+    }
+    for var in ["INPUT", "SHUFFLE", "OUT", "M", "N"] {
+        assert_eq!(env_of[0][var], env_of[1][var], "{var} differs between the two Jobs");
+    }
+}
+
+/// `PATH` with fake `sbatch` and `kubectl` (DIR/fake) that log their arguments to DIR/calls.
+fn fakes(d: &Path) -> String {
+    let fake = d.join("fake");
+    std::fs::create_dir_all(&fake).unwrap();
+    let calls = d.join("calls").display().to_string();
+    let scripts = [
+        ("sbatch", format!("echo \"sbatch $*\" >> {calls}; echo $((1000 + $(wc -l < {calls})))")),
+        ("kubectl", format!("echo \"kubectl $*\" >> {calls}; [[ \" $* \" == *\" get \"* ]] && echo Complete; exit 0")),
+    ];
+    for (name, body) in scripts {
+        let p = fake.join(name);
+        std::fs::write(&p, format!("#!/bin/bash\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    format!("{}:{}", fake.display(), std::env::var("PATH").unwrap())
+}
+
+/// The chains, with the schedulers' commands faked (no cluster here): submit.sh submits the
+/// partition array of M tasks, then the bucket array of N with afterok on it; k8s/run.sh applies
+/// the bucket Job only after the partition Job is Complete. The sbatch files, run as Slurm runs
+/// them (a copy, SLURM_ARRAY_TASK_ID and SLURM_SUBMIT_DIR set), do the whole job.
+#[test]
+fn slurm_and_kubernetes_chains_run_partition_then_buckets() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let path = fakes(d);
+    let root = scripts().parent().unwrap().to_path_buf();
+    sh(&format!("PATH={path} INPUT=data SHUFFLE=sh OUT=out M=3 N=5 {}/slurm/submit.sh", scripts().display()), d)
+        .assert_ok();
+    let calls = std::fs::read_to_string(d.join("calls")).unwrap();
+    let lines: Vec<&str> = calls.lines().collect();
+    assert_eq!(lines.len(), 2, "{calls}");
+    assert!(lines[0].contains("--array=0-2") && lines[0].ends_with("slurm/partition.sbatch"), "{calls}");
+    assert!(lines[1].contains("--array=0-4") && lines[1].contains("--dependency=afterok:1001"), "{calls}");
+    assert!(lines[1].ends_with("slurm/bucket.sbatch"), "{calls}");
+
+    std::fs::remove_file(d.join("calls")).unwrap();
+    sh(&format!("PATH={path} POLL_SECONDS=0 {}/k8s/run.sh", scripts().display()), d).assert_ok();
+    let calls = std::fs::read_to_string(d.join("calls")).unwrap();
+    let order: Vec<&str> = calls.lines().filter(|l| l.contains(" apply ") || l.contains(" get ")).collect();
+    assert_eq!(order.len(), 4, "{calls}");
+    assert!(order[0].contains("partition-job.yaml") && order[1].contains("get job probe-rows-partition"), "{calls}");
+    assert!(order[2].contains("bucket-job.yaml") && order[3].contains("get job probe-rows-bucket"), "{calls}");
+
+    // The sbatch files themselves, as Slurm runs them: a copy of the file, index in the env.
+    let mut cfg = GenConfig::new(2_000, d.join("data"));
+    cfg.files = 2;
+    gen::generate(&cfg).unwrap();
+    for (step, count) in [("partition", 2), ("bucket", 2)] {
+        let copy = d.join(format!("{step}.copy"));
+        std::fs::copy(scripts().join(format!("slurm/{step}.sbatch")), &copy).unwrap();
+        for i in 0..count {
+            sh(
+                &format!(
+                    "SLURM_ARRAY_TASK_ID={i} SLURM_SUBMIT_DIR={} INPUT=data SHUFFLE=sh OUT=out M=2 N=2 PROBE_BIN= \
+                     MAX_LEN=8 bash {}",
+                    root.display(),
+                    copy.display()
+                ),
+                d,
+            )
+            .assert_ok();
+        }
+    }
+    sh(&format!("PROBE_BIN= MAX_LEN=8 {}/pipeline.sh data single", scripts().display()), d).assert_ok();
+    for s in ["train", "test"] {
+        assert_eq!(list_dir(&d.join("out").join(s)), ["bucket-0", "bucket-1"], "split {s}");
+        let want = canonical(parts_under(&d.join("single").join(s)));
+        assert!(!want.is_empty() && canonical(parts_under(&d.join("out").join(s))) == want, "split {s} differs");
+    }
+}
