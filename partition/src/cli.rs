@@ -40,8 +40,10 @@ their bucket folders only when all are complete; a rerun with the same NAME repl
 files and no others. A staging folder left by a killed run with the same NAME is refused: remove \
 it and rerun.
 
-Memory: a buffer of --buffer-size per bucket (written out when full) and a 1 MiB write buffer per \
-bucket, plus one input batch: about N x (SIZE + 1 MiB).";
+Memory: per bucket, a buffer of --buffer-size (written out when full), a 1 MiB write buffer and, \
+for zstd, its compressor (about 1.4 MiB); plus one input batch: about N x (SIZE + 2.5 MiB), \
+N x (SIZE + 1 MiB) with --ipc-compression lz4 or none. Every bucket is an open file: N is bounded \
+by the open-file limit (ulimit -n).";
 
 const EXAMPLE: &str = "\
 Example:
