@@ -35,7 +35,7 @@ use rayon::prelude::*;
 use probe_core::input::{column_index, discover, Input, Source};
 use probe_core::keyhash::hashable;
 use probe_core::meta::{carried, check_columns, record, resolve_keys, resolve_time};
-use probe_core::output::{check_output, create_out_dir, keep_out_dir, IpcCompression, Output, OutputOptions};
+use probe_core::output::{check_output, disk_error, IpcCompression, Output, OutputOptions};
 use probe_core::progress::Progress;
 use probe_core::schema::common_schema;
 use probe_core::staging::Staging;
@@ -107,7 +107,7 @@ impl Config {
         let sources = discover(&self.inputs)?;
         self.check_outputs(&sources)?;
         let prepared = self.prepare(sources)?;
-        create_out_dir(&self.out_dir)?;
+        self.create_out_dir()?;
         let staging = Staging::files_under(&self.out_dir, &self.name)?;
         let mut buckets = self.open_buckets(&staging, &prepared.out_schema)?;
 
@@ -129,7 +129,6 @@ impl Config {
         let rows = buckets.into_par_iter().map(|b| b.finish(schema)).collect::<Result<Vec<u64>>>()?;
         let paths = (0..self.buckets).map(|i| staging.final_path(&self.file_of(i))).collect();
         staging.commit()?;
-        keep_out_dir(&self.out_dir);
         let report = Report { rows, paths };
         self.log_summary(&report, &progress);
         Ok(report)
@@ -161,6 +160,23 @@ impl Config {
         Ok(Prepared { inputs, schema, out_schema, key_idx })
     }
 
+    /// Create the out-dir if missing. Unlike other stages' `--out-dir`, it is not removed when
+    /// this run fails: M map tasks share it, and another task's finished files may be in it
+    /// by then.
+    fn create_out_dir(&self) -> Result<()> {
+        let dir = &self.out_dir;
+        if probe_core::store::path_is_url(dir) {
+            return Ok(());
+        }
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::data(format!(
+                "{}: exists and is not a directory; choose another --out-dir",
+                display(dir)
+            )));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| disk_error(dir, e))
+    }
+
     /// One IPC stream per bucket, in the staging folder.
     fn open_buckets(&self, staging: &Staging, schema: &SchemaRef) -> Result<Vec<Bucket>> {
         let opts = OutputOptions { ipc_compression: Some(self.ipc_compression), ..Default::default() };
@@ -168,7 +184,7 @@ impl Config {
             .map(|i| {
                 let path = staging.path().join(self.file_of(i));
                 if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir).map_err(|e| probe_core::output::disk_error(dir, e))?;
+                    std::fs::create_dir_all(dir).map_err(|e| disk_error(dir, e))?;
                 }
                 Ok(Bucket::new(Output::create(Some(&path), schema.clone(), &opts).map_err(|e| too_many(e, self))?))
             })

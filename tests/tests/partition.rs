@@ -210,3 +210,44 @@ fn bad_settings_and_inputs_are_refused_before_any_output() {
     out.assert_error("probe-partition", &["`ts`", "--time"]);
     assert!(!dir.path().join("o").exists(), "a refused run left {:?}", list_dir(&dir.path().join("o")));
 }
+
+/// Map tasks share the out-dir: one that created it and then fails must not remove it, with the
+/// files another task finished in it meanwhile (other stages remove an --out-dir they created
+/// when they fail).
+#[test]
+fn a_failing_task_leaves_the_shared_out_dir_and_other_tasks_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (_, stdin) = four_keys();
+    std::fs::write(d.join("in.arrows"), &stdin).unwrap();
+    // Task A reads the start of a stream, creates sh/ and waits for the rest of its input.
+    let mut a = std::process::Command::new(bin("probe-partition"))
+        .args(["--buckets", "2", "--out-dir", "sh", "--name", "part-00000", "-q", "-"])
+        .current_dir(d)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut sink = a.stdin.take().unwrap();
+    std::io::Write::write_all(&mut sink, &stdin[..stdin.len() - 8]).unwrap();
+    let start = std::time::Instant::now();
+    while !list_dir(&d.join("sh")).iter().any(|n| n.starts_with(".probe-staging-part-00000-")) {
+        assert!(start.elapsed().as_secs() < 30, "task A never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Task B finishes into the same folder.
+    probe_tests::harness::sh(
+        &format!("{} --buckets 2 --out-dir sh --name part-00001 -q in.arrows", bin("probe-partition").display()),
+        d,
+    )
+    .assert_ok();
+    // Task A's input goes on with bytes that are not Arrow: it fails.
+    std::io::Write::write_all(&mut sink, b"this is not Arrow IPC").unwrap();
+    drop(sink);
+    let out = a.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    for b in 0..2 {
+        assert_eq!(list_dir(&d.join(format!("sh/bucket-{b}"))), ["part-00001.arrows"], "task B's files");
+    }
+    assert_eq!(list_dir(&d.join("sh")), ["bucket-0", "bucket-1"]);
+}
