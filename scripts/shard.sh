@@ -53,8 +53,8 @@ partition)
     (( index < M )) || die "map index $index is not below M=$M" 2
     need INPUT "a folder or a file listing the inputs"
     command -v probe-partition >/dev/null || die "probe-partition not found; run 'cargo build --release' or set PROBE_BIN"
-    # The input files, in the order probe-group reads a folder: names in byte order at every
-    # level, skipping `_` and `.` names (files and folders).
+    # The input files: their paths in byte order, skipping `_` and `.` names (files and
+    # folders) as every stage does. Each file is in exactly one slice.
     if [[ -d $INPUT ]]; then
         mapfile -t files < <(cd "$INPUT" && find . -mindepth 1 \( -name '.*' -o -name '_*' \) -prune -o -type f -print |
             sed 's|^\./||' | LC_ALL=C sort | sed "s|^|${INPUT%/}/|")

@@ -129,6 +129,14 @@ fn bucket_function_is_pinned_and_empty_buckets_exist() {
             assert_eq!(schema.metadata()["probe_rows.key"], r#"["src_addr"]"#, "bucket {i} of {n}");
         }
     }
+    // Two streams concatenated on stdin (`cat a.arrows b.arrows |`): both are read.
+    let out = dir.path().join("twice");
+    let o = out.display().to_string();
+    run("probe-partition", &["--buckets", "8", "--out-dir", &o, "-q"], Some([stdin.clone(), stdin].concat()))
+        .assert_ok();
+    let (_, batches) = read_file(&out.join("bucket-4/part-00000.arrows"));
+    let got: Vec<String> = rows(&batches).iter().map(|r| key_of(r).to_string()).collect();
+    assert_eq!(got, ["192.0.2.1", "2001:db8::1", "192.0.2.1", "2001:db8::1"]);
 }
 
 /// A rerun replaces its own NAME's files and leaves another NAME's alone; a staging folder left
