@@ -271,9 +271,19 @@ fn slurm_and_kubernetes_chains_run_partition_then_buckets() {
         }
     }
     sh(&format!("PROBE_BIN= MAX_LEN=8 {}/pipeline.sh data single", scripts().display()), d).assert_ok();
+    // The Makefile runs one bucket too (BUCKET=I), into OUT/<split>/bucket-I/.
+    for b in 0..2 {
+        let make = format!(
+            "make -s -f {}/pipeline.mk INPUT=sh/bucket-{b} OUT=mk BUCKET={b} PROBE_BIN= MAX_LEN=8",
+            scripts().display()
+        );
+        sh(&make, d).assert_ok();
+    }
     for s in ["train", "test"] {
         assert_eq!(list_dir(&d.join("out").join(s)), ["bucket-0", "bucket-1"], "split {s}");
+        assert_eq!(list_dir(&d.join("mk").join(s)), ["bucket-0", "bucket-1"], "split {s} (make)");
         let want = canonical(parts_under(&d.join("single").join(s)));
         assert!(!want.is_empty() && canonical(parts_under(&d.join("out").join(s))) == want, "split {s} differs");
+        assert!(canonical(parts_under(&d.join("mk").join(s))) == want, "split {s} differs (make)");
     }
 }
