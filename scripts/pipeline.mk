@@ -6,6 +6,10 @@
 #   make -f scripts/pipeline.mk INPUT=data/ OUT=out group    # one stage (and what it needs)
 #   make -f scripts/pipeline.mk INPUT=data/ MAX_LEN=64       # reruns batch and merge only
 #   make -f scripts/pipeline.mk sample                       # generate sample/ with probe-gen
+#   make -f scripts/pipeline.mk INPUT=shuffle/bucket-3 OUT=out BUCKET=3   # one bucket (below)
+#
+# BUCKET=I: the input is bucket I of a probe-partition run; results go to OUT/<split>/bucket-I/
+# and the files between stages to OUT/work/bucket-I/, so every bucket runs into one OUT.
 #
 # Settings are inputs too: each stage's settings are written to OUT/work/.settings/<stage>,
 # rewritten only when their text changes (as the Makefile is read), and the stage's outputs depend on that file. So a
@@ -52,9 +56,13 @@ MAX_FILE_SIZE  ?= 1GiB
 ROW_GROUP_SIZE ?= 128MiB
 COMPRESSION    ?= zstd
 ROWS           ?= 1M
+# One bucket of a partitioned run (README "More than one machine"); empty: the whole input.
+BUCKET         ?=
 PROBE_BIN      ?= $(if $(wildcard target/release/probe-group),target/release/,)
 
-WORK     := $(OUT)/work
+WORK     := $(OUT)/work$(if $(BUCKET),/bucket-$(BUCKET))
+# Split S's result folder is OUT/S, or OUT/S/bucket-I for one bucket.
+RESULT   := $(if $(BUCKET),/bucket-$(BUCKET))
 SETTINGS := $(WORK)/.settings
 comma    := ,
 SPLITS   := $(foreach r,$(subst $(comma), ,$(RATIOS)),$(firstword $(subst =, ,$(r))))
@@ -121,10 +129,10 @@ batch: $(foreach s,$(SPLITS),$(WORK)/$(s)-rows.arrows)
 
 # probe-merge builds OUT/<split> as a hidden folder and renames it into place when complete;
 # the previous result and any staging folder a killed run left are removed first.
-$(OUT)/%/_manifest.json: $(WORK)/%-rows.arrows $(SETTINGS)/merge
-	rm -rf $(OUT)/$* $(OUT)/.$*.probe-staging-*
-	$(PROBE_BIN)probe-merge $< $(MERGE_OPTS) --threads $(THREADS) --out-dir $(OUT)/$*
-merge: $(foreach s,$(SPLITS),$(OUT)/$(s)/_manifest.json)
+$(OUT)/%$(RESULT)/_manifest.json: $(WORK)/%-rows.arrows $(SETTINGS)/merge
+	d=$(OUT)/$*$(RESULT); rm -rf $$d $$(dirname $$d)/.$$(basename $$d).probe-staging-*
+	$(PROBE_BIN)probe-merge $< $(MERGE_OPTS) --threads $(THREADS) --out-dir $(OUT)/$*$(RESULT)
+merge: $(foreach s,$(SPLITS),$(OUT)/$(s)$(RESULT)/_manifest.json)
 
 clean:
 	rm -rf $(OUT)

@@ -4,6 +4,7 @@
 #   scripts/pipeline.sh                    # generate sample data (ROWS, default 1M) and run on it
 #   scripts/pipeline.sh data/ out/         # run on data/, results in out/
 #   scripts/pipeline.sh a.parquet b.parquet out/
+#   BUCKET=3 scripts/pipeline.sh shuffle/bucket-3 out/   # one bucket of probe-partition's output
 #
 # With one argument it is the input and the output goes to ./out. Results: OUTDIR/<split>/
 # (Parquet parts + _manifest.json); stage logs and the report in OUTDIR/logs/ (report.tsv: one
@@ -20,6 +21,11 @@
 #            JOBS (splits whose batch | merge run at once; default one per 2 cores),
 #            SPLIT_FORMAT (parquet: the split files' format, or arrows: zstd Arrow IPC),
 #            KEEP_WORK=1 (keep the split files in OUTDIR/work/ after success)
+#   bucket   BUCKET=I: the input is bucket I of a probe-partition run (its folder, whose
+#            part-*.arrows files probe-group merges); results go to OUTDIR/<split>/bucket-I/,
+#            temp files to OUTDIR/work/bucket-I/, logs to OUTDIR/logs/bucket-I/, and a failure
+#            removes this bucket's results only, so buckets run at once into one OUTDIR
+#            (scripts/shard.sh runs it per index; README "More than one machine").
 # PROBE_BIN: directory of the binaries (default: beside this script, as `pip install probe-rows`
 # puts it in the venv's bin/ as probe-pipeline; else target/release; else PATH; empty = PATH).
 #
@@ -99,7 +105,12 @@ else
 fi
 splits=$(echo "$ratios" | tr ',' '\n' | cut -d= -f1)
 
-work="$out/work"; logs="$out/logs"
+bucket="${BUCKET:-}"
+[[ -z $bucket || $bucket =~ ^(0|[1-9][0-9]*)$ ]] || { echo "pipeline: error: BUCKET must be a bucket number, not '$bucket'" >&2; exit 2; }
+# Where split S's result goes: OUT/S, or OUT/S/bucket-I for one bucket of a partitioned run.
+result() { if [[ -n $bucket ]]; then echo "$out/$1/bucket-$bucket"; else echo "$out/$1"; fi; }
+if [[ -n $bucket ]]; then work="$out/work/bucket-$bucket"; logs="$out/logs/bucket-$bucket"
+else work="$out/work"; logs="$out/logs"; fi
 mkdir -p "$work" "$logs"
 rm -f "$logs"/*.log "$logs"/*.time "$logs"/*.rc "$logs"/report.tsv "$logs"/.order
 t0=$(date +%s.%N)
@@ -135,10 +146,13 @@ cleanup() {
     if [[ -n $sampler ]]; then kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true; fi
     if (( ! ok )); then
         # A failed job leaves no result: not the splits this run merged, not older ones.
-        for s in $splits; do rm -rf "${out:?}/$s"; done
+        for s in $splits; do rm -rf "$(result "$s")"; done
         echo "pipeline: failed; removed $work and the split results, logs in $logs/" >&2
     fi
-    if (( ! ok )) || [[ -z ${KEEP_WORK:-} ]]; then rm -rf "$work"; fi
+    if (( ! ok )) || [[ -z ${KEEP_WORK:-} ]]; then
+        rm -rf "$work"
+        [[ -z $bucket ]] || rmdir "$out/work" 2>/dev/null || true     # the last bucket's run removes it
+    fi
     exit "$rc"
 }
 trap cleanup EXIT
@@ -194,11 +208,14 @@ split_bytes=$(du -sb "$work" | cut -f1)
 
 # 3. batch | merge for every split, JOBS at a time. probe-merge builds OUT/<split> as a hidden
 # folder and renames it into place when complete; a previous result is removed first.
-for s in $splits; do rm -rf "${out:?}/$s" "$out/.$s.probe-staging-"*; done
+for s in $splits; do
+    r="$(result "$s")"
+    rm -rf "${r:?}" "$(dirname "$r")/.$(basename "$r").probe-staging-"*
+done
 tail_of() {
     local s="$1"
     timed "batch-$s" probe-batch "$work/$s.$split_format" "${batch_opts[@]}" |
-        timed "merge-$s" probe-merge - "${merge_opts[@]}" --out-dir "$out/$s"
+        timed "merge-$s" probe-merge - "${merge_opts[@]}" --out-dir "$(result "$s")"
 }
 declare -A split_of=()
 failed=""
@@ -300,8 +317,9 @@ printf 'pipeline: temp disk peak %s MiB (%.2fx the input'"'"'s %s MiB), %s cores
     "$(mib "$input_bytes")" "$cores" "$jobs" >&2
 for s in $splits; do
     shares=$(grep -o "probe-split: $s: .*" "$logs/split.log" | head -1 | sed "s/^probe-split: $s: //")
-    rows=$(grep -o '"rows": *[0-9]*' "$out/$s/_manifest.json" | tail -1 | grep -o '[0-9]*$')
-    files=$(grep -c '"path": *"part-' "$out/$s/_manifest.json" || true)
-    echo "pipeline: split $s: $shares; training rows $rows in $files files, $out/$s/" >&2
+    r="$(result "$s")"
+    rows=$(grep -o '"rows": *[0-9]*' "$r/_manifest.json" | tail -1 | grep -o '[0-9]*$')
+    files=$(grep -c '"path": *"part-' "$r/_manifest.json" || true)
+    echo "pipeline: split $s: $shares; training rows $rows in $files files, $r/" >&2
 done
 exit 0

@@ -124,6 +124,21 @@ impl Staging {
         Staging::create(path, Commit::Files(dir.to_path_buf()))
     }
 
+    /// Stage files, in subfolders too, that go into a folder shared with other runs writing
+    /// other files (`probe-partition --out-dir DIR --name NAME`: `DIR/bucket-<i>/NAME.arrows`).
+    /// The staging folder is `DIR/.probe-staging-<tag>-<pid>/`, so runs with other tags write
+    /// into `DIR` at the same time; only a leftover of the same tag is refused. At commit, each
+    /// file `SUB/FILE` of the staging folder is renamed to `DIR/SUB/FILE` (`SUB` created).
+    pub fn files_under(dir: &Path, tag: &str) -> Result<Staging> {
+        if store::path_is_url(dir) {
+            return Staging::for_upload(dir.display().to_string());
+        }
+        let prefix = format!("{STAGING_MARK}{tag}-");
+        refuse_leftover(dir, &prefix, dir)?;
+        let path = dir.join(format!("{prefix}{}", std::process::id()));
+        Staging::create(path, Commit::Files(dir.to_path_buf()))
+    }
+
     /// A local staging folder whose files are uploaded under `url` at commit.
     fn for_upload(url: String) -> Result<Staging> {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -175,24 +190,17 @@ impl Staging {
                 })?;
             }
             Commit::Files(dir) => {
-                let mut names: Vec<_> = std::fs::read_dir(&self.path)
-                    .map_err(|e| Error::io(&self.path, e))?
-                    .map(|e| e.map(|e| e.file_name()))
-                    .collect::<std::io::Result<_>>()
-                    .map_err(|e| Error::io(&self.path, e))?;
-                names.sort();
-                for name in names {
+                for name in files_below(&self.path)? {
                     let to = dir.join(&name);
+                    if let Some(sub) = to.parent().filter(|p| !p.is_dir()) {
+                        std::fs::create_dir_all(sub).map_err(|e| disk_error(sub, e))?;
+                    }
                     std::fs::rename(self.path.join(&name), &to).map_err(|e| Error::io(&to, e))?;
                 }
-                std::fs::remove_dir(&self.path).map_err(|e| Error::io(&self.path, e))?;
+                std::fs::remove_dir_all(&self.path).map_err(|e| Error::io(&self.path, e))?;
             }
             Commit::Upload(url) => {
-                let mut names: Vec<String> = std::fs::read_dir(&self.path)
-                    .map_err(|e| Error::io(&self.path, e))?
-                    .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
-                    .collect::<std::io::Result<_>>()
-                    .map_err(|e| Error::io(&self.path, e))?;
+                let mut names = files_below(&self.path)?;
                 // Data files in name order, then `_`-names (`_manifest.json`): a reader that
                 // waits for the manifest finds every file it lists.
                 names.sort_by_key(|n| (n.starts_with('_'), n.clone()));
@@ -215,6 +223,25 @@ impl Drop for Staging {
             cleanup::forget(&self.path);
         }
     }
+}
+
+/// Every file under `root`, as paths relative to it joined with `/`, in name order.
+fn files_below(root: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut dirs = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, rel)) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+            let entry = entry.map_err(|e| Error::io(&dir, e))?;
+            let name = format!("{rel}{}", entry.file_name().to_string_lossy());
+            if entry.file_type().map_err(|e| Error::io(&dir, e))?.is_dir() {
+                dirs.push((entry.path(), format!("{name}/")));
+            } else {
+                out.push(name);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// The first entry of a directory, if any.

@@ -6,7 +6,8 @@ use std::path::Path;
 
 use probe_tests::harness::run;
 
-const STAGES: &[&str] = &["probe-check-order", "probe-group", "probe-split", "probe-batch", "probe-merge", "probe-gen"];
+const STAGES: &[&str] =
+    &["probe-check-order", "probe-group", "probe-split", "probe-batch", "probe-merge", "probe-partition", "probe-gen"];
 
 #[test]
 fn help_texts_match_golden_files() {

@@ -32,7 +32,15 @@ import pyarrow.parquet as pq
 
 import probe_rows
 
-COMMANDS = ["probe-check-order", "probe-group", "probe-split", "probe-batch", "probe-merge", "probe-gen"]
+COMMANDS = [
+    "probe-check-order",
+    "probe-group",
+    "probe-split",
+    "probe-batch",
+    "probe-merge",
+    "probe-partition",
+    "probe-gen",
+]
 
 
 def sh(cmd, cwd, env=None):
