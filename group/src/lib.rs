@@ -467,10 +467,9 @@ impl Config {
         let by_files = (512 / sorted.final_runs.max(1)).max(1);
         let at_once = ((self.memory_limit as usize / 2) / per_part.max(1)).clamp(1, threads.min(by_files));
         let limit = self.memory_limit as usize;
-        let limits = ordered::Limits {
-            ahead_bytes: (limit / 8).min(ranges::AHEAD_BYTES),
-            current_bytes: (limit / 16).min(ranges::CURRENT_BYTES),
-        };
+        // The parts after the one being written may queue a quarter of the limit: enough for
+        // every thread to run a part ahead when parts are a 128th of the input.
+        let limits = ordered::Limits { ahead_bytes: limit / 4, current_bytes: (limit / 16).min(ranges::CURRENT_BYTES) };
         let (converter, layout) = (&shape.converter, &shape.layout);
         let work = |j: usize, send: &mut ordered::Send| -> Result<Counts> {
             let cursors: Vec<Cursor> = sorted

@@ -66,10 +66,10 @@ use crate::ordered;
 /// Decoded bytes of built output batches that the ranges *after* the one being written may hold
 /// for the writer, all together ([`ordered::Limits`]). Ranges are small, so that with this
 /// every thread runs ahead.
-pub const AHEAD_BYTES: usize = 128 << 20;
+pub const AHEAD_BYTES: usize = 256 << 20;
 
 /// Decoded bytes the range being written may queue before it waits for the writer.
-pub const CURRENT_BYTES: usize = 16 << 20;
+pub const CURRENT_BYTES: usize = 32 << 20;
 
 /// Rows per batch read from an input within a range: small, because each range reads up to one
 /// batch per input past its end (the rows it checks but leaves to the next range).

@@ -6,7 +6,7 @@
 //!    input order) and written as compressed Arrow IPC files in `--temp-dir` (compressed on all
 //!    threads). When all input fits in one run, nothing is spilled: the sorted run is served
 //!    from memory.
-//! 2. **Parts.** The first run's quantiles give up to [`PARTS`] split keys (distinct; at least
+//! 2. **Parts.** The first run's quantiles cut it into up to [`PARTS`] parts (distinct split keys; at least
 //!    [`MIN_PART_ROWS`] rows of that run per part). Every run is cut at them, one spill file
 //!    per part, so part `j` of every run holds the same keys and no key is in two parts. The
 //!    split keys depend on the data and `--memory-limit` alone, never on `--threads`.
@@ -188,10 +188,10 @@ pub(crate) struct Keys {
 
 /// Parts (key ranges) the sort's final merge is cut into, at most; each part is merged and
 /// grouped on a thread of its own. Independent of `--threads`, so the output is too.
-pub const PARTS: usize = 32;
+pub const PARTS: usize = 128;
 
 /// Rows of the first run per part, at least: smaller parts would cost more than they save.
-pub const MIN_PART_ROWS: usize = 1 << 16;
+pub const MIN_PART_ROWS: usize = 1 << 14;
 
 /// Split keys from the first run, which the sort has just ordered: its quantiles, distinct.
 /// A key is never cut: part `j` holds the keys from split `j - 1` (included) to split `j`.
