@@ -407,13 +407,7 @@ impl Config {
                 tx.send(pending).map_err(|_| Error::internal("the output writer stopped"))
             };
             let mut grouper = Grouper::new(shape.out_schema.clone(), shape.layout.n_keys, out_batch_bytes, &mut emit);
-            // --sort counted its rows while reading them into runs.
-            let counting = !self.sort;
-            merge::merge(cursors, &mut grouper, &mut |n| {
-                if counting {
-                    progress.inc(n)
-                }
-            })?;
+            merge::merge(cursors, &mut grouper, &mut |n| progress.inc(n))?;
             grouper.finish()
         })();
         drop(tx);
@@ -436,12 +430,7 @@ impl Config {
     ) -> Result<Counts> {
         let mut emit = |job: BuildJob| output.write(&job()?);
         let mut grouper = Grouper::new(shape.out_schema.clone(), shape.layout.n_keys, out_batch_bytes, &mut emit);
-        let counting = !self.sort;
-        merge::merge(cursors, &mut grouper, &mut |n| {
-            if counting {
-                progress.inc(n)
-            }
-        })?;
+        merge::merge(cursors, &mut grouper, &mut |n| progress.inc(n))?;
         let counts = grouper.finish()?;
         output.finish()?;
         Ok(counts)
@@ -459,14 +448,16 @@ impl Config {
         mut output: Output,
     ) -> Result<Counts> {
         let budget = sort::Budget::new(self.memory_limit, self.fan_in);
-        // A part holds a batch (and its keys) per run, its open groups and an output batch; the
-        // half of the limit the run buffer used is theirs, and each part keeps its runs' files
-        // open (a few hundred at most).
+        // A part holds a batch (and its keys) per run, its open groups and an output batch.
+        // Spilled, the half of the limit the run buffer used is theirs; in memory the run is
+        // still there, and what the output queue below leaves (3/16) is. Each part keeps its
+        // runs' files open (a few hundred at most).
+        let limit = self.memory_limit as usize;
         let per_part =
             (sorted.final_runs.max(1) * 3 * budget.spill_batch_bytes).max(3 * batch_bytes) + 2 * out_batch_bytes;
+        let free = if sorted.spilled() { limit / 2 } else { limit * 3 / 16 };
         let by_files = (512 / sorted.final_runs.max(1)).max(1);
-        let at_once = ((self.memory_limit as usize / 2) / per_part.max(1)).clamp(1, threads.min(by_files));
-        let limit = self.memory_limit as usize;
+        let at_once = (free / per_part.max(1)).clamp(1, threads.min(by_files));
         // The parts after the one being written may queue a quarter of the limit: enough for
         // every thread to run a part ahead when parts are a 128th of the input.
         let limits = ordered::Limits { ahead_bytes: limit / 4, current_bytes: (limit / 16).min(ranges::CURRENT_BYTES) };

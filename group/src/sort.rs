@@ -70,6 +70,11 @@ impl Sorted {
         self.parts.len()
     }
 
+    /// Whether the runs were spilled (else the one run is in memory).
+    pub fn spilled(&self) -> bool {
+        self.dir.is_some()
+    }
+
     /// The sources of part `j`, in run order (each part's are handed out once).
     pub fn take_part(&self, j: usize) -> Result<Vec<Box<dyn BatchSource + Send>>> {
         let taken = self.parts.get(j).and_then(|p| p.lock().ok()?.take());
