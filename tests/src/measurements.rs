@@ -52,3 +52,39 @@ pub fn vals(rows: &[Row]) -> Vec<Vec<Val>> {
         })
         .collect()
 }
+
+/// A spec row: (key, time, destination, rtt) as small numbers, `None` for null.
+pub type Spec<K> = (Option<K>, Option<i64>, Option<u8>, Option<f64>);
+
+/// Sort rows by (key, time), nulls last, as every stage orders them.
+pub fn sort_rows(rows: &mut [Row]) {
+    let k = |r: &Row| r.0.clone().map_or(Val::Null, Val::S);
+    let t = |r: &Row| r.1.map_or(Val::Null, Val::I);
+    rows.sort_by(|a, b| k(a).cmp_nulls_last(&k(b)).then_with(|| t(a).cmp_nulls_last(&t(b))));
+}
+
+/// Sorted files from specs (one `Vec` per file): key `k` named by `key_name`, time `t` as
+/// microseconds from 2023-11-14, destination `192.0.2.d`; rows numbered across files in spec
+/// order (the last column), so ties can be told apart.
+pub fn sorted_files<K>(spec: Vec<Vec<Spec<K>>>, key_name: impl Fn(K) -> String) -> Vec<Vec<Row>> {
+    let mut seq = 0i64;
+    spec.into_iter()
+        .map(|f| {
+            let mut rows: Vec<Row> = f
+                .into_iter()
+                .map(|(k, t, d, r)| {
+                    seq += 1;
+                    (
+                        k.map(&key_name),
+                        t.map(|t| 1_700_000_000_000_000 + t * 1_000_000),
+                        d.map(|d| format!("192.0.2.{d}")),
+                        r,
+                        seq,
+                    )
+                })
+                .collect();
+            sort_rows(&mut rows);
+            rows
+        })
+        .collect()
+}

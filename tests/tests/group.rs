@@ -11,18 +11,10 @@ use arrow::record_batch::RecordBatch;
 use proptest::prelude::*;
 
 use probe_tests::harness::{decode_ipc, encode_ipc, list_dir, read_file, run, sh, write_parquet};
-use probe_tests::measurements::{batch, schema, vals, Row};
+use probe_tests::measurements::{batch, schema, sorted_files, vals, Row, Spec};
 use probe_tests::oracle::{self, assert_groups_eq, decode_groups, Val};
 
 /// Sort rows by (key, time), nulls last, stably: what a sorted export looks like.
-fn sort_rows(rows: &mut [Row]) {
-    rows.sort_by(|a, b| {
-        let k = |r: &Row| r.0.clone().map_or(Val::Null, Val::S);
-        let t = |r: &Row| r.1.map_or(Val::Null, Val::I);
-        k(a).cmp_nulls_last(&k(b)).then_with(|| t(a).cmp_nulls_last(&t(b)))
-    });
-}
-
 /// Write one input file: Parquet with small row groups, or an IPC stream.
 fn write_input(path: &Path, rows: &[Row], parquet: bool, chunk: usize) {
     let chunks: Vec<RecordBatch> = rows.chunks(chunk.max(1)).map(batch).collect();
@@ -61,27 +53,8 @@ fn key_name(k: usize) -> String {
     }
 }
 
-fn make_files(spec: Vec<Vec<(Option<usize>, Option<i64>, Option<u8>, Option<f64>)>>) -> Vec<Vec<Row>> {
-    let mut seq = 0i64;
-    spec.into_iter()
-        .map(|f| {
-            let mut rows: Vec<Row> = f
-                .into_iter()
-                .map(|(k, t, d, r)| {
-                    seq += 1;
-                    (
-                        k.map(key_name),
-                        t.map(|t| 1_700_000_000_000_000 + t * 1_000_000),
-                        d.map(|d| format!("192.0.2.{d}")),
-                        r,
-                        seq,
-                    )
-                })
-                .collect();
-            sort_rows(&mut rows);
-            rows
-        })
-        .collect()
+fn make_files(spec: Vec<Vec<Spec<usize>>>) -> Vec<Vec<Row>> {
+    sorted_files(spec, key_name)
 }
 
 proptest! {

@@ -10,7 +10,7 @@ use arrow::record_batch::RecordBatch;
 use proptest::prelude::*;
 
 use probe_tests::harness::{decode_ipc, read_file, run, write_parquet, Output};
-use probe_tests::measurements::{batch, schema, vals, Row};
+use probe_tests::measurements::{batch, schema, sorted_files, vals, Row, Spec};
 use probe_tests::oracle::{self, assert_groups_eq, decode_groups, Val};
 
 const THREADS: [&str; 3] = ["1", "2", "7"];
@@ -25,29 +25,8 @@ fn time_of(r: &Row) -> Val {
 
 /// Sorted files from (key, time, dst, rtt) specs: few keys and times, so runs of one key cross
 /// batches and row groups and ties are common; some keys and times are null.
-fn make_files(spec: Vec<Vec<(Option<u8>, Option<i64>, Option<u8>, Option<f64>)>>) -> Vec<Vec<Row>> {
-    let mut seq = 0i64;
-    spec.into_iter()
-        .map(|f| {
-            let mut rows: Vec<Row> = f
-                .into_iter()
-                .map(|(k, t, d, r)| {
-                    seq += 1;
-                    (
-                        k.map(|k| format!("10.0.0.{k}")),
-                        t.map(|t| 1_700_000_000_000_000 + t * 1_000_000),
-                        d.map(|d| format!("192.0.2.{d}")),
-                        r,
-                        seq,
-                    )
-                })
-                .collect();
-            rows.sort_by(|a, b| {
-                key_of(a).cmp_nulls_last(&key_of(b)).then_with(|| time_of(a).cmp_nulls_last(&time_of(b)))
-            });
-            rows
-        })
-        .collect()
+fn make_files(spec: Vec<Vec<Spec<u8>>>) -> Vec<Vec<Row>> {
+    sorted_files(spec, |k| format!("10.0.0.{k}"))
 }
 
 fn row_strategy() -> impl Strategy<Value = (Option<u8>, Option<i64>, Option<u8>, Option<f64>)> {
