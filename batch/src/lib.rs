@@ -133,8 +133,13 @@ impl Config {
         let opts = OutputOptions { ipc_compression: self.ipc_compression, ..Default::default() };
         let mut output = Output::create(self.output.as_deref(), layout.out_schema.clone(), &opts)?;
         let mut report = Report::default();
-        let mut batches =
-            Batches { inputs: inputs.into_iter(), current: None, layout: &layout, batch_bytes: self.batch_bytes };
+        let mut batches = Batches {
+            inputs: inputs.into_iter(),
+            current: None,
+            layout: &layout,
+            batch_bytes: self.batch_bytes,
+            threads,
+        };
         // Built output batches waiting to be written, in order.
         let mut pending: Vec<RecordBatch> = Vec::new();
         let mut set = batches.next_set(threads)?;
@@ -286,6 +291,7 @@ struct Batches<'a> {
     current: Option<(BatchReader, String)>,
     layout: &'a Layout,
     batch_bytes: usize,
+    threads: usize,
 }
 
 impl Batches<'_> {
@@ -296,7 +302,9 @@ impl Batches<'_> {
             if self.current.is_none() {
                 let Some(input) = self.inputs.next() else { break };
                 let name = input.name().to_string();
-                self.current = Some((input.reader(Some(&self.layout.projection), self.batch_bytes)?, name));
+                // Decoded (IPC decompressed) on a thread of its own while windows are built.
+                let reader = input.reader(Some(&self.layout.projection), self.batch_bytes)?.ahead_with(self.threads)?;
+                self.current = Some((reader, name));
             }
             let Some((reader, name)) = self.current.as_mut() else { break };
             match reader.next_batch()? {

@@ -15,6 +15,7 @@
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
@@ -630,6 +631,8 @@ enum Inner {
     ParquetUrl(Box<UrlStream>, Option<ParquetRecordBatchReader>, Option<Vec<usize>>),
     IpcFile(FileReader<BufReader<File>>, Option<Vec<usize>>),
     IpcStream(IpcStreams, Option<Vec<usize>>),
+    /// Decoded on a thread of its own, a few batches ahead ([`BatchReader::read_ahead`]).
+    Ahead(Receiver<Result<Option<RecordBatch>>>),
 }
 
 /// Yields record batches from one input, with the projection applied.
@@ -674,6 +677,7 @@ impl BatchReader {
             Inner::Parquet(..) | Inner::ParquetUrl(..) => "Parquet data",
             Inner::IpcFile(..) => "Arrow IPC file",
             Inner::IpcStream(..) => "Arrow IPC stream",
+            Inner::Ahead(..) => "input",
         };
         let result = guard::decode(&name, what, || self.decode_next());
         if result.is_err() {
@@ -681,6 +685,38 @@ impl BatchReader {
             self.poisoned = true;
         }
         result
+    }
+
+    /// Decode this input on a thread of its own, `depth` batches ahead of the caller (at least
+    /// one): the batches, errors and row numbers are the same, only the decoding (Parquet pages,
+    /// IPC buffer decompression) overlaps the caller's work. The thread stops at the end of
+    /// the input, at an error, or when the reader returned is dropped.
+    pub fn read_ahead(self, depth: usize) -> Result<BatchReader> {
+        let (name, schema, rows) = (self.name.clone(), self.schema.clone(), self.rows);
+        let (tx, rx) = sync_channel(depth.max(1));
+        let mut inner = self;
+        std::thread::Builder::new()
+            .name("probe-read".into())
+            .spawn(move || loop {
+                let next = inner.next_batch();
+                let end = !matches!(next, Ok(Some(_)));
+                // A closed channel: the caller stopped (on an error of its own); so do we.
+                if tx.send(next).is_err() || end {
+                    return;
+                }
+            })
+            .map_err(|e| Error::config(format!("cannot start a reader thread ({e}); lower --threads")))?;
+        Ok(BatchReader { name, schema, inner: Inner::Ahead(rx), rows, poisoned: false })
+    }
+
+    /// [`Self::read_ahead`] two batches ahead when the stage has more than one thread; with one
+    /// (`--threads 1`: one core) the reader stays as it is.
+    pub fn ahead_with(self, threads: usize) -> Result<BatchReader> {
+        if threads > 1 {
+            self.read_ahead(2)
+        } else {
+            Ok(self)
+        }
     }
 
     fn decode_next(&mut self) -> Result<Option<RecordBatch>> {
@@ -745,6 +781,10 @@ impl BatchReader {
                 None => None,
                 Some(b) => Some(project(b, proj.as_deref(), name)?),
             },
+            // The reader thread's own errors name the input and row already.
+            Inner::Ahead(rx) => rx
+                .recv()
+                .map_err(|_| Error::internal(format!("{name}: the reader thread stopped without a result")))??,
         };
         if let Some(b) = &batch {
             self.rows += b.num_rows() as u64;

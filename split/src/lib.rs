@@ -184,7 +184,7 @@ struct Counts {
 impl Config {
     /// Run the stage.
     pub fn run(&self) -> Result<Report> {
-        probe_core::threads::init(self.threads)?;
+        let threads = probe_core::threads::init(self.threads)?;
         let sources = discover(&self.inputs)?;
         self.check_outputs(&sources)?;
         let inputs = sources.iter().map(Input::open).collect::<Result<Vec<_>>>()?;
@@ -201,7 +201,8 @@ impl Config {
         let mut counts = Counts { keys: vec![0; self.splits.len()], measurements: vec![0; self.splits.len()] };
         let (mut idx, mut lens) = (Vec::new(), Vec::new());
         for input in inputs {
-            let mut reader = input.reader(Some(&names), self.batch_bytes)?;
+            // Decoded (IPC decompressed) on a thread of its own while the batches are routed.
+            let mut reader = input.reader(Some(&names), self.batch_bytes)?.ahead_with(threads)?;
             while let Some(batch) = reader.next_batch()? {
                 let name = reader.name().to_string();
                 let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
