@@ -614,3 +614,18 @@ fn failed_pipeline_script_into_s3_leaves_no_manifest() {
         assert_eq!(probe_tests::harness::list_dir(&d.join("tmp").join(&run)), ["logs"], "{run}");
     }
 }
+
+/// pipeline.mk needs local paths (make decides by file timestamps): a URL INPUT or OUT is
+/// refused before anything runs, pointing at pipeline.sh. Needs no server.
+#[test]
+fn makefile_refuses_urls_and_points_at_the_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let mk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pipeline.mk");
+    for args in [["INPUT=s3://b/in/", "OUT=out"], ["INPUT=data", "OUT=gs://b/out"]] {
+        let o = Command::new("make").arg("-f").arg(&mk).args(args).current_dir(dir.path()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?}: make accepted a URL");
+        assert!(stderr.contains("must be local paths") && stderr.contains("pipeline.sh"), "{args:?}: {stderr}");
+        assert_eq!(probe_tests::harness::list_dir(dir.path()), Vec::<String>::new(), "{args:?}: wrote something");
+    }
+}
