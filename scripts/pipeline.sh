@@ -295,7 +295,7 @@ measurements=$(num 'rows' "$logs/group.log")
 keys=$(num 'keys' "$logs/group.log")
 # The input's bytes as the stages found them (files, objects under prefixes, '_'/'.' names
 # skipped): probe-check-order reports them, for URLs as for local files.
-input_bytes=$(grep -o '^bytes  *[0-9]*' "$logs/check-order.txt" | awk '{print $2}')
+input_bytes=$({ grep -o '^bytes  *[0-9]*' "$logs/check-order.txt" || true; } | awk '{print $2}')
 input_bytes=${input_bytes:--}
 temp_peak=$(cat "$logs/.temp-peak" 2>/dev/null || echo 0)
 (( split_bytes > temp_peak )) && temp_peak=$split_bytes
