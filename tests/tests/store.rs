@@ -499,11 +499,12 @@ fn pipeline(m: &Moto, d: &Path, vars: &str, args: &str) -> Out {
         }
     }
     std::fs::create_dir_all(d.join("tmp")).unwrap();
-    c.env("PATH", &path)
-        .env("TMPDIR", d.join("tmp"))
-        .current_dir(d)
-        .stdin(Stdio::null())
-        .args(["-o", "pipefail", "-c", &format!("{vars} PROBE_BIN= {} {args}", script.display())]);
+    c.env("PATH", &path).env("TMPDIR", d.join("tmp")).current_dir(d).stdin(Stdio::null()).args([
+        "-o",
+        "pipefail",
+        "-c",
+        &format!("{vars} PROBE_BIN= {} {args}", script.display()),
+    ]);
     output(c, "pipeline.sh")
 }
 
@@ -561,6 +562,14 @@ fn pipeline_script_from_s3_to_s3_equals_local() {
     let local_report = std::fs::read_to_string(d.join("out/logs/report.tsv")).unwrap();
     assert!(local_report.contains(&format!("# input_bytes {input}\n")), "{local_report}");
     assert!(open_uploads(m, "pipe").is_empty(), "uploads left open");
+
+    // A rerun into the same prefix: probe-merge refuses the non-empty prefix; the earlier result
+    // stays as it was (nothing on a store is deleted or overwritten by the script).
+    let before: Vec<String> = names(m, "pipe", "out/");
+    let again = pipeline(m, d, vars, "s3://pipe/in/ s3://pipe/out/");
+    assert_ne!(again.code, 0, "a rerun into a full prefix must fail:\n{}", again.stderr);
+    assert!(again.stderr.contains("not empty"), "{}", again.stderr);
+    assert_eq!(names(m, "pipe", "out/"), before, "the earlier result changed");
 }
 
 /// A failed job into an s3:// prefix leaves no manifest there: a missing input, a bad batch
@@ -585,7 +594,10 @@ fn failed_pipeline_script_into_s3_leaves_no_manifest() {
     };
     wrapper("lossy", "REAL \"$@\" | head -c 3000; exit 0");
     // Fails on the test split only; JOBS=1 runs train first, to the end.
-    wrapper("no-test", "[[ $1 == */test.* ]] && { echo 'probe-batch: error: injected' >&2; exit 1; }; exec REAL \"$@\"");
+    wrapper(
+        "no-test",
+        "[[ $1 == */test.* ]] && { echo 'probe-batch: error: injected' >&2; exit 1; }; exec REAL \"$@\"",
+    );
 
     let cases = [
         ("missing", "", "s3://fail/missing/", "probe-check-order: error:"),
@@ -602,7 +614,11 @@ fn failed_pipeline_script_into_s3_leaves_no_manifest() {
         if what == "one-split" {
             // The split completed before the failure is whole, and the message says so.
             assert!(left.contains(&"train/_manifest.json".to_string()), "{left:?}");
-            assert!(o.stderr.contains("uploaded complete before the failure: s3://fail/one-split/train"), "{}", o.stderr);
+            assert!(
+                o.stderr.contains("uploaded complete before the failure: s3://fail/one-split/train"),
+                "{}",
+                o.stderr
+            );
         } else {
             assert_eq!(left, Vec::<String>::new(), "{what}: objects left under the output prefix");
             assert!(o.stderr.contains("uploaded complete before the failure: no split"), "{}", o.stderr);
@@ -628,4 +644,36 @@ fn makefile_refuses_urls_and_points_at_the_script() {
         assert!(stderr.contains("must be local paths") && stderr.contains("pipeline.sh"), "{args:?}: {stderr}");
         assert_eq!(probe_tests::harness::list_dir(dir.path()), Vec::<String>::new(), "{args:?}: wrote something");
     }
+}
+
+/// One bucket of a partitioned run on a store (`BUCKET=I scripts/pipeline.sh URL URL`): the
+/// bucket's folder is read from the store, the results go to OUTDIR/<split>/bucket-I/, the same
+/// parts and rows as the same bucket run locally.
+#[test]
+fn pipeline_script_runs_one_bucket_from_s3_to_s3() {
+    let Some(m) = moto() else { return };
+    create_bucket(m, "bkt");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    generate(&d.join("data"), 6_000, Order::Sorted, 2);
+    for (i, name) in ["part-00000", "part-00001"].iter().enumerate() {
+        let input = s(&d.join("data").join(gen::file_name(i))).to_string();
+        ok(m, "probe-partition", &["-q", "--buckets", "2", "--out-dir", "s3://bkt/sh", "--name", name, &input]);
+        ok(m, "probe-partition", &["-q", "--buckets", "2", "--out-dir", s(&d.join("sh")), "--name", name, &input]);
+    }
+    let local = pipeline(m, d, "BUCKET=1 MAX_LEN=8", "sh/bucket-1 out");
+    assert_eq!(local.code, 0, "{}", local.stderr);
+    let remote = pipeline(m, d, "BUCKET=1 MAX_LEN=8", "s3://bkt/sh/bucket-1 s3://bkt/out");
+    assert_eq!(remote.code, 0, "{}", remote.stderr);
+    for split in ["train", "test"] {
+        let local_parts = probe_tests::harness::list_dir(&d.join("out").join(split).join("bucket-1"));
+        let prefix = format!("out/{split}/bucket-1/");
+        assert_eq!(names(m, "bkt", &prefix), local_parts, "{split}");
+        for part in local_parts.iter().filter(|p| p.ends_with(".parquet")) {
+            let remote = decode(&get(m, "bkt", &format!("{prefix}{part}")));
+            assert_same(&read_file(&d.join("out").join(split).join("bucket-1").join(part)), &remote, part);
+        }
+    }
+    // Only bucket 1's results: bucket 0 is another task's.
+    assert!(names(m, "bkt", "out/").iter().all(|k| k.contains("/bucket-1/")), "{:?}", names(m, "bkt", "out/"));
 }
