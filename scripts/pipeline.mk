@@ -60,6 +60,13 @@ ROWS           ?= 1M
 BUCKET         ?=
 PROBE_BIN      ?= $(if $(wildcard target/release/probe-group),target/release/,)
 
+# make decides what to rerun by file timestamps, which a store's objects do not give it: local
+# paths only. scripts/pipeline.sh takes URLs (README "Object storage (URLs)").
+URL_SCHEMES := s3 s3a gs az adl azure abfs abfss http https
+ifneq ($(strip $(foreach u,$(URL_SCHEMES),$(filter $(u)://%,$(INPUT) $(OUT)))),)
+$(error INPUT and OUT must be local paths (make needs file timestamps); for URLs run scripts/pipeline.sh INPUT OUTDIR)
+endif
+
 WORK     := $(OUT)/work$(if $(BUCKET),/bucket-$(BUCKET))
 # Split S's result folder is OUT/S, or OUT/S/bucket-I for one bucket.
 RESULT   := $(if $(BUCKET),/bucket-$(BUCKET))

@@ -5,9 +5,10 @@
 #   scripts/pipeline.sh data/ out/         # run on data/, results in out/
 #   scripts/pipeline.sh a.parquet b.parquet out/
 #   BUCKET=3 scripts/pipeline.sh shuffle/bucket-3 out/   # one bucket of probe-partition's output
+#   scripts/pipeline.sh s3://lake/in/ s3://lake/out/       # object storage (README "Object storage")
 #
 # With one argument it is the input and the output goes to ./out. Results: OUTDIR/<split>/
-# (Parquet parts + _manifest.json); stage logs and the report in OUTDIR/logs/ (report.tsv: one
+# (Parquet parts + _manifest.json); stage logs and the report in WORK_DIR/logs/ (report.tsv: one
 # row per stage). Settings (environment, the same names as scripts/pipeline.mk):
 #   columns  KEY (src_addr; comma-separated for a composite key), TIME (event_time),
 #            COLUMNS (payload columns to keep; default all)
@@ -20,10 +21,18 @@
 #   run      THREADS (--threads of every stage; 0 = all cores, the default),
 #            JOBS (splits whose batch | merge run at once; default one per 2 cores),
 #            SPLIT_FORMAT (parquet: the split files' format, or arrows: zstd Arrow IPC),
-#            KEEP_WORK=1 (keep the split files in OUTDIR/work/ after success)
+#            KEEP_WORK=1 (keep the split files in WORK_DIR/work/ after success),
+#            WORK_DIR (local folder of work/ and logs/; default OUTDIR, or for a URL OUTDIR a
+#            new folder under $TMPDIR, printed at the end)
+#   URLs     INPUT and OUTDIR may be s3://, gs://, az:// URLs (INPUT https:// too); temp files and
+#            logs stay local in WORK_DIR, each split goes to OUTDIR/<split>/ with _manifest.json
+#            uploaded last. A store has no rm -rf: OUTDIR/<split>/ must be empty (probe-merge
+#            refuses a non-empty prefix), and a failed run leaves the splits it completed before
+#            the failure (named in its message) and, if interrupted mid-upload, parts without
+#            _manifest.json: go by the manifest.
 #   bucket   BUCKET=I: the input is bucket I of a probe-partition run (its folder, whose
 #            part-*.arrows files probe-group merges); results go to OUTDIR/<split>/bucket-I/,
-#            temp files to OUTDIR/work/bucket-I/, logs to OUTDIR/logs/bucket-I/, and a failure
+#            temp files to WORK_DIR/work/bucket-I/, logs to WORK_DIR/logs/bucket-I/, and a failure
 #            removes this bucket's results only, so buckets run at once into one OUTDIR
 #            (scripts/shard.sh runs it per index; README "More than one machine").
 # PROBE_BIN: directory of the binaries (default: beside this script, as `pip install probe-rows`
@@ -31,10 +40,10 @@
 #
 # What is kept where (the README's "The whole job" says why): group | split and batch | merge are
 # pipes, so neither the grouped table nor the training rows ever touch the disk; the split files
-# OUTDIR/work/<split>.parquet are the one set of intermediate files, since one stream fans out
+# WORK_DIR/work/<split>.parquet are the one set of intermediate files, since one stream fans out
 # into several splits. Parquet, not zstd Arrow IPC, because it is 0.75x the bytes (1.3x the
 # input's Parquet rather than 1.8x, measured on generated data) for the same CPU to write and read. Each is removed as soon as its split is merged,
-# and OUTDIR/work/ goes at the end, also after a failure. A failed stage anywhere (pipefail) stops
+# and WORK_DIR/work/ goes at the end, also after a failure. A failed stage anywhere (pipefail) stops
 # the job with a non-zero status and removes every split result of this run, so nothing is left
 # that looks whole. The same job with a file between every stage, restartable one stage at a
 # time: scripts/pipeline.mk.
@@ -105,12 +114,26 @@ else
 fi
 splits=$(echo "$ratios" | tr ',' '\n' | cut -d= -f1)
 
+# The URL schemes the stages take (core/src/store.rs); https:// is read-only.
+is_url() { [[ ${1,,} =~ ^(s3|s3a|gs|az|adl|azure|abfs|abfss|http|https):// ]]; }
+out_url=""
+if is_url "$out"; then
+    out_url=1
+    out="${out%/}"
+    [[ ! ${out,,} =~ ^https?:// ]] || { echo "pipeline: error: OUTDIR $out: http(s):// is read-only; give an s3://, gs:// or az:// URL or a local folder" >&2; exit 2; }
+fi
+# Work files and logs are local: OUTDIR for a local OUTDIR, a fresh folder under $TMPDIR for a
+# URL (a store has no rename, no rm -rf, and du cannot measure it).
+if [[ -n ${WORK_DIR:-} ]]; then base="$WORK_DIR"
+elif [[ -n $out_url ]]; then base=$(mktemp -d "${TMPDIR:-/tmp}/probe-pipeline.XXXXXX")
+else base="$out"; fi
+
 bucket="${BUCKET:-}"
 [[ -z $bucket || $bucket =~ ^(0|[1-9][0-9]*)$ ]] || { echo "pipeline: error: BUCKET must be a bucket number, not '$bucket'" >&2; exit 2; }
 # Where split S's result goes: OUT/S, or OUT/S/bucket-I for one bucket of a partitioned run.
 result() { if [[ -n $bucket ]]; then echo "$out/$1/bucket-$bucket"; else echo "$out/$1"; fi; }
-if [[ -n $bucket ]]; then work="$out/work/bucket-$bucket"; logs="$out/logs/bucket-$bucket"
-else work="$out/work"; logs="$out/logs"; fi
+if [[ -n $bucket ]]; then work="$base/work/bucket-$bucket"; logs="$base/logs/bucket-$bucket"
+else work="$base/work"; logs="$base/logs"; fi
 mkdir -p "$work" "$logs"
 rm -f "$logs"/*.log "$logs"/*.time "$logs"/*.rc "$logs"/report.tsv "$logs"/.order
 t0=$(date +%s.%N)
@@ -137,6 +160,7 @@ set -m
 running=()        # process groups of the steps still running
 sampler=""
 ok=0
+merged=()         # splits whose result is complete (for a URL OUTDIR: uploaded)
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
@@ -144,14 +168,20 @@ cleanup() {
     for p in "${running[@]}"; do kill -TERM -- "-$p" 2>/dev/null || true; done
     for p in "${running[@]}"; do wait "$p" 2>/dev/null || true; done
     if [[ -n $sampler ]]; then kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true; fi
-    if (( ! ok )); then
+    if (( ! ok )) && [[ -n $out_url ]]; then
+        # No rm -rf on a store: probe-merge uploads a split only once it is complete, manifest
+        # last, so what a failure leaves is whole splits (named here) or manifest-less parts.
+        local done_list="${merged[*]:-}"
+        echo "pipeline: failed; removed $work, logs in $logs/; uploaded complete before the failure:" \
+            "${done_list:-no split}${done_list:+ (in $out/; remove them before a rerun)}" >&2
+    elif (( ! ok )); then
         # A failed job leaves no result: not the splits this run merged, not older ones.
         for s in $splits; do rm -rf "$(result "$s")"; done
         echo "pipeline: failed; removed $work and the split results, logs in $logs/" >&2
     fi
     if (( ! ok )) || [[ -z ${KEEP_WORK:-} ]]; then
         rm -rf "$work"
-        [[ -z $bucket ]] || rmdir "$out/work" 2>/dev/null || true     # the last bucket's run removes it
+        [[ -z $bucket ]] || rmdir "$base/work" 2>/dev/null || true     # the last bucket's run removes it
     fi
     exit "$rc"
 }
@@ -207,8 +237,10 @@ if (( rc != 0 )); then echo "pipeline: error: group | split failed (exit $rc)" >
 split_bytes=$(du -sb "$work" | cut -f1)
 
 # 3. batch | merge for every split, JOBS at a time. probe-merge builds OUT/<split> as a hidden
-# folder and renames it into place when complete; a previous result is removed first.
+# folder and renames it into place when complete; a previous result is removed first. On a
+# store it uploads the parts once complete, then _manifest.json; the prefix must be empty.
 for s in $splits; do
+    [[ -z $out_url ]] || break
     r="$(result "$s")"
     rm -rf "${r:?}" "$(dirname "$r")/.$(basename "$r").probe-staging-"*
 done
@@ -229,8 +261,9 @@ finish_one() {
     cat "$logs/batch-$s.log" "$logs/merge-$s.log" >&2
     if (( rc != 0 )); then
         failed="batch | merge of split $s failed (exit $rc)"
-    elif [[ -z ${KEEP_WORK:-} ]]; then
-        rm -f "$work/$s.$split_format"      # merged: its split file is no longer needed
+    else
+        merged+=("$(result "$s")")
+        [[ -n ${KEEP_WORK:-} ]] || rm -f "$work/$s.$split_format"   # merged: no longer needed
     fi
 }
 for s in $splits; do
@@ -260,12 +293,10 @@ written() { { grep -o 'written [0-9.]* [KMGT]*i*B' "$1" 2>/dev/null || true; } |
       printf "%.0f\n", v * m }'; }
 measurements=$(num 'rows' "$logs/group.log")
 keys=$(num 'keys' "$logs/group.log")
-# The input's bytes, as the stages read it: files, and the files under folders that are not
-# hidden or '_' names.
-input_bytes=$(for i in "${inputs[@]}"; do
-    if [[ -d $i ]]; then find "$i" -mindepth 1 \( -name '.*' -o -name '_*' \) -prune -o -type f -printf '%s\n'
-    elif [[ -f $i ]]; then stat -c %s "$i"; fi
-done | awk '{s += $1} END {printf "%.0f\n", s}')
+# The input's bytes as the stages found them (files, objects under prefixes, '_'/'.' names
+# skipped): probe-check-order reports them, for URLs as for local files.
+input_bytes=$({ grep -o '^bytes  *[0-9]*' "$logs/check-order.txt" || true; } | awk '{print $2}')
+input_bytes=${input_bytes:--}
 temp_peak=$(cat "$logs/.temp-peak" 2>/dev/null || echo 0)
 (( split_bytes > temp_peak )) && temp_peak=$split_bytes
 {
@@ -318,8 +349,10 @@ printf 'pipeline: temp disk peak %s MiB (%.2fx the input'"'"'s %s MiB), %s cores
 for s in $splits; do
     shares=$(grep -o "probe-split: $s: .*" "$logs/split.log" | head -1 | sed "s/^probe-split: $s: //")
     r="$(result "$s")"
-    rows=$(grep -o '"rows": *[0-9]*' "$r/_manifest.json" | tail -1 | grep -o '[0-9]*$')
-    files=$(grep -c '"path": *"part-' "$r/_manifest.json" || true)
+    # From merge's summary line, which gives what its manifest says, for a URL too.
+    rows=$(num 'rows' "$logs/merge-$s.log")
+    files=$(num 'output files' "$logs/merge-$s.log")
     echo "pipeline: split $s: $shares; training rows $rows in $files files, $r/" >&2
 done
+[[ $logs == "$out"/* ]] || echo "pipeline: logs and report.tsv in $logs/" >&2
 exit 0

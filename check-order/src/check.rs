@@ -14,7 +14,7 @@
 //! let times: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 1, 5]));
 //! let batch = RecordBatch::try_from_iter([("src_addr", keys), ("event_time", times)]).expect("a batch");
 //! let mut c = Checker::new(&batch.schema(), 1, 5, "a.parquet")?;
-//! c.start_file("a.parquet");
+//! c.start_file("a.parquet", Some(1234));
 //! c.batch(&batch)?;
 //! let cfg = Config::new(vec!["a.parquet".into()], vec!["src_addr".into()], Some("event_time".into()))?;
 //! let report = c.into_report(&cfg);
@@ -55,6 +55,7 @@ pub const SORT_OPTIONS: SortOptions = SortOptions { descending: false, nulls_fir
 #[derive(Debug, Default, Clone)]
 struct FileState {
     name: String,
+    bytes: Option<u64>,
     rows: u64,
     key_runs: u64,
     key_order_violations: u64,
@@ -136,8 +137,9 @@ impl Checker {
     }
 
     /// The next input begins; rows are numbered from 0 again.
-    pub fn start_file(&mut self, name: &str) {
-        self.files.push(FileState { name: name.to_string(), ..FileState::default() });
+    /// `bytes`: the file's size as stored, `None` for stdin.
+    pub fn start_file(&mut self, name: &str, bytes: Option<u64>) {
+        self.files.push(FileState { name: name.to_string(), bytes, ..FileState::default() });
     }
 
     /// Check one batch of the current file: the key columns, then the time column.
@@ -291,6 +293,7 @@ impl Checker {
             r.file_overlaps += u64::from(f.overlaps_previous);
             r.files.push(FileReport {
                 file: f.name.clone(),
+                bytes: f.bytes,
                 rows: f.rows,
                 key_runs: f.key_runs,
                 key_order_violations: f.key_order_violations,
@@ -305,6 +308,8 @@ impl Checker {
             });
         }
         r.file_count = r.files.len();
+        // Unknown (stdin among the inputs) rather than a total that leaves some out.
+        r.bytes = r.files.iter().map(|f| f.bytes).sum();
         r.distinct_keys = self.seen.len() as u64 + u64::from(self.null_key_seen);
         r.key_reappearances = self.reappearances;
         r.first_reappearance = self.first_reappearance;

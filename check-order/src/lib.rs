@@ -116,7 +116,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
         let Some(checker) = checker.as_mut() else {
             return Err(Error::internal(format!("{name}: no checker")));
         };
-        checker.start_file(&name);
+        checker.start_file(&name, input.size());
         let reader = input.reader(Some(&columns), DEFAULT_BATCH_BYTES)?;
         // With threads to spare, decoding (most of the work) runs on its own thread, two
         // batches ahead of the checker; batches and errors arrive in the same order either way.

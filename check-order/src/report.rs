@@ -130,6 +130,8 @@ pub struct Reappearance {
 pub struct FileReport {
     /// The input's name.
     pub file: String,
+    /// The file's or object's size as stored; null for stdin.
+    pub bytes: Option<u64>,
     /// Rows in the file.
     pub rows: u64,
     /// Maximal runs of equal consecutive keys in the file.
@@ -161,6 +163,9 @@ pub struct Report {
     pub rows: u64,
     /// Number of input files.
     pub file_count: usize,
+    /// Bytes of all input files and objects as stored (what `du` or a listing counts), the
+    /// input size that scripts report for a URL too; null when stdin is among the inputs.
+    pub bytes: Option<u64>,
     /// Maximal runs of equal consecutive keys within each file, summed ("source address changes").
     pub key_runs: u64,
     /// Distinct keys over all inputs (a null key counts as one key).
@@ -201,6 +206,7 @@ impl Report {
         Report {
             rows: 0,
             file_count: 0,
+            bytes: Some(0),
             key_runs: 0,
             distinct_keys: 0,
             key_order_violations: 0,
@@ -261,6 +267,10 @@ const FIRST_FILES: usize = 5;
 pub fn write_text(r: &Report, w: &mut dyn Write) -> io::Result<()> {
     let files_word = if r.file_count == 1 { "file" } else { "files" };
     writeln!(w, "rows                   {} in {} {files_word}", r.rows, r.file_count)?;
+    match r.bytes {
+        Some(b) => writeln!(w, "bytes                  {b} ({})", probe_core::cli::human_bytes(b))?,
+        None => writeln!(w, "bytes                  unknown (stdin)")?,
+    }
     writeln!(w, "distinct keys          {}", r.distinct_keys)?;
     // The seed's wording for its default key; any other key just changes.
     let runs = if r.key == ["src_addr"] { "source address changes" } else { "key changes" };

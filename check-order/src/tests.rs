@@ -657,6 +657,7 @@ fn json_report_has_snake_case_fields() {
     for field in [
         "rows",
         "file_count",
+        "bytes",
         "key_runs",
         "distinct_keys",
         "key_order_violations",
@@ -675,6 +676,8 @@ fn json_report_has_snake_case_fields() {
     assert_eq!(v["rows"], 3);
     assert_eq!(v["files"][0]["verdict"], "unsorted");
     assert_eq!(v["files"][0]["file"], p.to_str().unwrap());
+    let size = std::fs::metadata(&p).unwrap().len();
+    assert_eq!((v["bytes"].as_u64(), v["files"][0]["bytes"].as_u64()), (Some(size), Some(size)));
     let first = &v["first_violations"];
     assert_eq!(first[0]["kind"], "key-order");
     assert_eq!(
@@ -697,6 +700,9 @@ fn text_report_ends_with_verdict_and_command() {
     assert_eq!(code, 0);
     let lines: Vec<&str> = out.lines().collect();
     assert!(lines[0].starts_with("rows") && lines[0].contains("2 in 1 file"), "{out}");
+    // The input's bytes as stored: what scripts report as the input size, for URLs too.
+    let size = std::fs::metadata(sub.join("a.parquet")).unwrap().len();
+    assert!(lines[1].starts_with(&format!("bytes                  {size} (")), "{out}");
     let n = lines.len();
     assert!(lines[n - 2].starts_with("verdict") && lines[n - 2].contains("sorted:"), "{out}");
     // The path with a space is quoted for the shell.

@@ -243,6 +243,8 @@ pub struct Input {
     format: Format,
     schema: SchemaRef,
     total_rows: Option<u64>,
+    /// Bytes of the file or object as stored (none for stdin).
+    size: Option<u64>,
     kind: Kind,
     // Keeps a spooled copy of stdin alive while it is read.
     _spool: Option<Spool>,
@@ -294,6 +296,7 @@ impl Input {
             Source::Url(url) => Self::open_url(url),
             Source::File(path) => {
                 let mut file = File::open(path).map_err(|e| open_error(path, e))?;
+                let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
                 let mut head = [0u8; 8];
                 let n = read_full(&mut file, &mut head).map_err(|e| Error::io(path, e))?;
                 if n == 0 {
@@ -306,11 +309,14 @@ impl Input {
                 let Some(format) = detect(&head[..n]) else {
                     return Err(unknown_format(&name, &head[..n]));
                 };
-                if format == Format::IpcStream {
+                let mut input = if format == Format::IpcStream {
                     let streams = IpcStreams::open(name.clone(), Box::new(file), Vec::new())?;
-                    return Ok(Self::stream(name, streams));
-                }
-                Self::from_parts(name, format, path, None)
+                    Self::stream(name, streams)
+                } else {
+                    Self::from_parts(name, format, path, None)?
+                };
+                input.size = Some(size);
+                Ok(input)
             }
             Source::Stdin => {
                 let mut stdin: Box<dyn Read + Send> = Box::new(io::stdin());
@@ -363,7 +369,7 @@ impl Input {
         match format {
             Format::IpcStream => {
                 let streams = IpcStreams::open(name.clone(), Box::new(loc.stream()?), Vec::new())?;
-                Ok(Self::stream(name, streams))
+                Ok(Input { size: Some(size), ..Self::stream(name, streams) })
             }
             Format::Parquet => {
                 let reader = loc.parquet_reader(size);
@@ -384,6 +390,7 @@ impl Input {
                     format,
                     schema,
                     total_rows: Some(rows),
+                    size: Some(size),
                     kind: Kind::ParquetUrl(builder),
                     _spool: None,
                 })
@@ -396,7 +403,7 @@ impl Input {
                     io::ErrorKind::Other => Error::data(e.to_string()),
                     _ => disk_error(&path, e),
                 })?;
-                Self::from_parts(name, format, &path, Some(spool))
+                Ok(Input { size: Some(size), ..Self::from_parts(name, format, &path, Some(spool))? })
             }
         }
     }
@@ -408,6 +415,7 @@ impl Input {
             format: Format::IpcStream,
             schema,
             total_rows: None,
+            size: None,
             kind: Kind::IpcStream(streams),
             _spool: None,
         }
@@ -455,7 +463,7 @@ impl Input {
                 (streams.schema(), None, Kind::IpcStream(streams))
             }
         };
-        Ok(Input { name, format, schema, total_rows, kind, _spool: spool })
+        Ok(Input { name, format, schema, total_rows, size: None, kind, _spool: spool })
     }
 
     /// The name used in messages.
@@ -476,6 +484,12 @@ impl Input {
     /// Row count when the format records it (Parquet), for progress bars.
     pub fn total_rows(&self) -> Option<u64> {
         self.total_rows
+    }
+
+    /// Bytes of the file or object as stored (what a listing or `du` counts); `None` for
+    /// stdin, whose size is known only once it has been read.
+    pub fn size(&self) -> Option<u64> {
+        self.size
     }
 
     /// Start decoding. `columns` selects and orders the columns (pushed down into the Parquet

@@ -485,3 +485,195 @@ fn partition_to_s3_writes_every_bucket_of_each_name() {
         }
     }
 }
+
+/// `scripts/pipeline.sh` with the store's environment, in `d` with `TMPDIR=d/tmp` (where a URL
+/// OUTDIR's work folder goes): `vars` are settings, `args` the script's arguments.
+fn pipeline(m: &Moto, d: &Path, vars: &str, args: &str) -> Out {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pipeline.sh");
+    let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
+    let store = stage(m, "probe-group", &[]);
+    let mut c = Command::new("bash");
+    for (k, v) in store.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    std::fs::create_dir_all(d.join("tmp")).unwrap();
+    c.env("PATH", &path).env("TMPDIR", d.join("tmp")).current_dir(d).stdin(Stdio::null()).args([
+        "-o",
+        "pipefail",
+        "-c",
+        &format!("{vars} PROBE_BIN= {} {args}", script.display()),
+    ]);
+    output(c, "pipeline.sh")
+}
+
+/// Keys under `bucket/prefix/`, relative to it.
+fn names(m: &Moto, bucket: &str, prefix: &str) -> Vec<String> {
+    list(m, bucket, prefix).into_iter().map(|k| k.trim_start_matches(prefix).to_string()).collect()
+}
+
+/// The whole job from an s3:// prefix to an s3:// prefix (issue 13): `scripts/pipeline.sh` gives
+/// every split the parts (same names, same rows) and manifest of the same run on local files;
+/// its work files and logs stay in a local folder under $TMPDIR, of which only logs/ remains,
+/// with a report whose input bytes are the objects' (probe-check-order's count).
+#[test]
+fn pipeline_script_from_s3_to_s3_equals_local() {
+    let Some(m) = moto() else { return };
+    create_bucket(m, "pipe");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Shuffled: the job takes --sort, whose spill goes to the local work folder.
+    generate(&d.join("data"), 20_000, Order::Shuffled, 2);
+    put_dir(m, "pipe", "in", &d.join("data"), "");
+    let vars = "MAX_LEN=16 MAX_FILE_SIZE=64KiB MEMORY_LIMIT=16MiB";
+    let local = pipeline(m, d, vars, "data out");
+    assert_eq!(local.code, 0, "local run:\n{}", local.stderr);
+    let remote = pipeline(m, d, vars, "s3://pipe/in/ s3://pipe/out/");
+    assert_eq!(remote.code, 0, "s3:// run:\n{}", remote.stderr);
+    assert!(remote.stderr.contains("unordered"), "check-order's verdict:\n{}", remote.stderr);
+
+    for split in ["train", "test"] {
+        let local_parts = probe_tests::harness::list_dir(&d.join("out").join(split));
+        let prefix = format!("out/{split}/");
+        assert_eq!(names(m, "pipe", &prefix), local_parts, "{split}: parts");
+        assert!(local_parts.len() > 2, "{split}: expected several parts: {local_parts:?}");
+        for part in local_parts.iter().filter(|p| p.ends_with(".parquet")) {
+            let remote = decode(&get(m, "pipe", &format!("{prefix}{part}")));
+            assert_same(&read_file(&d.join("out").join(split).join(part)), &remote, part);
+        }
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&get(m, "pipe", &format!("{prefix}_manifest.json"))).unwrap();
+        let first = manifest["files"][0]["path"].as_str().unwrap();
+        assert_eq!(first, format!("s3://pipe/out/{split}/part-00000.parquet"));
+        assert!(remote.stderr.contains(&format!("s3://pipe/out/{split}/")), "{}", remote.stderr);
+    }
+
+    // Work and logs: local, under $TMPDIR; the work folder is gone, the logs stay and are named.
+    let runs = probe_tests::harness::list_dir(&d.join("tmp"));
+    assert_eq!(runs.len(), 1, "one work folder under $TMPDIR, no staging left: {runs:?}");
+    let base = d.join("tmp").join(&runs[0]);
+    assert_eq!(probe_tests::harness::list_dir(&base), ["logs"]);
+    let logs = base.join("logs");
+    assert!(remote.stderr.contains(&format!("logs and report.tsv in {}/", logs.display())), "{}", remote.stderr);
+    let report = std::fs::read_to_string(logs.join("report.tsv")).unwrap();
+    let input: u64 = std::fs::read_dir(d.join("data")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    assert!(report.contains(&format!("# input_bytes {input}\n")), "{report}");
+    let local_report = std::fs::read_to_string(d.join("out/logs/report.tsv")).unwrap();
+    assert!(local_report.contains(&format!("# input_bytes {input}\n")), "{local_report}");
+    assert!(open_uploads(m, "pipe").is_empty(), "uploads left open");
+
+    // A rerun into the same prefix: probe-merge refuses the non-empty prefix; the earlier result
+    // stays as it was (nothing on a store is deleted or overwritten by the script).
+    let before: Vec<String> = names(m, "pipe", "out/");
+    let again = pipeline(m, d, vars, "s3://pipe/in/ s3://pipe/out/");
+    assert_ne!(again.code, 0, "a rerun into a full prefix must fail:\n{}", again.stderr);
+    assert!(again.stderr.contains("not empty"), "{}", again.stderr);
+    assert_eq!(names(m, "pipe", "out/"), before, "the earlier result changed");
+}
+
+/// A failed job into an s3:// prefix leaves no manifest there: a missing input, a bad batch
+/// setting (every split fails), a probe-batch that loses its output's tail with exit 0 (only
+/// merge's end-of-stream check sees it) upload nothing at all; a split that fails after another
+/// was uploaded leaves that one whole (named in the message) and none of its own. No work files
+/// stay under $TMPDIR.
+#[test]
+fn failed_pipeline_script_into_s3_leaves_no_manifest() {
+    let Some(m) = moto() else { return };
+    create_bucket(m, "fail");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    generate(&d.join("data"), 10_000, Order::Sorted, 2);
+    put_dir(m, "fail", "in", &d.join("data"), "");
+    let wrapper = |dir: &str, body: &str| {
+        std::fs::create_dir_all(d.join(dir)).unwrap();
+        let path = d.join(dir).join("probe-batch");
+        let real = bin("probe-batch").display().to_string();
+        std::fs::write(&path, format!("#!/bin/bash\n{}\n", body.replace("REAL", &real))).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    };
+    wrapper("lossy", "REAL \"$@\" | head -c 3000; exit 0");
+    // Fails on the test split only; JOBS=1 runs train first, to the end.
+    wrapper(
+        "no-test",
+        "[[ $1 == */test.* ]] && { echo 'probe-batch: error: injected' >&2; exit 1; }; exec REAL \"$@\"",
+    );
+
+    let cases = [
+        ("missing", "", "s3://fail/missing/", "probe-check-order: error:"),
+        ("bad-setting", "MAX_GAP=bogus", "s3://fail/in/", "--max-gap"),
+        ("lossy", "PATH=lossy:$PATH", "s3://fail/in/", "probe-merge: error:"),
+        ("one-split", "JOBS=1 PATH=no-test:$PATH", "s3://fail/in/", "injected"),
+    ];
+    for (what, vars, input, needle) in cases {
+        let o = pipeline(m, d, &format!("{vars} MAX_LEN=8"), &format!("{input} s3://fail/{what}/"));
+        assert_ne!(o.code, 0, "{what}: the job must fail:\n{}", o.stderr);
+        assert!(o.stderr.contains(needle) && o.stderr.contains("pipeline: error:"), "{what}:\n{}", o.stderr);
+        let left = names(m, "fail", &format!("{what}/"));
+        assert!(!left.iter().any(|k| k.starts_with("test/")), "{what}: the failed split left {left:?}");
+        if what == "one-split" {
+            // The split completed before the failure is whole, and the message says so.
+            assert!(left.contains(&"train/_manifest.json".to_string()), "{left:?}");
+            assert!(
+                o.stderr.contains("uploaded complete before the failure: s3://fail/one-split/train"),
+                "{}",
+                o.stderr
+            );
+        } else {
+            assert_eq!(left, Vec::<String>::new(), "{what}: objects left under the output prefix");
+            assert!(o.stderr.contains("uploaded complete before the failure: no split"), "{}", o.stderr);
+        }
+        assert!(open_uploads(m, "fail").is_empty(), "{what}: uploads left open");
+    }
+    // Only the logs of each run stay under $TMPDIR: no work files, no upload staging.
+    for run in probe_tests::harness::list_dir(&d.join("tmp")) {
+        assert_eq!(probe_tests::harness::list_dir(&d.join("tmp").join(&run)), ["logs"], "{run}");
+    }
+}
+
+/// pipeline.mk needs local paths (make decides by file timestamps): a URL INPUT or OUT is
+/// refused before anything runs, pointing at pipeline.sh. Needs no server.
+#[test]
+fn makefile_refuses_urls_and_points_at_the_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let mk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pipeline.mk");
+    for args in [["INPUT=s3://b/in/", "OUT=out"], ["INPUT=data", "OUT=gs://b/out"]] {
+        let o = Command::new("make").arg("-f").arg(&mk).args(args).current_dir(dir.path()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?}: make accepted a URL");
+        assert!(stderr.contains("must be local paths") && stderr.contains("pipeline.sh"), "{args:?}: {stderr}");
+        assert_eq!(probe_tests::harness::list_dir(dir.path()), Vec::<String>::new(), "{args:?}: wrote something");
+    }
+}
+
+/// One bucket of a partitioned run on a store (`BUCKET=I scripts/pipeline.sh URL URL`): the
+/// bucket's folder is read from the store, the results go to OUTDIR/<split>/bucket-I/, the same
+/// parts and rows as the same bucket run locally.
+#[test]
+fn pipeline_script_runs_one_bucket_from_s3_to_s3() {
+    let Some(m) = moto() else { return };
+    create_bucket(m, "bkt");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    generate(&d.join("data"), 6_000, Order::Sorted, 2);
+    for (i, name) in ["part-00000", "part-00001"].iter().enumerate() {
+        let input = s(&d.join("data").join(gen::file_name(i))).to_string();
+        ok(m, "probe-partition", &["-q", "--buckets", "2", "--out-dir", "s3://bkt/sh", "--name", name, &input]);
+        ok(m, "probe-partition", &["-q", "--buckets", "2", "--out-dir", s(&d.join("sh")), "--name", name, &input]);
+    }
+    let local = pipeline(m, d, "BUCKET=1 MAX_LEN=8", "sh/bucket-1 out");
+    assert_eq!(local.code, 0, "{}", local.stderr);
+    let remote = pipeline(m, d, "BUCKET=1 MAX_LEN=8", "s3://bkt/sh/bucket-1 s3://bkt/out");
+    assert_eq!(remote.code, 0, "{}", remote.stderr);
+    for split in ["train", "test"] {
+        let local_parts = probe_tests::harness::list_dir(&d.join("out").join(split).join("bucket-1"));
+        let prefix = format!("out/{split}/bucket-1/");
+        assert_eq!(names(m, "bkt", &prefix), local_parts, "{split}");
+        for part in local_parts.iter().filter(|p| p.ends_with(".parquet")) {
+            let remote = decode(&get(m, "bkt", &format!("{prefix}{part}")));
+            assert_same(&read_file(&d.join("out").join(split).join("bucket-1").join(part)), &remote, part);
+        }
+    }
+    // Only bucket 1's results: bucket 0 is another task's.
+    assert!(names(m, "bkt", "out/").iter().all(|k| k.contains("/bucket-1/")), "{:?}", names(m, "bkt", "out/"));
+}
