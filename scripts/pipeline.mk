@@ -36,7 +36,7 @@ OUT            ?= out
 KEY            ?= src_addr
 TIME           ?= event_time
 # probe-group: payload columns to keep (comma-separated; empty = all), --sort's memory.
-COLUMNS        ?=
+PAYLOAD_COLUMNS ?=
 MEMORY_LIMIT   ?=
 # probe-split
 RATIOS         ?= train=0.9,test=0.1
@@ -80,7 +80,7 @@ INPUT_FILES := $(shell find $(INPUT) -type f ! -name '.*' ! -name '_*' 2>/dev/nu
 # The options of each stage that shape its output, one line each: the stamps' contents.
 COLUMN_OPTS := --key $(KEY) --time $(TIME)
 CHECK_OPTS  := $(INPUT) $(COLUMN_OPTS)
-GROUP_OPTS  := $(strip $(COLUMN_OPTS) $(if $(COLUMNS),--columns $(COLUMNS)))
+GROUP_OPTS  := $(strip $(COLUMN_OPTS) $(if $(PAYLOAD_COLUMNS),--columns $(PAYLOAD_COLUMNS)))
 SPLIT_OPTS  := --key $(KEY) --ratios $(RATIOS) --seed $(SEED)
 BATCH_OPTS  := $(strip $(COLUMN_OPTS) --min-len $(MIN_LEN) --max-len $(MAX_LEN) $(if $(STRIDE),--stride $(STRIDE)) \
                $(if $(MAX_GAP),--max-gap $(MAX_GAP)) $(if $(DELTA_TIME),--delta-time) \

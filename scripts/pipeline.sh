@@ -11,7 +11,7 @@
 # (Parquet parts + _manifest.json); stage logs and the report in WORK_DIR/logs/ (report.tsv: one
 # row per stage). Settings (environment, the same names as scripts/pipeline.mk):
 #   columns  KEY (src_addr; comma-separated for a composite key), TIME (event_time),
-#            COLUMNS (payload columns to keep; default all)
+#            PAYLOAD_COLUMNS (payload columns to keep; default all)
 #   group    MEMORY_LIMIT (for --sort)
 #   split    RATIOS (train=0.9,test=0.1), SEED (0)
 #   batch    MIN_LEN (1), MAX_LEN (512), STRIDE, MAX_GAP, DELTA_TIME (1: add dt), TIME_UNIT,
@@ -86,7 +86,7 @@ cores=$(nproc 2>/dev/null || echo 1)
 jobs="${JOBS:-$(( cores / 2 > 0 ? cores / 2 : 1 ))}"
 [[ $jobs =~ ^[1-9][0-9]*$ ]] || { echo "pipeline: error: JOBS must be a positive number, not '$jobs'" >&2; exit 2; }
 columns=(--key "${KEY:-src_addr}" --time "${TIME:-event_time}")
-group_opts=("${columns[@]}" ${COLUMNS:+--columns "$COLUMNS"} --threads "$threads")
+group_opts=("${columns[@]}" ${PAYLOAD_COLUMNS:+--columns "$PAYLOAD_COLUMNS"} --threads "$threads")
 # The split files' row groups are kept small: each open one is buffered whole in probe-split.
 split_opts=(--threads "$threads" --key "${KEY:-src_addr}" --ratios "$ratios" --seed "${SEED:-0}" --format "$split_format"
     --row-group-size 32MiB)

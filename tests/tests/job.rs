@@ -259,6 +259,10 @@ fn pipeline_script_installed_beside_the_binaries_runs_them() {
             .env("PATH", "/usr/bin:/bin")
             .env_remove("PROBE_BIN")
             .env_remove("CARGO_TARGET_DIR")
+            // What Python's readline exports (pdb, doctest, REPLs): the terminal size. The
+            // scripts' payload columns used to be COLUMNS, and took this as `--columns 80`.
+            .env("COLUMNS", "80")
+            .env("LINES", "24")
             .stdin(std::process::Stdio::null())
             .output()
             .unwrap()

@@ -45,9 +45,8 @@ COMMANDS = [
 
 def sh(cmd, cwd, env=None):
     """Run a shell command; fail with its output unless it exits 0."""
-    # Always an explicit environment, without COLUMNS: doctest's pdb imports readline, which
-    # sets COLUMNS=80 in this process's C environment, and the scripts read COLUMNS as the
-    # payload columns to keep (`--columns 80`).
+    # Always an explicit environment, without COLUMNS/LINES (doctest's pdb imports readline, which
+    # exports the terminal size; the scripts' setting is PAYLOAD_COLUMNS now, so this is hygiene).
     env = {k: v for k, v in (env if env is not None else os.environ).items() if k not in ("COLUMNS", "LINES")}
     p = subprocess.run(cmd, shell=True, cwd=cwd, env=env, capture_output=True, text=True)
     assert p.returncode == 0, f"`{cmd}` exited {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"
