@@ -198,6 +198,12 @@ impl std::fmt::Debug for Output {
     }
 }
 
+/// Whether `path` exists and is neither a regular file nor a directory (a device, FIFO or
+/// socket): such an output is written in place, never replaced.
+fn is_special(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
+}
+
 /// Refuse an output file path that names a directory (`-o out/`, `-o existing_dir`).
 pub fn check_file_path(path: &Path) -> Result<()> {
     let text = path.as_os_str().to_string_lossy();
@@ -291,6 +297,12 @@ impl Output {
                 // the target, renamed by `finish`.
                 let (file, temp) = if store::path_is_url(path) {
                     (Sink::Upload(Box::new(store::Upload::start(&name)?)), None)
+                } else if is_special(path) {
+                    // A device, FIFO or socket (`-o /dev/null`, a named pipe): written in place.
+                    // A temp file renamed over it would replace the device itself (as root,
+                    // /dev/null became a regular file that way).
+                    let file = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
+                    (Sink::File(file), None)
                 } else {
                     check_file_path(path)?;
                     let (file, temp_path) = temp_beside(path)?;

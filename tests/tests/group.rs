@@ -407,3 +407,22 @@ fn sort_spills_dictionary_keys() {
     oracle::assert_group_schema(&s, &schema, &[0], 1, &[2]);
     assert_groups_eq(&decode_groups(&got, 1), &want);
 }
+
+/// `-o` naming a FIFO (or a device such as /dev/null) writes into it in place: a temp file renamed
+/// over it would replace the FIFO itself (as root, /dev/null became a regular file that way).
+#[test]
+fn output_to_a_fifo_is_written_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let rows =
+        sorted_files(vec![vec![(Some(1usize), Some(1), Some(1), Some(1.0)), (Some(2), Some(2), None, None)]], key_name);
+    write_parquet(&d.join("d.parquet"), schema(), &[batch(&rows[0])], 10);
+    let out = sh(
+        "mkfifo f && { timeout 20 cat f > got & } && probe-group -q d.parquet -o f && wait && test -p f && echo fifo",
+        d,
+    );
+    out.assert_ok();
+    assert!(out.stdout.ends_with(b"fifo\n"), "the FIFO was replaced: {}", String::from_utf8_lossy(&out.stdout));
+    let (_, batches) = decode_ipc(&std::fs::read(d.join("got")).unwrap());
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2, "two keys through the FIFO");
+}
