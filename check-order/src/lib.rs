@@ -117,11 +117,10 @@ pub fn run(cfg: &Config) -> Result<Report> {
             return Err(Error::internal(format!("{name}: no checker")));
         };
         checker.start_file(&name, input.size());
-        let reader = input.reader(Some(&columns), DEFAULT_BATCH_BYTES)?;
         // With threads to spare, decoding (most of the work) runs on its own thread, two
         // batches ahead of the checker; batches and errors arrive in the same order either way.
-        let mut batches = if threads > 1 { Batches::ahead(reader)? } else { Batches::Here(Box::new(reader)) };
-        while let Some(batch) = batches.next()? {
+        let mut batches = input.reader(Some(&columns), DEFAULT_BATCH_BYTES)?.ahead_with(threads)?;
+        while let Some(batch) = batches.next_batch()? {
             checker.batch(&batch)?;
             progress.inc(batch.num_rows());
         }
@@ -141,39 +140,6 @@ pub fn run(cfg: &Config) -> Result<Report> {
         ],
     );
     Ok(report)
-}
-
-/// The batches of one input, decoded here or ahead on a thread of its own.
-enum Batches {
-    Here(Box<probe_core::input::BatchReader>),
-    Ahead(std::sync::mpsc::Receiver<Result<Option<arrow::record_batch::RecordBatch>>>),
-}
-
-impl Batches {
-    fn ahead(mut reader: probe_core::input::BatchReader) -> Result<Batches> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(2);
-        std::thread::Builder::new()
-            .name("probe-read".into())
-            .spawn(move || loop {
-                let next = reader.next_batch();
-                let end = !matches!(next, Ok(Some(_)));
-                // A closed channel: the checker stopped on an error of its own.
-                if tx.send(next).is_err() || end {
-                    return;
-                }
-            })
-            .map_err(|e| Error::config(format!("cannot start a reader thread ({e}); lower --threads")))?;
-        Ok(Batches::Ahead(rx))
-    }
-
-    fn next(&mut self) -> Result<Option<arrow::record_batch::RecordBatch>> {
-        match self {
-            Batches::Here(r) => r.next_batch(),
-            Batches::Ahead(rx) => {
-                rx.recv().map_err(|_| Error::data("internal error: the reader thread stopped without a result"))?
-            }
-        }
-    }
 }
 
 /// Print the report: text by default, one JSON object with `json`.
