@@ -16,7 +16,7 @@ $BENCH_DIR/rows-N/{sorted,shuffled} (BENCH_DIR defaults to bench-data), runs eve
 under /usr/bin/time -v, alternating repetitions, and prints the medians as one table (also written
 to $BENCH_DIR/results-rows-N.tsv).
 
---pipeline ROWS runs the whole job instead (scripts/pipeline.sh: check-order, group | split,
+--pipeline ROWS runs the whole job instead (scripts/pipeline.sh: group | split,
 batch | merge per split) on the sorted data set of ROWS rows, --reps times (default 1), and prints
 one row per stage (wall, CPU, rows in/out, peak memory, bytes written) plus the total, the peak
 temp disk as a multiple of the input's Parquet bytes, and DuckDB's "optimized" group step alone

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole probe-rows job: check-order -> group | split -> batch | merge, per split.
+# The whole probe-rows job: group | split -> batch | merge, per split (check-order and
+# group --sort only when the input turns out not to be sorted).
 #
 #   scripts/pipeline.sh                    # generate sample data (ROWS, default 1M) and run on it
 #   scripts/pipeline.sh data/ out/         # run on data/, results in out/
@@ -12,7 +13,9 @@
 # row per stage). Settings (environment, the same names as scripts/pipeline.mk):
 #   columns  KEY (src_addr; comma-separated for a composite key), TIME (event_time),
 #            PAYLOAD_COLUMNS (payload columns to keep; default all)
-#   group    MEMORY_LIMIT (for --sort)
+#   group    MEMORY_LIMIT (for --sort), SORT (auto: plain probe-group, which checks the order
+#            of every row, and only if it fails probe-check-order, then --sort when that says
+#            the input needs it; 1: --sort at once, for input known to be unsorted; 0: never)
 #   split    RATIOS (train=0.9,test=0.1), SEED (0)
 #   batch    MIN_LEN (1), MAX_LEN (512), STRIDE, MAX_GAP, DELTA_TIME (1: add dt), TIME_UNIT,
 #            WORKERS (batch's threads; default THREADS)
@@ -208,31 +211,51 @@ wait_step() {
   done ) &
 sampler=$!
 
-# 1. Which probe-group mode does the input need? (exit 0: sorted, 1: needs --sort, 2: error)
-echo "pipeline: check-order" >&2
-sort_flag=()
-echo check-order >> "$logs/.order"
-timed check-order probe-check-order -q --threads "$threads" "${columns[@]}" "${inputs[@]}" > "$logs/check-order.txt" &
-running+=($!)
-rc=0; wait_step $! || rc=$?
-cat "$logs/check-order.txt" "$logs/check-order.log" >&2
-case $rc in
-    0) ;;
-    1) sort_flag=(--sort ${MEMORY_LIMIT:+--memory-limit "$MEMORY_LIMIT"} --temp-dir "$work") ;;
-    *) echo "pipeline: error: probe-check-order failed (exit $rc)" >&2; exit 1 ;;
-esac
-
-# 2. Group and split in one pipe: one file per split in work/, appearing together when all are
+# 1. Group and split in one pipe: one file per split in work/, appearing together when all are
 # complete. A staging folder that a killed run left in work/ is ours to remove.
-rm -rf "$work"/*.arrows "$work"/*.parquet "$work"/.probe-staging-*
-echo "pipeline: group | split" >&2
-printf '%s\n' group split >> "$logs/.order"
-( set -o pipefail
-  timed group probe-group "${sort_flag[@]}" "${group_opts[@]}" "${inputs[@]}" |
-      timed split probe-split "${split_opts[@]}" --out-dir "$work" ) &
-running+=($!)
-rc=0; wait_step $! || rc=$?
-cat "$logs/group.log" "$logs/split.log" >&2
+# probe-group checks every row's order itself, so the sorted case (the common one) needs no
+# separate pass: plain probe-group first, and only if it fails is probe-check-order asked why.
+# Its exit 1 (the input needs --sort) reruns group | split with --sort; anything else is the
+# error it was. SORT=1 goes straight to --sort, SORT=0 never falls back.
+group_split() {
+    rm -rf "$work"/*.arrows "$work"/*.parquet "$work"/.probe-staging-*
+    echo "pipeline: group${sort_flag[*]:+ --sort} | split" >&2
+    printf '%s\n' group split >> "$logs/.order"
+    ( set -o pipefail
+      timed group probe-group "${sort_flag[@]}" "${group_opts[@]}" "${inputs[@]}" |
+          timed split probe-split "${split_opts[@]}" --out-dir "$work" ) &
+    running+=($!)
+    local rc=0; wait_step $! || rc=$?
+    cat "$logs/group.log" "$logs/split.log" >&2
+    return "$rc"
+}
+sort_with=(--sort ${MEMORY_LIMIT:+--memory-limit "$MEMORY_LIMIT"} --temp-dir "$work")
+sort_flag=()
+case ${SORT:-auto} in
+    1) sort_flag=("${sort_with[@]}") ;;
+    0|auto) ;;
+    *) echo "pipeline: error: SORT must be auto, 1 or 0, not '${SORT}'" >&2; exit 2 ;;
+esac
+rc=0; group_split || rc=$?
+if (( rc != 0 )) && (( ${#sort_flag[@]} == 0 )) && [[ ${SORT:-auto} == auto ]]; then
+    # Why did it fail? (probe-check-order: exit 0 sorted, 1 needs --sort, 2 error)
+    echo "pipeline: group | split failed; probe-check-order: does the input need --sort?" >&2
+    for n in group split; do
+        mv "$logs/$n.log" "$logs/$n-unsorted.log"; mv "$logs/$n.time" "$logs/$n-unsorted.time" 2>/dev/null || true
+    done
+    sed -i 's/^group$/group-unsorted/; s/^split$/split-unsorted/' "$logs/.order"
+    echo check-order >> "$logs/.order"
+    timed check-order probe-check-order -q --threads "$threads" "${columns[@]}" "${inputs[@]}" > "$logs/check-order.txt" &
+    running+=($!)
+    crc=0; wait_step $! || crc=$?
+    cat "$logs/check-order.txt" "$logs/check-order.log" >&2
+    case $crc in
+        1) echo "pipeline: the input is not sorted by key and time: grouping again with --sort" >&2
+           sort_flag=("${sort_with[@]}"); rc=0; group_split || rc=$? ;;
+        0) ;;   # sorted: group | split failed for another reason, said above
+        *) echo "pipeline: error: probe-check-order failed (exit $crc)" >&2 ;;
+    esac
+fi
 if (( rc != 0 )); then echo "pipeline: error: group | split failed (exit $rc)" >&2; exit 1; fi
 split_bytes=$(du -sb "$work" | cut -f1)
 
@@ -294,8 +317,8 @@ written() { { grep -o 'written [0-9.]* [KMGT]*i*B' "$1" 2>/dev/null || true; } |
 measurements=$(num 'rows' "$logs/group.log")
 keys=$(num 'keys' "$logs/group.log")
 # The input's bytes as the stages found them (files, objects under prefixes, '_'/'.' names
-# skipped): probe-check-order reports them, for URLs as for local files.
-input_bytes=$({ grep -o '^bytes  *[0-9]*' "$logs/check-order.txt" || true; } | awk '{print $2}')
+# skipped): probe-group's summary gives them, for URLs as for local files.
+input_bytes=$(num 'input' "$logs/group.log")
 input_bytes=${input_bytes:--}
 temp_peak=$(cat "$logs/.temp-peak" 2>/dev/null || echo 0)
 (( split_bytes > temp_peak )) && temp_peak=$split_bytes
@@ -307,6 +330,7 @@ temp_peak=$(cat "$logs/.temp-peak" 2>/dev/null || echo 0)
         stage="${name%%-*}"; s="-"
         [[ $name == batch-* || $name == merge-* ]] && s="${name#*-}"
         [[ $name == check-order ]] && stage=check-order
+        [[ $name == *-unsorted ]] && s="unsorted"
         log="$logs/$name.log"
         read -r wall user sys rss < <(tail -1 "$logs/$name.time" 2>/dev/null || echo "- - - -")
         cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN { if (u == "-") print "-"; else printf "%.2f", u + s }')

@@ -27,6 +27,7 @@ use parquet::file::properties::WriterProperties;
 use crate::cleanup;
 use crate::error::{Error, Result};
 use crate::input::Source;
+use crate::meta;
 use crate::parquet_writer::{ParallelParquetWriter, RowGroupLimits};
 use crate::store;
 
@@ -425,9 +426,16 @@ impl Drop for Output {
     }
 }
 
+/// The zstd level of IPC outputs: 1, not arrow-rs's default 3. Measured on 10M generated rows
+/// grouped, `probe-split` to zstd files: level 1 spent 30% less CPU than level 3 for 6.5% more
+/// bytes (README, "Compressed intermediate files").
+pub const IPC_ZSTD_LEVEL: i32 = 1;
+
 fn ipc_options(compression: IpcCompression) -> Result<IpcWriteOptions> {
+    let level = (compression == IpcCompression::Zstd).then_some(IPC_ZSTD_LEVEL);
     IpcWriteOptions::default()
         .try_with_compression(compression.codec())
+        .and_then(|o| o.try_with_compression_level(level))
         .map_err(|e| Error::arrow("choosing the Arrow IPC compression", e))
 }
 
@@ -510,17 +518,40 @@ pub fn temp_beside(path: &Path) -> Result<(File, tempfile::TempPath)> {
     Ok((file, temp_path))
 }
 
-/// Writer properties: the chosen codec, and dictionary encoding only for string and binary
-/// columns (for timestamps, floats and ids it rarely pays and costs a hash per value).
+/// Writer properties: the chosen codec, and per leaf column what pays for itself.
+///
+/// - **Dictionary** only for strings and binary (for timestamps, floats and ids it rarely pays
+///   and costs a hash per value).
+/// - **Delta encoding** (`DELTA_BINARY_PACKED`) for 64-bit integers and timestamps: inside a
+///   probe row the times ascend, and ids usually grow, so the deltas take a few bits where plain
+///   takes 8 bytes, and the codec has less to compress. Measured on 10M generated rows grouped
+///   (zstd): `event_time` 64.7 -> 50.7 MB, `probe_id` 12.1 -> 3.3 MB, with fewer instructions
+///   than plain + zstd. Narrower integers stay plain (on `ttl` delta was 3.1 -> 3.8 MB).
+/// - **Statistics** (min/max per page and column chunk) for the top-level columns (the key:
+///   what readers prune row groups and pages on) and the time column; none for the other
+///   fields inside the lists. No reader prunes on them, and for strings they cost a comparison
+///   per value: 7% of `probe-group -o x.parquet`'s instructions.
 fn parquet_properties(schema: &SchemaRef, opts: &OutputOptions) -> WriterProperties {
+    use parquet::basic::{Encoding, Type};
+    use parquet::file::properties::EnabledStatistics;
     let mut b = WriterProperties::builder()
         .set_compression(opts.compression)
         .set_max_row_group_row_count(Some(opts.max_row_group_rows))
         .set_dictionary_enabled(false);
+    let time = meta::recorded_time(schema);
     if let Ok(descr) = parquet::arrow::ArrowSchemaConverter::new().convert(schema) {
         for col in descr.columns() {
-            if col.physical_type() == parquet::basic::Type::BYTE_ARRAY {
-                b = b.set_column_dictionary_enabled(col.path().clone(), true);
+            let path = col.path().clone();
+            match col.physical_type() {
+                Type::BYTE_ARRAY => b = b.set_column_dictionary_enabled(path.clone(), true),
+                Type::INT64 => b = b.set_column_encoding(path.clone(), Encoding::DELTA_BINARY_PACKED),
+                _ => {}
+            }
+            let parts = path.parts();
+            let nested = parts.len() > 1;
+            let is_time = time.is_some_and(|t| parts.last().is_some_and(|leaf| leaf == t));
+            if nested && !is_time {
+                b = b.set_column_statistics_enabled(path, EnabledStatistics::None);
             }
         }
     }

@@ -93,6 +93,8 @@ pub struct Report {
     pub merge_passes: u64,
     /// Bytes spilled by --sort.
     pub spilled_bytes: u64,
+    /// Bytes of the inputs as stored (`None` when one is stdin).
+    pub input_bytes: Option<u64>,
 }
 
 impl Config {
@@ -180,6 +182,8 @@ struct Prepared {
     projection: Vec<String>,
     proj_schema: SchemaRef,
     total_rows: Option<u64>,
+    /// Bytes of the inputs as stored, for the summary (`None` when one is stdin).
+    input_bytes: Option<u64>,
 }
 
 /// What the merge, the grouper and the writer share: derived from [`Prepared`] once.
@@ -219,13 +223,14 @@ impl Config {
             let output = self.create_output(&shape)?;
             let counts =
                 self.group_ranges(plan, &prepared, &shape, batch_bytes, out_batch_bytes, threads, output, &progress)?;
-            return Ok(self.summary(counts, Report::default(), Some(plan.ranges()), &progress));
+            let report = Report { input_bytes: prepared.input_bytes, ..Report::default() };
+            return Ok(self.summary(counts, report, Some(plan.ranges()), &progress));
         }
-        let Prepared { inputs, projection, proj_schema, .. } = prepared;
+        let Prepared { inputs, projection, proj_schema, input_bytes, .. } = prepared;
         let readers =
             inputs.into_iter().map(|i| i.reader(Some(&projection), batch_bytes)).collect::<Result<Vec<_>>>()?;
         let output = self.create_output(&shape)?;
-        let mut report = Report::default();
+        let mut report = Report { input_bytes, ..Report::default() };
         if self.sort {
             let sorted = sort::sort_inputs(readers, &proj_schema, self, &shape.layout, &progress)?;
             report.spilled_runs = sorted.runs;
@@ -276,7 +281,8 @@ impl Config {
         // nullable in the output if it is in any input.
         let proj_schema = common_schema(&named, Some(&projection))?;
         let total_rows: Option<u64> = inputs.iter().map(|i| i.total_rows()).sum();
-        Ok(Prepared { sources, inputs, keys, projection, proj_schema, total_rows })
+        let input_bytes: Option<u64> = inputs.iter().map(|i| i.size()).sum();
+        Ok(Prepared { sources, inputs, keys, projection, proj_schema, total_rows, input_bytes })
     }
 
     /// Bytes of one decoded input batch. Under --sort the decoded batch is part of the budget;
@@ -490,6 +496,10 @@ impl Config {
         report.keys = keys;
         report.largest_group = largest;
         let mut fields = vec![("keys", keys.to_string()), ("largest key", format!("{largest} rows"))];
+        // Exact, for scripts/pipeline.sh's report (the input's bytes against the temp disk).
+        if let Some(b) = report.input_bytes {
+            fields.push(("input", format!("{b} bytes ({})", probe_core::cli::human_bytes(b))));
+        }
         if let Some(n) = ranges {
             fields.push(("key ranges", n.to_string()));
         }

@@ -50,7 +50,8 @@ struct Row {
     split: String,
     wall: f64,
     cpu: f64,
-    rows_in: u64,
+    /// `None` where the stage printed no summary (a group that found the input unsorted).
+    rows_in: Option<u64>,
     rows_out: Option<u64>,
     peak: u64,
     written: u64,
@@ -78,7 +79,7 @@ fn report(out: &Path) -> (Vec<Row>, HashMap<String, u64>) {
             split: f[1].into(),
             wall: num(f[2]),
             cpu: num(f[3]),
-            rows_in: f[4].parse().unwrap_or_else(|_| panic!("rows in of {line}")),
+            rows_in: (f[4] != "-").then(|| f[4].parse().unwrap_or_else(|_| panic!("rows in of {line}"))),
             rows_out: f[5].parse().ok(),
             peak: num(f[6]) as u64,
             written: num(f[7]) as u64,
@@ -89,69 +90,83 @@ fn report(out: &Path) -> (Vec<Row>, HashMap<String, u64>) {
 
 /// The report lists every stage in the order it ran, with rows in and out that chain from one
 /// stage to the next, times, peaks and bytes written; the temp disk peak; and no temp files stay.
+/// Sorted input runs no probe-check-order (probe-group checks the order itself); shuffled input
+/// fails the plain attempt, which the report keeps as `unsorted`, then check-order, then --sort.
 #[test]
 fn pipeline_report_explains_the_run_and_no_temp_files_stay() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    generate(d, 30_000, Order::Shuffled);
-    let out = sh(&format!("PROBE_BIN= MAX_LEN=16 MEMORY_LIMIT=16MiB {} data out", script().display()), d);
-    out.assert_ok();
-    let (table, header) = report(&d.join("out"));
-    let order: Vec<(&str, &str)> = table.iter().map(|r| (r.stage.as_str(), r.split.as_str())).collect();
-    assert_eq!(
-        order,
-        [
-            ("check-order", "-"),
+    for order in [Order::Sorted, Order::Shuffled] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        generate(d, 30_000, order);
+        let out = sh(&format!("PROBE_BIN= MAX_LEN=16 MEMORY_LIMIT=16MiB {} data out", script().display()), d);
+        out.assert_ok();
+        let (table, header) = report(&d.join("out"));
+        let stages: Vec<(&str, &str)> = table.iter().map(|r| (r.stage.as_str(), r.split.as_str())).collect();
+        let mut expected = vec![];
+        if order == Order::Shuffled {
+            expected.extend([("group", "unsorted"), ("split", "unsorted"), ("check-order", "-")]);
+            assert!(out.stderr.contains("grouping again with --sort"), "{}", out.stderr);
+        }
+        expected.extend([
             ("group", "-"),
             ("split", "-"),
             ("batch", "train"),
             ("merge", "train"),
             ("batch", "test"),
             ("merge", "test"),
-            ("total", "-")
-        ],
-        "{}",
-        out.stderr
-    );
-    let row = |stage: &str, split: &str| table.iter().find(|r| r.stage == stage && r.split == split).unwrap();
-    let keys = 30_000 / 25;
-    assert_eq!(row("check-order", "-").rows_in, 30_000);
-    assert_eq!((row("group", "-").rows_in, row("group", "-").rows_out), (30_000, Some(keys)));
-    assert_eq!((row("split", "-").rows_in, row("split", "-").rows_out), (keys, Some(keys)));
-    assert_eq!(row("batch", "train").rows_in + row("batch", "test").rows_in, keys);
-    for s in ["train", "test"] {
-        let windows = merged(&d.join("out").join(s)).len() as u64;
-        assert_eq!(row("batch", s).rows_out, Some(windows), "batch {s}");
-        assert_eq!((row("merge", s).rows_in, row("merge", s).rows_out), (windows, Some(windows)), "merge {s}");
-    }
-    let total = row("total", "-");
-    assert_eq!(total.rows_in, 30_000);
-    // Every stage wrote something, the piped ones too (group's stdout, batch's stdout).
-    for r in table.iter().filter(|r| !matches!(r.stage.as_str(), "check-order" | "total")) {
-        assert!(r.written > 0, "no bytes written by {r:?}");
-    }
-    if have_time() {
-        for r in &table {
-            assert!(r.peak > 1 << 20 && r.peak < 1 << 30, "peak memory of {r:?}");
-            // /usr/bin/time counts in hundredths: a small stage can take 0.00 s.
-            assert!(r.wall >= 0.0 && r.cpu >= 0.0 && r.wall <= total.wall + 0.01, "times of {r:?}");
+            ("total", "-"),
+        ]);
+        assert_eq!(stages, expected, "{order:?}: {}", out.stderr);
+        let row = |stage: &str, split: &str| table.iter().find(|r| r.stage == stage && r.split == split).unwrap();
+        let keys = 30_000 / 25;
+        if order == Order::Shuffled {
+            assert_eq!(row("check-order", "-").rows_in, Some(30_000));
+            // The failed attempt printed no summary: no rows counted twice.
+            assert_eq!(row("group", "unsorted").rows_in, None);
         }
-        let cpu: f64 = table.iter().filter(|r| r.stage != "total").map(|r| r.cpu).sum();
-        assert!((total.cpu - cpu).abs() < 0.05, "total CPU {} is not the stages' {cpu}", total.cpu);
-        assert!(total.wall > 0.0, "{total:?}");
+        assert_eq!((row("group", "-").rows_in, row("group", "-").rows_out), (Some(30_000), Some(keys)));
+        assert_eq!((row("split", "-").rows_in, row("split", "-").rows_out), (Some(keys), Some(keys)));
+        assert_eq!(row("batch", "train").rows_in.unwrap() + row("batch", "test").rows_in.unwrap(), keys);
+        for s in ["train", "test"] {
+            let windows = merged(&d.join("out").join(s)).len() as u64;
+            assert_eq!(row("batch", s).rows_out, Some(windows), "batch {s}");
+            assert_eq!(
+                (row("merge", s).rows_in, row("merge", s).rows_out),
+                (Some(windows), Some(windows)),
+                "merge {s}"
+            );
+        }
+        let total = row("total", "-");
+        assert_eq!(total.rows_in, Some(30_000));
+        // Every stage that ran to the end wrote something, the piped ones too (group's stdout,
+        // batch's stdout).
+        for r in table.iter().filter(|r| r.split != "unsorted" && !matches!(r.stage.as_str(), "check-order" | "total"))
+        {
+            assert!(r.written > 0, "no bytes written by {r:?}");
+        }
+        if have_time() {
+            for r in &table {
+                assert!(r.peak > 1 << 20 && r.peak < 1 << 30, "peak memory of {r:?}");
+                // /usr/bin/time counts in hundredths: a small stage can take 0.00 s.
+                assert!(r.wall >= 0.0 && r.cpu >= 0.0 && r.wall <= total.wall + 0.01, "times of {r:?}");
+            }
+            let cpu: f64 = table.iter().filter(|r| r.stage != "total").map(|r| r.cpu).sum();
+            assert!((total.cpu - cpu).abs() < 0.05, "total CPU {} is not the stages' {cpu}", total.cpu);
+            assert!(total.wall > 0.0, "{total:?}");
+        }
+        // The split files were temp disk (and, shuffled under a small --memory-limit, the spill).
+        let input: u64 = std::fs::read_dir(d.join("data")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+        assert_eq!(header["input_bytes"], input);
+        assert!(header["temp_peak_bytes"] > 0, "{header:?}");
+        // The human report: the table and the temp disk line.
+        for needle in ["pipeline: stage", "pipeline: temp disk peak", "measurements/s"] {
+            assert!(out.stderr.contains(needle), "`{needle}` missing from the report:\n{}", out.stderr);
+        }
+        let merge_test = out.stderr.lines().find(|l| l.starts_with("pipeline: merge ") && l.contains(" test "));
+        assert!(merge_test.is_some(), "no report line for merge of test:\n{}", out.stderr);
+        // Temp files gone after success: no work/, no staging folders; results and logs stay.
+        assert_eq!(list_dir(&d.join("out")), ["logs", "test", "train"]);
     }
-    // Shuffled input under a small --memory-limit: the spill and the split files were temp disk.
-    let input: u64 = std::fs::read_dir(d.join("data")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
-    assert_eq!(header["input_bytes"], input);
-    assert!(header["temp_peak_bytes"] > 0, "{header:?}");
-    // The human report: the table and the temp disk line.
-    for needle in ["pipeline: stage", "pipeline: temp disk peak", "measurements/s"] {
-        assert!(out.stderr.contains(needle), "`{needle}` missing from the report:\n{}", out.stderr);
-    }
-    let merge_test = out.stderr.lines().find(|l| l.starts_with("pipeline: merge ") && l.contains(" test "));
-    assert!(merge_test.is_some(), "no report line for merge of test:\n{}", out.stderr);
-    // Temp files gone after success: no work/, no staging folders; results and logs stay.
-    assert_eq!(list_dir(&d.join("out")), ["logs", "test", "train"]);
 }
 
 /// `DIR/NAME`, a bash script standing in for a stage: `REAL` in its body is the real binary.
