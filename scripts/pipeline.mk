@@ -53,7 +53,7 @@ THREADS        ?= 0
 WORKERS        ?= $(THREADS)
 # probe-merge
 MAX_FILE_SIZE  ?= 1GiB
-ROW_GROUP_SIZE ?= 128MiB
+ROW_GROUP_SIZE ?= 64MiB
 COMPRESSION    ?= zstd
 ROWS           ?= 1M
 # One bucket of a partitioned run (README "More than one machine"); empty: the whole input.

@@ -19,7 +19,7 @@
 #   split    RATIOS (train=0.9,test=0.1), SEED (0)
 #   batch    MIN_LEN (1), MAX_LEN (512), STRIDE, MAX_GAP, DELTA_TIME (1: add dt), TIME_UNIT,
 #            WORKERS (batch's threads; default THREADS)
-#   merge    MAX_FILE_SIZE (1GiB), ROW_GROUP_SIZE (128MiB), COMPRESSION (zstd)
+#   merge    MAX_FILE_SIZE (1GiB), ROW_GROUP_SIZE (64MiB), COMPRESSION (zstd)
 #   sample   ROWS (1M), SAMPLE_KEYS, SAMPLE_SEED (0): the generated data when no INPUT is given
 #   run      THREADS (--threads of every stage; 0 = all cores, the default),
 #            JOBS (splits whose batch | merge run at once; default one per 2 cores),
@@ -96,7 +96,7 @@ split_opts=(--threads "$threads" --key "${KEY:-src_addr}" --ratios "$ratios" --s
 batch_opts=("${columns[@]}" --min-len "$min_len" --max-len "$max_len" ${STRIDE:+--stride "$STRIDE"}
     ${MAX_GAP:+--max-gap "$MAX_GAP"} ${DELTA_TIME:+--delta-time} ${TIME_UNIT:+--time-unit "$TIME_UNIT"}
     --threads "$workers")
-merge_opts=(--threads "$threads" --max-file-size "${MAX_FILE_SIZE:-1GiB}" --row-group-size "${ROW_GROUP_SIZE:-128MiB}"
+merge_opts=(--threads "$threads" --max-file-size "${MAX_FILE_SIZE:-1GiB}" --row-group-size "${ROW_GROUP_SIZE:-64MiB}"
     --compression "${COMPRESSION:-zstd}")
 
 if (( $# == 0 )); then
