@@ -32,7 +32,7 @@ use arrow::array::{Array, ArrayRef, RecordBatch};
 use arrow::compute::{interleave, SortOptions};
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::row::{OwnedRow, RowConverter, Rows, SortField};
-use rayon::iter::{IntoParallelRefIterator, ParallelIterator};
+use rayon::iter::{IndexedParallelIterator, IntoParallelRefIterator, ParallelExtend, ParallelIterator};
 use rayon::slice::ParallelSliceMut;
 
 use probe_core::cli::human_bytes;
@@ -276,19 +276,21 @@ impl RunBuilder {
         // Sort (prefix, row bytes, batch, row) tuples: the first 8 bytes of the row format as a
         // big-endian integer settle most comparisons without touching the row bytes, and the
         // (batch, row) tie-break makes the parallel unstable sort equal to a stable one.
+        // Built on all threads, a batch each (the order of the tuples does not matter: the
+        // sort's tie-break is the position).
         let mut keys: Vec<(u64, &[u8], u32, u32)> = Vec::with_capacity(self.count);
-        for (b, rows) in self.rows.iter().enumerate() {
-            for r in 0..rows.num_rows() {
+        keys.par_extend(self.rows.par_iter().enumerate().flat_map_iter(|(b, rows)| {
+            (0..rows.num_rows()).map(move |r| {
                 let bytes: &[u8] = rows.row(r).data();
                 let mut prefix = [0u8; 8];
                 let n = bytes.len().min(8);
                 prefix[..n].copy_from_slice(&bytes[..n]);
-                keys.push((u64::from_be_bytes(prefix), bytes, b as u32, r as u32));
-            }
-        }
+                (u64::from_be_bytes(prefix), bytes, b as u32, r as u32)
+            })
+        }));
         keys.par_sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)).then((a.2, a.3).cmp(&(b.2, b.3))));
         order.clear();
-        order.extend(keys.iter().map(|k| (k.2 as usize, k.3 as usize)));
+        order.par_extend(keys.par_iter().map(|k| (k.2 as usize, k.3 as usize)));
         drop(keys);
         self.rows.clear();
         self.bytes = 0;
