@@ -22,7 +22,7 @@ pub struct OutputArgs {
     #[arg(short = 'o', long = "output", value_name = "PATH")]
     pub output: Option<PathBuf>,
 
-    /// Arrow IPC buffer compression of an IPC output: zstd by default for files (37% of the
+    /// Arrow IPC buffer compression of an IPC output: zstd by default for files (40% of the
     /// bytes), none on stdout (the next stage decodes it at once). Every Arrow reader (arrow-rs,
     /// pyarrow) decodes both codecs.
     #[arg(long = "ipc-compression", value_enum, value_name = "CODEC")]
