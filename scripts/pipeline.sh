@@ -85,6 +85,11 @@ case $split_format in
     parquet|arrows) ;;
     *) echo "pipeline: error: SPLIT_FORMAT must be parquet or arrows, not '$split_format'" >&2; exit 2 ;;
 esac
+sort_mode="${SORT:-auto}"
+case $sort_mode in
+    auto|1|0) ;;
+    *) echo "pipeline: error: SORT must be auto, 1 or 0, not '$sort_mode'" >&2; exit 2 ;;
+esac
 cores=$(nproc 2>/dev/null || echo 1)
 jobs="${JOBS:-$(( cores / 2 > 0 ? cores / 2 : 1 ))}"
 [[ $jobs =~ ^[1-9][0-9]*$ ]] || { echo "pipeline: error: JOBS must be a positive number, not '$jobs'" >&2; exit 2; }
@@ -232,13 +237,9 @@ group_split() {
 }
 sort_with=(--sort ${MEMORY_LIMIT:+--memory-limit "$MEMORY_LIMIT"} --temp-dir "$work")
 sort_flag=()
-case ${SORT:-auto} in
-    1) sort_flag=("${sort_with[@]}") ;;
-    0|auto) ;;
-    *) echo "pipeline: error: SORT must be auto, 1 or 0, not '${SORT}'" >&2; exit 2 ;;
-esac
+[[ $sort_mode != 1 ]] || sort_flag=("${sort_with[@]}")
 rc=0; group_split || rc=$?
-if (( rc != 0 )) && (( ${#sort_flag[@]} == 0 )) && [[ ${SORT:-auto} == auto ]]; then
+if (( rc != 0 )) && [[ $sort_mode == auto ]]; then
     # Why did it fail? (probe-check-order: exit 0 sorted, 1 needs --sort, 2 error)
     echo "pipeline: group | split failed; probe-check-order: does the input need --sort?" >&2
     for n in group split; do

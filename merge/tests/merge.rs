@@ -348,7 +348,7 @@ fn cli_checks() {
     assert_eq!(c.target, Target::File("f.parquet".into()));
     assert_eq!(c.row_group_bytes, 1 << 20);
     assert_eq!(c.compression, parquet::basic::Compression::SNAPPY);
-    assert_eq!(cfg(&["-o", "f.parquet"]).row_group_bytes, 128 << 20);
+    assert_eq!(cfg(&["-o", "f.parquet"]).row_group_bytes, 64 << 20);
 
     assert!(parse(&["x"]).is_err());
     assert!(parse(&["x", "-o", "f.parquet", "--out-dir", "d"]).is_err());

@@ -169,6 +169,38 @@ fn pipeline_report_explains_the_run_and_no_temp_files_stay() {
     }
 }
 
+/// `SORT=1` goes to `--sort` at once (no failed attempt, no check-order) and gives the same
+/// result as the automatic fallback; `SORT=0` never falls back, so unsorted input fails with
+/// probe-group's own order error and leaves no result; any other value is a usage error.
+#[test]
+fn pipeline_sort_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    generate(d, 20_000, Order::Shuffled);
+    let run = |vars: &str, out: &str| sh(&format!("{vars} PROBE_BIN= MAX_LEN=8 {} data {out}", script().display()), d);
+    run("", "auto").assert_ok();
+    let forced = run("SORT=1", "forced");
+    forced.assert_ok();
+    let (table, _) = report(&d.join("forced"));
+    assert!(
+        table.iter().all(|r| r.stage != "check-order" && r.split != "unsorted"),
+        "SORT=1 ran more than --sort:\n{}",
+        forced.stderr
+    );
+    for s in ["train", "test"] {
+        assert_eq!(merged(&d.join("auto").join(s)), merged(&d.join("forced").join(s)), "split {s}");
+    }
+    let never = run("SORT=0", "never");
+    assert_eq!(never.code(), 1, "{}", never.stderr);
+    assert!(never.stderr.contains("probe-group: error:"), "{}", never.stderr);
+    assert!(!never.stderr.contains("does the input need --sort?"), "{}", never.stderr);
+    assert!(!never.stderr.contains("grouping again"), "{}", never.stderr);
+    assert_eq!(list_dir(&d.join("never")), ["logs"]);
+    let bad = run("SORT=maybe", "bad");
+    assert_eq!(bad.code(), 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("SORT must be auto, 1 or 0"), "{}", bad.stderr);
+}
+
 /// `DIR/NAME`, a bash script standing in for a stage: `REAL` in its body is the real binary.
 fn wrapper(d: &Path, dir: &str, name: &str, body: &str) {
     std::fs::create_dir_all(d.join(dir)).unwrap();
