@@ -23,7 +23,10 @@
 #   sample   ROWS (1M), SAMPLE_KEYS, SAMPLE_SEED (0): the generated data when no INPUT is given
 #   run      THREADS (--threads of every stage; 0 = all cores, the default),
 #            JOBS (splits whose batch | merge run at once; default one per 2 cores),
-#            SPLIT_FORMAT (parquet: the split files' format, or arrows: zstd Arrow IPC),
+#            SPLIT_FORMAT (pipe, the default: no split files, each split streams through a
+#            named pipe in WORK_DIR/work/ into its batch | merge, all splits at once (JOBS does
+#            not apply); parquet or arrows (zstd Arrow IPC): split files in WORK_DIR/work/,
+#            then batch | merge per split, JOBS at a time),
 #            KEEP_WORK=1 (keep the split files in WORK_DIR/work/ after success),
 #            WORK_DIR (local folder of work/ and logs/; default OUTDIR, or for a URL OUTDIR a
 #            new folder under $TMPDIR, printed at the end)
@@ -41,11 +44,12 @@
 # PROBE_BIN: directory of the binaries (default: beside this script, as `pip install probe-rows`
 # puts it in the venv's bin/ as probe-pipeline; else target/release; else PATH; empty = PATH).
 #
-# What is kept where (the README's "The whole job" says why): group | split and batch | merge are
-# pipes, so neither the grouped table nor the training rows ever touch the disk; the split files
-# WORK_DIR/work/<split>.parquet are the one set of intermediate files, since one stream fans out
-# into several splits. Parquet, not zstd Arrow IPC, because it is 0.75x the bytes (1.3x the
-# input's Parquet rather than 1.8x, measured on generated data) for the same CPU to write and read. Each is removed as soon as its split is merged,
+# What is kept where (the README's "The whole job" says why): by default nothing between input
+# and results touches the disk: group | split, then each split through a named pipe
+# WORK_DIR/work/<split>.fifo into its batch | merge, all at once. With SPLIT_FORMAT=parquet (or
+# arrows) the split files WORK_DIR/work/<split>.parquet are the one set of intermediate files;
+# Parquet, not zstd Arrow IPC, because it is 0.75x the bytes (1.3x the input's Parquet rather
+# than 1.8x, measured on generated data) for the same CPU. Each is removed once its split is merged,
 # and WORK_DIR/work/ goes at the end, also after a failure. A failed stage anywhere (pipefail) stops
 # the job with a non-zero status and removes every split result of this run, so nothing is left
 # that looks whole. The same job with a file between every stage, restartable one stage at a
@@ -80,10 +84,10 @@ max_len="${MAX_LEN:-512}"
 min_len="${MIN_LEN:-1}"
 threads="${THREADS:-0}"
 workers="${WORKERS:-$threads}"
-split_format="${SPLIT_FORMAT:-parquet}"
+split_format="${SPLIT_FORMAT:-pipe}"
 case $split_format in
-    parquet|arrows) ;;
-    *) echo "pipeline: error: SPLIT_FORMAT must be parquet or arrows, not '$split_format'" >&2; exit 2 ;;
+    pipe|parquet|arrows) ;;
+    *) echo "pipeline: error: SPLIT_FORMAT must be pipe, parquet or arrows, not '$split_format'" >&2; exit 2 ;;
 esac
 sort_mode="${SORT:-auto}"
 case $sort_mode in
@@ -97,8 +101,8 @@ columns=(--key "${KEY:-src_addr}" --time "${TIME:-event_time}")
 group_opts=("${columns[@]}" ${PAYLOAD_COLUMNS:+--columns "$PAYLOAD_COLUMNS"} --threads "$threads")
 # The split files' row groups are kept small: each open one is buffered whole in probe-split
 # (16 MiB: its peak on 10M rows was 199 MiB, against 324 MiB at 32 MiB, at the same speed).
-split_opts=(--threads "$threads" --key "${KEY:-src_addr}" --ratios "$ratios" --seed "${SEED:-0}" --format "$split_format"
-    --row-group-size 16MiB)
+split_opts=(--threads "$threads" --key "${KEY:-src_addr}" --ratios "$ratios" --seed "${SEED:-0}")
+[[ $split_format == pipe ]] || split_opts+=(--format "$split_format" --row-group-size 16MiB)
 batch_opts=("${columns[@]}" --min-len "$min_len" --max-len "$max_len" ${STRIDE:+--stride "$STRIDE"}
     ${MAX_GAP:+--max-gap "$MAX_GAP"} ${DELTA_TIME:+--delta-time} ${TIME_UNIT:+--time-unit "$TIME_UNIT"}
     --threads "$workers")
@@ -223,7 +227,62 @@ sampler=$!
 # separate pass: plain probe-group first, and only if it fails is probe-check-order asked why.
 # Its exit 1 (the input needs --sort) reruns group | split with --sort; anything else is the
 # error it was. SORT=1 goes straight to --sort, SORT=0 never falls back.
+# SPLIT_FORMAT=pipe: the whole job as one set of pipes. Each split's batch | merge starts first,
+# reading a named pipe work/<split>.fifo; then group | split writes every split into its pipe
+# (probe-split --split-to). Nothing is written to disk between group and merge: no Parquet
+# encoding and decoding of split files, which was a third of the job's CPU. If group | split
+# fails, the tails are stopped (one may still wait for its pipe to be opened).
+declare -A split_of=()   # the split of each batch | merge pipe, by process group
+failed=""
+tails=()
+streamed() {
+    local s r
+    rm -rf "$work"/*.fifo "$work"/.probe-staging-*
+    for s in $splits; do
+        [[ -z $out_url ]] || break
+        r="$(result "$s")"
+        rm -rf "${r:?}" "$(dirname "$r")/.$(basename "$r").probe-staging-"*
+    done
+    echo "pipeline: group${sort_flag[*]:+ --sort} | split | batch | merge per split" >&2
+    printf '%s\n' group split >> "$logs/.order"
+    local to=()
+    tails=()
+    for s in $splits; do
+        mkfifo "$work/$s.fifo"
+        to+=(--split-to "$s=$work/$s.fifo")
+        printf '%s\n' "batch-$s" "merge-$s" >> "$logs/.order"
+        ( set -o pipefail
+          timed "batch-$s" probe-batch - "${batch_opts[@]}" < "$work/$s.fifo" |
+              timed "merge-$s" probe-merge - "${merge_opts[@]}" --out-dir "$(result "$s")" ) &
+        running+=($!); tails+=($!); split_of[$!]="$s"
+    done
+    ( set -o pipefail
+      timed group probe-group "${sort_flag[@]}" "${group_opts[@]}" "${inputs[@]}" |
+          timed split probe-split "${split_opts[@]}" --ipc-compression none "${to[@]}" ) &
+    running+=($!)
+    local rc=0 p
+    wait_step $! || rc=$?
+    if (( rc != 0 )); then
+        for p in "${tails[@]}"; do kill -TERM -- "-$p" 2>/dev/null || true; done
+    fi
+    for p in "${tails[@]}"; do
+        local trc=0
+        wait_step "$p" || trc=$?
+        s="${split_of[$p]}"
+        if (( trc != 0 && rc == 0 )); then
+            failed="batch | merge of split $s failed (exit $trc)"
+        elif (( trc == 0 )); then
+            merged+=("$(result "$s")")
+        fi
+    done
+    cat "$logs/group.log" "$logs/split.log" >&2
+    for s in $splits; do cat "$logs/batch-$s.log" "$logs/merge-$s.log" >&2 2>/dev/null || true; done
+    rm -f "$work"/*.fifo
+    if [[ -n $failed ]]; then echo "pipeline: error: $failed" >&2; exit 1; fi
+    return "$rc"
+}
 group_split() {
+    if [[ $split_format == pipe ]]; then streamed; return; fi
     rm -rf "$work"/*.arrows "$work"/*.parquet "$work"/.probe-staging-*
     echo "pipeline: group${sort_flag[*]:+ --sort} | split" >&2
     printf '%s\n' group split >> "$logs/.order"
@@ -242,10 +301,13 @@ rc=0; group_split || rc=$?
 if (( rc != 0 )) && [[ $sort_mode == auto ]]; then
     # Why did it fail? (probe-check-order: exit 0 sorted, 1 needs --sort, 2 error)
     echo "pipeline: group | split failed; probe-check-order: does the input need --sort?" >&2
-    for n in group split; do
-        mv "$logs/$n.log" "$logs/$n-unsorted.log"; mv "$logs/$n.time" "$logs/$n-unsorted.time" 2>/dev/null || true
-    done
-    sed -i 's/^group$/group-unsorted/; s/^split$/split-unsorted/' "$logs/.order"
+    merged=()
+    while read -r n; do
+        mv "$logs/$n.log" "$logs/$n-unsorted.log" 2>/dev/null || true
+        mv "$logs/$n.time" "$logs/$n-unsorted.time" 2>/dev/null || true
+        echo "$n-unsorted"
+    done < "$logs/.order" > "$logs/.order.tmp"
+    mv "$logs/.order.tmp" "$logs/.order"
     echo check-order >> "$logs/.order"
     timed check-order probe-check-order -q --threads "$threads" "${columns[@]}" "${inputs[@]}" > "$logs/check-order.txt" &
     running+=($!)
@@ -260,6 +322,7 @@ if (( rc != 0 )) && [[ $sort_mode == auto ]]; then
 fi
 if (( rc != 0 )); then echo "pipeline: error: group | split failed (exit $rc)" >&2; exit 1; fi
 split_bytes=$(du -sb "$work" | cut -f1)
+if [[ $split_format != pipe ]]; then
 
 # 3. batch | merge for every split, JOBS at a time. probe-merge builds OUT/<split> as a hidden
 # folder and renames it into place when complete; a previous result is removed first. On a
@@ -274,8 +337,6 @@ tail_of() {
     timed "batch-$s" probe-batch "$work/$s.$split_format" "${batch_opts[@]}" |
         timed "merge-$s" probe-merge - "${merge_opts[@]}" --out-dir "$(result "$s")"
 }
-declare -A split_of=()
-failed=""
 finish_one() {
     local pid rc=0
     wait -n -p pid "${running[@]}" || rc=$?
@@ -301,6 +362,7 @@ for s in $splits; do
 done
 while (( ${#running[@]} )) && [[ -z $failed ]]; do finish_one; done
 if [[ -n $failed ]]; then echo "pipeline: error: $failed" >&2; exit 1; fi
+fi
 
 kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true; sampler=""
 secs=$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN{print a-b}')
@@ -334,7 +396,10 @@ temp_peak=$(cat "$logs/.temp-peak" 2>/dev/null || echo 0)
         [[ $name == check-order ]] && stage=check-order
         [[ $name == *-unsorted ]] && s="unsorted"
         log="$logs/$name.log"
-        read -r wall user sys rss < <(tail -1 "$logs/$name.time" 2>/dev/null || echo "- - - -")
+        # A stage stopped by the script (a pipe of a failed attempt) may have no times at all.
+        wall=- user=- sys=- rss=-
+        read -r wall user sys rss < <(tail -1 "$logs/$name.time" 2>/dev/null || true) || true
+        [[ $rss =~ ^[0-9]+$ ]] || { wall=- user=- sys=- rss=-; }
         cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN { if (u == "-") print "-"; else printf "%.2f", u + s }')
         [[ $rss == - ]] || rss=$((rss * 1024))
         case $stage in

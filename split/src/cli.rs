@@ -33,7 +33,7 @@ use crate::{Config, Mode};
 #[command(
     name = "probe-split",
     version,
-    group(ArgGroup::new("mode").required(true).args(["out_dir", "tag"])),
+    group(ArgGroup::new("mode").required(true).args(["out_dir", "tag", "split_to"])),
     after_long_help = "Example:\n  probe-group data/ | probe-split --out-dir work/        # work/train.arrows, work/test.arrows"
 )]
 pub struct Args {
@@ -47,6 +47,15 @@ pub struct Args {
     /// it and rerun. Nothing goes to stdout.
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
+
+    /// Write split NAME to PATH (repeat it for every split of --ratios): a file (Arrow IPC by
+    /// extension unless `.parquet`; written under a temporary name and renamed when complete),
+    /// or a named pipe (FIFO) or device, written in place. With pipes every split streams to
+    /// its own reader at once and nothing touches the disk: `scripts/pipeline.sh` feeds each
+    /// split's `probe-batch | probe-merge` this way. Pipes need readers for every split, or
+    /// this stage blocks opening them.
+    #[arg(long, value_name = "NAME=PATH")]
+    pub split_to: Vec<String>,
 
     /// Instead of one file per split, add a `split` column (dictionary of the split names) as
     /// the last column and write every row to stdout or -o.
@@ -118,14 +127,41 @@ impl SplitFormat {
 
 impl Args {
     /// Check the flags and turn them into a config.
-    pub fn into_config(self) -> Result<Config> {
+    pub fn into_config(mut self) -> Result<Config> {
         let splits = parse_ratios(&self.ratios)?;
         check_columns(&self.key.key, None, None)?;
         if self.measurements.is_empty() {
             return Err(Error::config("--measurements needs a column name"));
         }
         let ipc_compression = self.output.ipc_compression;
-        let mode = match (self.out_dir, self.tag) {
+        if !self.split_to.is_empty() {
+            if self.out_dir.is_some() || self.tag || self.output.output.is_some() || self.format.is_some() {
+                return Err(Error::config(
+                    "--split-to names every split's output itself; leave out --out-dir, --tag, -o and --format",
+                ));
+            }
+            let mut paths: Vec<Option<PathBuf>> = vec![None; splits.len()];
+            for item in &self.split_to {
+                let Some((name, path)) = item.split_once('=').filter(|(n, p)| !n.is_empty() && !p.is_empty()) else {
+                    return Err(Error::config(format!("--split-to {item}: give NAME=PATH")));
+                };
+                let Some(i) = splits.iter().position(|s| s.name == name) else {
+                    return Err(Error::config(format!("--split-to {item}: `{name}` is not a split of --ratios")));
+                };
+                if paths[i].replace(PathBuf::from(path)).is_some() {
+                    return Err(Error::config(format!("--split-to names split `{name}` twice")));
+                }
+            }
+            if let Some(i) = paths.iter().position(Option::is_none) {
+                return Err(Error::config(format!(
+                    "--split-to: no output for split `{}`; give one for every split of --ratios",
+                    splits[i].name
+                )));
+            }
+            let mode = Mode::Each { paths: paths.into_iter().flatten().collect() };
+            return self.finish_config(splits, mode, ipc_compression);
+        }
+        let mode = match (self.out_dir.take(), self.tag) {
             (Some(dir), false) => {
                 if self.output.output.is_some() {
                     return Err(Error::config(
@@ -141,10 +177,19 @@ impl Args {
                     ));
                 }
                 check_stdout_not_terminal(self.output.output.as_deref())?;
-                Mode::Tag { output: self.output.output }
+                Mode::Tag { output: self.output.output.take() }
             }
-            _ => return Err(Error::config("give exactly one of --out-dir DIR and --tag")),
+            _ => return Err(Error::config("give exactly one of --out-dir DIR, --split-to and --tag")),
         };
+        self.finish_config(splits, mode, ipc_compression)
+    }
+
+    fn finish_config(
+        self,
+        splits: Vec<crate::ratios::SplitSpec>,
+        mode: Mode,
+        ipc_compression: Option<probe_core::output::IpcCompression>,
+    ) -> Result<Config> {
         Ok(Config {
             inputs: self.input.inputs,
             mode,

@@ -42,6 +42,12 @@ pub enum Mode {
         /// Format of the split files.
         format: SplitFormat,
     },
+    /// One output per split, at the paths given (`--split-to`), in `splits` order: files
+    /// (each renamed into place when complete) or pipes (written in place).
+    Each {
+        /// Per split, its output.
+        paths: Vec<PathBuf>,
+    },
     /// One output with a `split` column appended; stdout when `output` is `None`.
     Tag {
         /// `-o PATH`, format by extension.
@@ -134,7 +140,8 @@ fn percent(part: u64, total: u64) -> String {
 /// Where assigned rows go: one file per split (written in a staging folder, committed at the
 /// end), or one stream with a `split` column.
 enum Sink {
-    Files(Vec<Output>, Staging),
+    /// One output per split; with `--out-dir`, the staging folder they appear from together.
+    Files(Vec<Output>, Option<Staging>),
     Tagged(Box<Output>, Tagger),
 }
 
@@ -168,7 +175,7 @@ impl Sink {
                 for out in outs {
                     out.finish()?;
                 }
-                staging.commit()
+                staging.map_or(Ok(()), Staging::commit)
             }
             Sink::Tagged(out, _) => out.finish().map(drop),
         }
@@ -235,6 +242,7 @@ impl Config {
                 }
                 Ok(())
             }
+            Mode::Each { paths } => paths.iter().try_for_each(|p| check_output(p, sources)),
             Mode::Tag { output: Some(path) } => check_output(path, sources),
             Mode::Tag { output: None } => Ok(()),
         }
@@ -304,7 +312,15 @@ impl Config {
                     outs.push(Output::create(Some(&stage.path().join(&name)), schema.clone(), &opts)?);
                     *slot = Some(stage.final_path(&name));
                 }
-                Sink::Files(outs, stage)
+                Sink::Files(outs, Some(stage))
+            }
+            Mode::Each { paths: each } => {
+                let mut outs = Vec::with_capacity(each.len());
+                for (path, slot) in each.iter().zip(paths.iter_mut()) {
+                    outs.push(Output::create(Some(path), schema.clone(), &opts)?);
+                    *slot = Some(path.clone());
+                }
+                Sink::Files(outs, None)
             }
             Mode::Tag { output } => {
                 if schema.field_with_name(TAG_COLUMN).is_ok() {

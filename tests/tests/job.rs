@@ -104,7 +104,10 @@ fn pipeline_report_explains_the_run_and_no_temp_files_stay() {
         let stages: Vec<(&str, &str)> = table.iter().map(|r| (r.stage.as_str(), r.split.as_str())).collect();
         let mut expected = vec![];
         if order == Order::Shuffled {
-            expected.extend([("group", "unsorted"), ("split", "unsorted"), ("check-order", "-")]);
+            // The failed attempt: every stage of the streamed job, then the order check.
+            expected.extend([("group", "unsorted"), ("split", "unsorted")]);
+            expected.extend([("batch", "unsorted"), ("merge", "unsorted")].repeat(2));
+            expected.push(("check-order", "-"));
             assert!(out.stderr.contains("grouping again with --sort"), "{}", out.stderr);
         }
         expected.extend([
@@ -145,7 +148,8 @@ fn pipeline_report_explains_the_run_and_no_temp_files_stay() {
             assert!(r.written > 0, "no bytes written by {r:?}");
         }
         if have_time() {
-            for r in &table {
+            // A stage of the failed attempt that was stopped before it started has no figures.
+            for r in table.iter().filter(|r| !(r.split == "unsorted" && r.peak == 0)) {
                 assert!(r.peak > 1 << 20 && r.peak < 1 << 30, "peak memory of {r:?}");
                 // /usr/bin/time counts in hundredths: a small stage can take 0.00 s.
                 assert!(r.wall >= 0.0 && r.cpu >= 0.0 && r.wall <= total.wall + 0.01, "times of {r:?}");
@@ -154,10 +158,15 @@ fn pipeline_report_explains_the_run_and_no_temp_files_stay() {
             assert!((total.cpu - cpu).abs() < 0.05, "total CPU {} is not the stages' {cpu}", total.cpu);
             assert!(total.wall > 0.0, "{total:?}");
         }
-        // The split files were temp disk (and, shuffled under a small --memory-limit, the spill).
+        // Shuffled under a small --memory-limit, the spill was temp disk.
         let input: u64 = std::fs::read_dir(d.join("data")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
         assert_eq!(header["input_bytes"], input);
-        assert!(header["temp_peak_bytes"] > 0, "{header:?}");
+        if order == Order::Shuffled {
+            assert!(header["temp_peak_bytes"] > 0, "{header:?}");
+        } else {
+            // Streamed through named pipes: nothing but the folder itself on disk.
+            assert!(header["temp_peak_bytes"] < 64 << 10, "{header:?}");
+        }
         // The human report: the table and the temp disk line.
         for needle in ["pipeline: stage", "pipeline: temp disk peak", "measurements/s"] {
             assert!(out.stderr.contains(needle), "`{needle}` missing from the report:\n{}", out.stderr);

@@ -79,3 +79,105 @@ fn row_group_size_is_honoured_above_64_mib() {
         assert_eq!(rows(&read_file(&file).1), want, "--row-group-size {size:?}");
     }
 }
+
+/// `--split-to NAME=PATH`: every split to a path of its own, a file (IPC or Parquet by
+/// extension) or a named pipe read while the stage writes; the rows are those `--out-dir`
+/// writes. A split left out, a name not in --ratios, one named twice, or another mode as well
+/// is a usage error that writes nothing.
+#[test]
+fn split_to_writes_each_split_to_its_path_files_and_pipes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (schema, batches) = big_probe_rows(16);
+    let input = d.join("rows.arrows");
+    std::fs::write(&input, encode_ipc(schema, &batches)).unwrap();
+    let arg = |p: &Path| p.to_str().unwrap().to_string();
+    let ratios = "a=0.5,b=0.5";
+    run(
+        "probe-split",
+        &[arg(&input), "--ratios".into(), ratios.into(), "--out-dir".into(), arg(&d.join("ref")), "-q".into()],
+        None,
+    )
+    .assert_ok();
+    let want_a = rows(&read_file(&d.join("ref/a.arrows")).1);
+    let want_b = rows(&read_file(&d.join("ref/b.arrows")).1);
+    assert!(!want_a.is_empty() && !want_b.is_empty());
+
+    // Files: IPC and Parquet by extension.
+    let (fa, fb) = (d.join("a.arrows"), d.join("b.parquet"));
+    let to = |name: &str, p: &Path| format!("{name}={}", p.display());
+    let args = vec![
+        arg(&input),
+        "--ratios".into(),
+        ratios.into(),
+        "--split-to".into(),
+        to("a", &fa),
+        "--split-to".into(),
+        to("b", &fb),
+        "-q".into(),
+    ];
+    run("probe-split", &args, None).assert_ok();
+    assert_eq!(rows(&read_file(&fa).1), want_a);
+    assert_eq!(rows(&read_file(&fb).1), want_b);
+
+    // Named pipes, each read by a thread while the stage writes.
+    let (pa, pb) = (d.join("a.fifo"), d.join("b.fifo"));
+    let made = std::process::Command::new("mkfifo").arg(&pa).arg(&pb).status().unwrap();
+    assert!(made.success(), "mkfifo");
+    let readers: Vec<_> =
+        [pa.clone(), pb.clone()].into_iter().map(|p| std::thread::spawn(move || std::fs::read(p).unwrap())).collect();
+    let args = vec![
+        arg(&input),
+        "--ratios".into(),
+        ratios.into(),
+        "--split-to".into(),
+        to("a", &pa),
+        "--split-to".into(),
+        to("b", &pb),
+        "-q".into(),
+        "--ipc-compression".into(),
+        "none".into(),
+    ];
+    run("probe-split", &args, None).assert_ok();
+    let got: Vec<Vec<u8>> = readers.into_iter().map(|h| h.join().unwrap()).collect();
+    for (bytes, want) in got.iter().zip([&want_a, &want_b]) {
+        let path = d.join("from-pipe.arrows");
+        std::fs::write(&path, bytes).unwrap();
+        assert_eq!(&rows(&read_file(&path).1), want);
+    }
+    // The pipes are still pipes.
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(&std::fs::metadata(&pa).unwrap().file_type()));
+
+    // Usage errors, nothing written.
+    let out = d.join("x.arrows");
+    for (extra, needle) in [
+        (vec![to("a", &out)], "no output for split `b`"),
+        (vec![to("a", &out), to("c", &out)], "`c` is not a split of --ratios"),
+        (vec![to("a", &out), to("a", &out), to("b", &out)], "names split `a` twice"),
+        (vec!["a".to_string()], "give NAME=PATH"),
+    ] {
+        let mut args = vec![arg(&input), "--ratios".into(), ratios.into()];
+        for e in extra {
+            args.extend(["--split-to".to_string(), e]);
+        }
+        let o = run("probe-split", &args, None);
+        assert_eq!(o.code(), 2, "{args:?}: {}", o.stderr);
+        assert!(o.stderr.contains(needle), "{args:?}: {}", o.stderr);
+        assert!(!out.exists());
+    }
+    let o = run(
+        "probe-split",
+        &[
+            arg(&input),
+            "--ratios".into(),
+            ratios.into(),
+            "--split-to".into(),
+            to("a", &out),
+            "--split-to".into(),
+            to("b", &out),
+            "--tag".into(),
+        ],
+        None,
+    );
+    assert_eq!(o.code(), 2, "{}", o.stderr);
+}

@@ -593,7 +593,8 @@ fn failed_pipeline_script_into_s3_leaves_no_manifest() {
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     };
     wrapper("lossy", "REAL \"$@\" | head -c 3000; exit 0");
-    // Fails on the test split only; JOBS=1 runs train first, to the end.
+    // Fails on the test split only; with split files (SPLIT_FORMAT=parquet) JOBS=1 runs train
+    // first, to the end.
     wrapper(
         "no-test",
         "[[ $1 == */test.* ]] && { echo 'probe-batch: error: injected' >&2; exit 1; }; exec REAL \"$@\"",
@@ -603,7 +604,7 @@ fn failed_pipeline_script_into_s3_leaves_no_manifest() {
         ("missing", "", "s3://fail/missing/", "probe-check-order: error:"),
         ("bad-setting", "MAX_GAP=bogus", "s3://fail/in/", "--max-gap"),
         ("lossy", "PATH=lossy:$PATH", "s3://fail/in/", "probe-merge: error:"),
-        ("one-split", "JOBS=1 PATH=no-test:$PATH", "s3://fail/in/", "injected"),
+        ("one-split", "SPLIT_FORMAT=parquet JOBS=1 PATH=no-test:$PATH", "s3://fail/in/", "injected"),
     ];
     for (what, vars, input, needle) in cases {
         let o = pipeline(m, d, &format!("{vars} MAX_LEN=8"), &format!("{input} s3://fail/{what}/"));
