@@ -106,17 +106,14 @@ fn split_to_writes_each_split_to_its_path_files_and_pipes() {
     // Files: IPC and Parquet by extension.
     let (fa, fb) = (d.join("a.arrows"), d.join("b.parquet"));
     let to = |name: &str, p: &Path| format!("{name}={}", p.display());
-    let args = vec![
-        arg(&input),
-        "--ratios".into(),
-        ratios.into(),
-        "--split-to".into(),
-        to("a", &fa),
-        "--split-to".into(),
-        to("b", &fb),
-        "-q".into(),
-    ];
-    run("probe-split", &args, None).assert_ok();
+    // The input, the ratios, `--split-to` for a and b, then `extra`.
+    let split_to = |a: &Path, b: &Path, extra: &[&str]| {
+        let mut v = vec![arg(&input), "--ratios".into(), ratios.into()];
+        v.extend(["--split-to".into(), to("a", a), "--split-to".into(), to("b", b), "-q".into()]);
+        v.extend(extra.iter().map(|e| e.to_string()));
+        v
+    };
+    run("probe-split", &split_to(&fa, &fb, &[]), None).assert_ok();
     assert_eq!(rows(&read_file(&fa).1), want_a);
     assert_eq!(rows(&read_file(&fb).1), want_b);
 
@@ -126,19 +123,7 @@ fn split_to_writes_each_split_to_its_path_files_and_pipes() {
     assert!(made.success(), "mkfifo");
     let readers: Vec<_> =
         [pa.clone(), pb.clone()].into_iter().map(|p| std::thread::spawn(move || std::fs::read(p).unwrap())).collect();
-    let args = vec![
-        arg(&input),
-        "--ratios".into(),
-        ratios.into(),
-        "--split-to".into(),
-        to("a", &pa),
-        "--split-to".into(),
-        to("b", &pb),
-        "-q".into(),
-        "--ipc-compression".into(),
-        "none".into(),
-    ];
-    run("probe-split", &args, None).assert_ok();
+    run("probe-split", &split_to(&pa, &pb, &["--ipc-compression", "none"]), None).assert_ok();
     let got: Vec<Vec<u8>> = readers.into_iter().map(|h| h.join().unwrap()).collect();
     for (bytes, want) in got.iter().zip([&want_a, &want_b]) {
         let path = d.join("from-pipe.arrows");
@@ -165,19 +150,6 @@ fn split_to_writes_each_split_to_its_path_files_and_pipes() {
         assert!(o.stderr.contains(needle), "{args:?}: {}", o.stderr);
         assert!(!out.exists());
     }
-    let o = run(
-        "probe-split",
-        &[
-            arg(&input),
-            "--ratios".into(),
-            ratios.into(),
-            "--split-to".into(),
-            to("a", &out),
-            "--split-to".into(),
-            to("b", &out),
-            "--tag".into(),
-        ],
-        None,
-    );
+    let o = run("probe-split", &split_to(&out, &out, &["--tag"]), None);
     assert_eq!(o.code(), 2, "{}", o.stderr);
 }
