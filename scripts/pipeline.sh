@@ -434,9 +434,12 @@ printf 'pipeline: %-12s %-8s %8s %8s %12s %12s %9s %11s\n' stage split 'wall s' 
 grep -v -e '^#' -e '^stage' "$logs/report.tsv" | while IFS=$'\t' read -r stage s wall cpu in o rss w; do
     printf 'pipeline: %-12s %-8s %8s %8s %12s %12s %9s %11s\n' "$stage" "$s" "$wall" "$cpu" "$in" "$o" "$(mib "$rss")" "$(mib "$w")" >&2
 done
-printf 'pipeline: temp disk peak %s MiB (%.2fx the input'"'"'s %s MiB), %s cores, JOBS %s\n' \
+# JOBS applies to split files only; streamed, every split's tail ran at once.
+tails_at_once="JOBS $jobs"
+[[ $split_format != pipe ]] || tails_at_once="every split streamed at once"
+printf 'pipeline: temp disk peak %s MiB (%.2fx the input'"'"'s %s MiB), %s cores, %s\n' \
     "$(mib "$temp_peak")" "$(awk -v t="$temp_peak" -v i="$input_bytes" 'BEGIN{print (i > 0) ? t / i : 0}')" \
-    "$(mib "$input_bytes")" "$cores" "$jobs" >&2
+    "$(mib "$input_bytes")" "$cores" "$tails_at_once" >&2
 for s in $splits; do
     shares=$(grep -o "probe-split: $s: .*" "$logs/split.log" | head -1 | sed "s/^probe-split: $s: //")
     r="$(result "$s")"
