@@ -235,14 +235,25 @@ sampler=$!
 declare -A split_of=()   # the split of each batch | merge pipe, by process group
 failed=""
 tails=()
-streamed() {
+# Remove what an earlier run left as split S's result (not on a store: no rm -rf there).
+clear_results() {
     local s r
-    rm -rf "$work"/*.fifo "$work"/.probe-staging-*
+    [[ -z $out_url ]] || return 0
     for s in $splits; do
-        [[ -z $out_url ]] || break
         r="$(result "$s")"
         rm -rf "${r:?}" "$(dirname "$r")/.$(basename "$r").probe-staging-"*
     done
+}
+# batch | merge of split S, reading INPUT (a split file, or - for stdin).
+tail_of() {
+    local s="$1" input="$2"
+    timed "batch-$s" probe-batch "$input" "${batch_opts[@]}" |
+        timed "merge-$s" probe-merge - "${merge_opts[@]}" --out-dir "$(result "$s")"
+}
+streamed() {
+    local s
+    rm -rf "$work"/*.fifo "$work"/.probe-staging-*
+    clear_results
     echo "pipeline: group${sort_flag[*]:+ --sort} | split | batch | merge per split" >&2
     printf '%s\n' group split >> "$logs/.order"
     local to=()
@@ -251,9 +262,7 @@ streamed() {
         mkfifo "$work/$s.fifo"
         to+=(--split-to "$s=$work/$s.fifo")
         printf '%s\n' "batch-$s" "merge-$s" >> "$logs/.order"
-        ( set -o pipefail
-          timed "batch-$s" probe-batch - "${batch_opts[@]}" < "$work/$s.fifo" |
-              timed "merge-$s" probe-merge - "${merge_opts[@]}" --out-dir "$(result "$s")" ) &
+        ( set -o pipefail; tail_of "$s" - < "$work/$s.fifo" ) &
         running+=($!); tails+=($!); split_of[$!]="$s"
     done
     ( set -o pipefail
@@ -327,16 +336,7 @@ if [[ $split_format != pipe ]]; then
 # 3. batch | merge for every split, JOBS at a time. probe-merge builds OUT/<split> as a hidden
 # folder and renames it into place when complete; a previous result is removed first. On a
 # store it uploads the parts once complete, then _manifest.json; the prefix must be empty.
-for s in $splits; do
-    [[ -z $out_url ]] || break
-    r="$(result "$s")"
-    rm -rf "${r:?}" "$(dirname "$r")/.$(basename "$r").probe-staging-"*
-done
-tail_of() {
-    local s="$1"
-    timed "batch-$s" probe-batch "$work/$s.$split_format" "${batch_opts[@]}" |
-        timed "merge-$s" probe-merge - "${merge_opts[@]}" --out-dir "$(result "$s")"
-}
+clear_results
 finish_one() {
     local pid rc=0
     wait -n -p pid "${running[@]}" || rc=$?
@@ -357,7 +357,7 @@ for s in $splits; do
     [[ -z $failed ]] || break
     echo "pipeline: batch | merge $s" >&2
     printf '%s\n' "batch-$s" "merge-$s" >> "$logs/.order"
-    ( set -o pipefail; tail_of "$s" ) &
+    ( set -o pipefail; tail_of "$s" "$work/$s.$split_format" ) &
     running+=($!); split_of[$!]="$s"
 done
 while (( ${#running[@]} )) && [[ -z $failed ]]; do finish_one; done

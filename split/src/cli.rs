@@ -127,42 +127,17 @@ impl SplitFormat {
 
 impl Args {
     /// Check the flags and turn them into a config.
-    pub fn into_config(mut self) -> Result<Config> {
+    pub fn into_config(self) -> Result<Config> {
         let splits = parse_ratios(&self.ratios)?;
         check_columns(&self.key.key, None, None)?;
         if self.measurements.is_empty() {
             return Err(Error::config("--measurements needs a column name"));
         }
         let ipc_compression = self.output.ipc_compression;
-        if !self.split_to.is_empty() {
-            if self.out_dir.is_some() || self.tag || self.output.output.is_some() || self.format.is_some() {
-                return Err(Error::config(
-                    "--split-to names every split's output itself; leave out --out-dir, --tag, -o and --format",
-                ));
-            }
-            let mut paths: Vec<Option<PathBuf>> = vec![None; splits.len()];
-            for item in &self.split_to {
-                let Some((name, path)) = item.split_once('=').filter(|(n, p)| !n.is_empty() && !p.is_empty()) else {
-                    return Err(Error::config(format!("--split-to {item}: give NAME=PATH")));
-                };
-                let Some(i) = splits.iter().position(|s| s.name == name) else {
-                    return Err(Error::config(format!("--split-to {item}: `{name}` is not a split of --ratios")));
-                };
-                if paths[i].replace(PathBuf::from(path)).is_some() {
-                    return Err(Error::config(format!("--split-to names split `{name}` twice")));
-                }
-            }
-            if let Some(i) = paths.iter().position(Option::is_none) {
-                return Err(Error::config(format!(
-                    "--split-to: no output for split `{}`; give one for every split of --ratios",
-                    splits[i].name
-                )));
-            }
-            let mode = Mode::Each { paths: paths.into_iter().flatten().collect() };
-            return self.finish_config(splits, mode, ipc_compression);
-        }
-        let mode = match (self.out_dir.take(), self.tag) {
-            (Some(dir), false) => {
+        let each = if self.split_to.is_empty() { None } else { Some(self.each_mode(&splits)?) };
+        let mode = match (each, self.out_dir, self.tag) {
+            (Some(each), _, _) => each,
+            (None, Some(dir), false) => {
                 if self.output.output.is_some() {
                     return Err(Error::config(
                         "-o is for --tag; --out-dir names its files itself (DIR/<split>.arrows)",
@@ -170,26 +145,17 @@ impl Args {
                 }
                 Mode::OutDir { dir, format: self.format.unwrap_or(SplitFormat::Arrows) }
             }
-            (None, true) => {
+            (None, None, true) => {
                 if self.format.is_some() {
                     return Err(Error::config(
                         "--format is for --out-dir; with --tag the -o extension picks the format (.parquet, .arrows)",
                     ));
                 }
                 check_stdout_not_terminal(self.output.output.as_deref())?;
-                Mode::Tag { output: self.output.output.take() }
+                Mode::Tag { output: self.output.output }
             }
             _ => return Err(Error::config("give exactly one of --out-dir DIR, --split-to and --tag")),
         };
-        self.finish_config(splits, mode, ipc_compression)
-    }
-
-    fn finish_config(
-        self,
-        splits: Vec<crate::ratios::SplitSpec>,
-        mode: Mode,
-        ipc_compression: Option<probe_core::output::IpcCompression>,
-    ) -> Result<Config> {
         Ok(Config {
             inputs: self.input.inputs,
             mode,
@@ -204,6 +170,35 @@ impl Args {
             threads: self.threads.threads,
             quiet: self.log.quiet,
         })
+    }
+
+    /// `--split-to NAME=PATH` for every split of --ratios, in their order. (clap refuses it
+    /// with --out-dir or --tag: one mode group.)
+    fn each_mode(&self, splits: &[crate::ratios::SplitSpec]) -> Result<Mode> {
+        if self.output.output.is_some() || self.format.is_some() {
+            return Err(Error::config(
+                "--split-to names every split's output itself; leave out -o and --format (the extension picks it)",
+            ));
+        }
+        let mut paths: Vec<Option<PathBuf>> = vec![None; splits.len()];
+        for item in &self.split_to {
+            let Some((name, path)) = item.split_once('=').filter(|(n, p)| !n.is_empty() && !p.is_empty()) else {
+                return Err(Error::config(format!("--split-to {item}: give NAME=PATH")));
+            };
+            let Some(i) = splits.iter().position(|s| s.name == name) else {
+                return Err(Error::config(format!("--split-to {item}: `{name}` is not a split of --ratios")));
+            };
+            if paths[i].replace(PathBuf::from(path)).is_some() {
+                return Err(Error::config(format!("--split-to names split `{name}` twice")));
+            }
+        }
+        match paths.iter().position(Option::is_none) {
+            Some(i) => Err(Error::config(format!(
+                "--split-to: no output for split `{}`; give one for every split of --ratios",
+                splits[i].name
+            ))),
+            None => Ok(Mode::Each { paths: paths.into_iter().flatten().collect() }),
+        }
     }
 }
 

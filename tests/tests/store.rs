@@ -129,6 +129,16 @@ fn tags(xml: &str, tag: &str) -> Vec<String> {
     out
 }
 
+/// A new bucket holding generated data under `prefix`, and the temp folder whose `data/` has
+/// the same files.
+fn bucket_with_data(m: &Moto, bucket: &str, prefix: &str, rows: u64, order: Order, files: usize) -> tempfile::TempDir {
+    create_bucket(m, bucket);
+    let dir = tempfile::tempdir().unwrap();
+    generate(&dir.path().join("data"), rows, order, files);
+    put_dir(m, bucket, prefix, &dir.path().join("data"), "");
+    dir
+}
+
 /// Upload every file under `dir` as `bucket/prefix/<relative path>`.
 fn put_dir(m: &Moto, bucket: &str, prefix: &str, dir: &Path, rel: &str) {
     for entry in std::fs::read_dir(dir.join(rel)).unwrap() {
@@ -257,11 +267,8 @@ fn group_from_s3_with_overlapping_sorted_files_equals_local() {
 #[test]
 fn sort_from_s3_to_s3_equals_local() {
     let Some(m) = moto() else { return };
-    create_bucket(m, "sort");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = bucket_with_data(m, "sort", "in", 6_000, Order::Shuffled, 2);
     let data = dir.path().join("data");
-    generate(&data, 6_000, Order::Shuffled, 2);
-    put_dir(m, "sort", "in", &data, "");
     for out in ["grouped.arrows", "grouped.parquet", "grouped.arrow"] {
         let local = dir.path().join(out);
         ok(m, "probe-group", &["-q", "--sort", "--memory-limit", "64MiB", s(&data), "-o", s(&local)]);
@@ -276,11 +283,8 @@ fn sort_from_s3_to_s3_equals_local() {
 #[test]
 fn whole_job_from_s3_to_s3_equals_local() {
     let Some(m) = moto() else { return };
-    create_bucket(m, "job");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = bucket_with_data(m, "job", "data", 10_000, Order::SortedPerFile, 2);
     let d = dir.path();
-    generate(&d.join("data"), 10_000, Order::SortedPerFile, 2);
-    put_dir(m, "job", "data", &d.join("data"), "");
     let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
     let script = "set -e
         probe-group -q $IN | probe-split -q --ratios train=0.8,test=0.2 --out-dir $WORK
@@ -382,10 +386,7 @@ fn killed_or_interrupted_upload_leaves_no_object() {
 #[test]
 fn store_errors_name_the_url_and_the_cause() {
     let Some(m) = moto() else { return };
-    create_bucket(m, "errs");
-    let dir = tempfile::tempdir().unwrap();
-    generate(&dir.path().join("data"), 500, Order::Sorted, 1);
-    put_dir(m, "errs", "data", &dir.path().join("data"), "");
+    let _data = bucket_with_data(m, "errs", "data", 500, Order::Sorted, 1);
 
     // No such bucket, object or prefix.
     fails(
@@ -516,16 +517,13 @@ fn names(m: &Moto, bucket: &str, prefix: &str) -> Vec<String> {
 /// The whole job from an s3:// prefix to an s3:// prefix (issue 13): `scripts/pipeline.sh` gives
 /// every split the parts (same names, same rows) and manifest of the same run on local files;
 /// its work files and logs stay in a local folder under $TMPDIR, of which only logs/ remains,
-/// with a report whose input bytes are the objects' (probe-check-order's count).
+/// with a report whose input bytes are the objects' (probe-group's count).
 #[test]
 fn pipeline_script_from_s3_to_s3_equals_local() {
     let Some(m) = moto() else { return };
-    create_bucket(m, "pipe");
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
     // Shuffled: the job takes --sort, whose spill goes to the local work folder.
-    generate(&d.join("data"), 20_000, Order::Shuffled, 2);
-    put_dir(m, "pipe", "in", &d.join("data"), "");
+    let dir = bucket_with_data(m, "pipe", "in", 20_000, Order::Shuffled, 2);
+    let d = dir.path();
     let vars = "MAX_LEN=16 MAX_FILE_SIZE=64KiB MEMORY_LIMIT=16MiB";
     let local = pipeline(m, d, vars, "data out");
     assert_eq!(local.code, 0, "local run:\n{}", local.stderr);
@@ -580,11 +578,8 @@ fn pipeline_script_from_s3_to_s3_equals_local() {
 #[test]
 fn failed_pipeline_script_into_s3_leaves_no_manifest() {
     let Some(m) = moto() else { return };
-    create_bucket(m, "fail");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = bucket_with_data(m, "fail", "in", 10_000, Order::Sorted, 2);
     let d = dir.path();
-    generate(&d.join("data"), 10_000, Order::Sorted, 2);
-    put_dir(m, "fail", "in", &d.join("data"), "");
     let wrapper = |dir: &str, body: &str| {
         std::fs::create_dir_all(d.join(dir)).unwrap();
         let path = d.join(dir).join("probe-batch");
