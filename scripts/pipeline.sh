@@ -180,6 +180,7 @@ cleanup() {
     local p
     for p in "${running[@]}"; do kill -TERM -- "-$p" 2>/dev/null || true; done
     for p in "${running[@]}"; do wait "$p" 2>/dev/null || true; done
+    for p in "${running[@]}"; do gone "$p"; done
     if [[ -n $sampler ]]; then kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true; fi
     if (( ! ok )) && [[ -n $out_url ]]; then
         # No rm -rf on a store: probe-merge uploads a split only once it is complete, manifest
@@ -203,6 +204,13 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # Wait for one step; returns its status.
+# Wait (up to 30 s) until no process of step P's process group is left. Waiting for the step
+# reaps its first process only: after a kill the stages in its pipe may still be removing their
+# staging folders, and a rerun must not start (nor the results be cleared) before they are done.
+gone() {
+    local p="$1" i
+    for (( i = 0; i < 300; i++ )); do kill -0 -- "-$p" 2>/dev/null || return 0; sleep 0.1; done
+}
 wait_step() {
     local pid="$1" rc=0
     wait "$pid" || rc=$?
@@ -284,6 +292,7 @@ streamed() {
             merged+=("$(result "$s")")
         fi
     done
+    if (( rc != 0 )); then for p in "${tails[@]}"; do gone "$p"; done; fi
     cat "$logs/group.log" "$logs/split.log" >&2
     for s in $splits; do cat "$logs/batch-$s.log" "$logs/merge-$s.log" >&2 2>/dev/null || true; done
     rm -f "$work"/*.fifo

@@ -152,7 +152,8 @@ fn encode(batch: &RecordBatch, options: &IpcWriteOptions) -> Encoded {
     Ok(encoded)
 }
 
-fn has_dictionary(t: &DataType) -> bool {
+/// Whether a column of type `t` holds dictionary-encoded data anywhere (nested ones too).
+pub(crate) fn has_dictionary(t: &DataType) -> bool {
     match t {
         DataType::Dictionary(_, _) => true,
         DataType::List(f)

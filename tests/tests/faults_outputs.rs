@@ -220,7 +220,14 @@ fn merge_interrupted_at_arbitrary_moments_is_absent_or_whole() {
     for k in 0..3 {
         let started = std::time::Instant::now();
         let ok = std::process::Command::new(probe_tests::harness::bin("probe-merge"))
-            .args([p(&input), "--out-dir", p(&timed.path().join(format!("merged-{k}"))), "--max-file-size", "128KiB", "-q"])
+            .args([
+                p(&input),
+                "--out-dir",
+                p(&timed.path().join(format!("merged-{k}"))),
+                "--max-file-size",
+                "128KiB",
+                "-q",
+            ])
             .status()
             .unwrap();
         assert!(ok.success(), "the undisturbed merge failed");
