@@ -37,16 +37,36 @@ use std::cmp::Ordering;
 use std::collections::HashSet;
 
 use arrow::array::{Array, ArrayRef};
+use arrow::buffer::NullBuffer;
 use arrow::compute::SortOptions;
 use arrow::datatypes::{DataType, Schema};
 use arrow::record_batch::RecordBatch;
-use arrow::row::{OwnedRow, Row, RowConverter, SortField};
+use arrow::row::{OwnedRow, Row, RowConverter, Rows, SortField};
 use probe_core::columns::time_as_i64;
 use probe_core::keyhash::key_hash;
 use probe_core::{Error, Result};
+use rayon::prelude::*;
 
 use crate::report::{self, FileReport, FileVerdict, Reappearance, Report, Verdict, Violation, ViolationKind};
 use crate::Config;
+
+/// Rows per chunk of keys converted to the row format on one thread.
+const ROW_CHUNK: usize = 1 << 16;
+
+/// A batch's keys in the row format, as chunks of [`ROW_CHUNK`] rows.
+struct Chunked<'a>(&'a [Rows]);
+
+impl Chunked<'_> {
+    fn row(&self, i: usize) -> Row<'_> {
+        self.0[i / ROW_CHUNK].row(i % ROW_CHUNK)
+    }
+}
+
+/// How `cur` compares with the row before it: the keys, and the times where the keys are equal.
+fn step(cur: &Pos<'_>, prev: &Pos<'_>) -> (Ordering, Ordering) {
+    let ord = cur.key.cmp(&prev.key);
+    (ord, if ord == Ordering::Equal { cmp_time(cur.time, prev.time) } else { Ordering::Equal })
+}
 
 /// The order `probe-group` relies on: ascending, nulls last.
 pub const SORT_OPTIONS: SortOptions = SortOptions { descending: false, nulls_first: false };
@@ -156,27 +176,59 @@ impl Checker {
         let base = self.files[file_idx].rows;
         let keys: Vec<ArrayRef> = batch.columns()[..self.n_keys].to_vec();
         let time = time_as_i64(batch.column(self.n_keys), |i| format!("{name}: row {}", base + i as u64))?;
-        let rows = self
-            .converter
-            .convert_columns(&keys)
+        // Keys in the row format, converted in chunks on every thread.
+        let parts = (0..n)
+            .step_by(ROW_CHUNK)
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|start| {
+                let cols: Vec<ArrayRef> = keys.iter().map(|c| c.slice(start, ROW_CHUNK.min(n - start))).collect();
+                self.converter.convert_columns(&cols)
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| Error::arrow(format!("{name}: comparing keys near row {base}"), e))?;
+        let rows = Chunked(&parts);
         let nullable_keys: Vec<&ArrayRef> = keys.iter().filter(|c| c.null_count() > 0).collect();
         let time_at = |i: usize| (!time.is_null(i)).then(|| time.value(i));
         let carried = self.prev.take();
         self.files[file_idx].first_key.get_or_insert_with(|| rows.row(0).owned());
+        // Each row against the one before it in this batch (key order, then time order within
+        // a key): most of the checking, so it runs on every thread; what it finds is counted
+        // below, in row order.
+        let steps: Vec<(Ordering, Ordering)> = (1..n)
+            .into_par_iter()
+            .with_min_len(1 << 14)
+            .map(|i| {
+                let ord = rows.row(i).cmp(&rows.row(i - 1));
+                let time_ord =
+                    if ord == Ordering::Equal { cmp_time(time_at(i), time_at(i - 1)) } else { Ordering::Equal };
+                (ord, time_ord)
+            })
+            .collect();
+
+        // Rows with a null in any key column, and null times: counted over the whole batch.
+        let null_keys =
+            nullable_keys.iter().fold(None, |acc: Option<NullBuffer>, c| NullBuffer::union(acc.as_ref(), c.nulls()));
+        let file = &mut self.files[file_idx];
+        file.null_keys += null_keys.map_or(0, |b| b.null_count()) as u64;
+        file.null_times += time.null_count() as u64;
 
         for i in 0..n {
+            // A later time of the same key (nearly every row of a sorted input): nothing to count.
+            if i > 0 && steps[i - 1] == (Ordering::Equal, Ordering::Greater) {
+                continue;
+            }
             let cur = Pos { key: rows.row(i), time: time_at(i) };
-            let file = &mut self.files[file_idx];
-            file.null_keys += u64::from(nullable_keys.iter().any(|c| c.is_null(i)));
-            file.null_times += u64::from(cur.time.is_none());
             let at = At { file: &name, row: base + i as u64 };
             let new_run = if i > 0 {
-                self.next_in_file(file_idx, &at, &cur, &Pos { key: rows.row(i - 1), time: time_at(i - 1) })
+                let prev = Pos { key: rows.row(i - 1), time: time_at(i - 1) };
+                self.next_in_file(file_idx, &at, &cur, &prev, steps[i - 1])
             } else {
                 match &carried {
                     Some(p) if p.file == file_idx => {
-                        self.next_in_file(file_idx, &at, &cur, &Pos { key: p.key.row(), time: p.time })
+                        let prev = Pos { key: p.key.row(), time: p.time };
+                        let step = step(&cur, &prev);
+                        self.next_in_file(file_idx, &at, &cur, &prev, step)
                     }
                     Some(p) => self.first_after_earlier_file(file_idx, &cur, &Pos { key: p.key.row(), time: p.time }),
                     None => {
@@ -198,17 +250,23 @@ impl Checker {
         Ok(())
     }
 
-    /// Row `cur` follows `prev` in the same file: count order violations, ties and key runs.
-    /// Returns whether a key run starts here.
-    fn next_in_file(&mut self, file_idx: usize, at: &At<'_>, cur: &Pos<'_>, prev: &Pos<'_>) -> bool {
-        let ord = cur.key.cmp(&prev.key);
+    /// Row `cur` follows `prev` in the same file, in the order `step` says ([`step`]): count
+    /// order violations, ties and key runs. Returns whether a key run starts here.
+    fn next_in_file(
+        &mut self,
+        file_idx: usize,
+        at: &At<'_>,
+        cur: &Pos<'_>,
+        prev: &Pos<'_>,
+        (ord, time_ord): (Ordering, Ordering),
+    ) -> bool {
         let file = &mut self.files[file_idx];
         let violation = match ord {
             Ordering::Less => {
                 file.key_order_violations += 1;
                 Some(ViolationKind::KeyOrder)
             }
-            Ordering::Equal => match cmp_time(cur.time, prev.time) {
+            Ordering::Equal => match time_ord {
                 Ordering::Less => {
                     file.time_order_violations += 1;
                     Some(ViolationKind::TimeOrder)

@@ -24,7 +24,7 @@ pub mod report;
 use std::io::Write;
 
 use probe_core::columns::key_time_indices;
-use probe_core::input::{discover, Input, DEFAULT_BATCH_BYTES};
+use probe_core::input::{discover, Input, Window, DEFAULT_BATCH_BYTES};
 use probe_core::meta::{check_columns, resolve_keys, resolve_time};
 use probe_core::progress::Progress;
 use probe_core::schema::check_agree;
@@ -92,8 +92,12 @@ pub fn run(cfg: &Config) -> Result<Report> {
     let mut checker: Option<check::Checker> = None;
     // The first input's schema, whose key and time columns every later input must match.
     let mut first: Option<(arrow::datatypes::SchemaRef, String)> = None;
-    for source in &sources {
-        let input = Input::open(source)?;
+    // Input i, opened and checked against the first: its name, size, projected schema, and its
+    // key and time columns decoded on a thread of its own (with threads to spare), two batches
+    // ahead. Up to one input per thread decodes at once (`Window`); the checker takes them in
+    // order, so batches, violations and errors are the same for any number of threads.
+    let open = |i: usize| -> Result<_> {
+        let input = Input::open(&sources[i])?;
         let name = input.name().to_string();
         let schema = input.schema();
         if settled.is_none() {
@@ -107,19 +111,20 @@ pub fn run(cfg: &Config) -> Result<Report> {
         idx.push(time_idx);
         let projected = schema.project(&idx).map_err(|e| Error::arrow(name.clone(), e))?;
         match &first {
-            None => {
-                checker = Some(check::Checker::new(&projected, cfg.keys.len(), cfg.max_violations, &name)?);
-                first = Some((schema.clone(), name.clone()));
-            }
+            None => first = Some((schema.clone(), name.clone())),
             Some((first_schema, first_name)) => check_agree(first_schema, first_name, &schema, &name, Some(&columns))?,
         }
-        let Some(checker) = checker.as_mut() else {
-            return Err(Error::internal(format!("{name}: no checker")));
+        let size = input.size();
+        let batches = input.reader(Some(&columns), DEFAULT_BATCH_BYTES)?.ahead_with(threads)?;
+        Ok((name, size, projected, cfg.keys.len(), cfg.max_violations, batches))
+    };
+    for opened in Window::new(sources.len(), threads, open) {
+        let (name, size, projected, n_keys, max_violations, mut batches) = opened?;
+        let checker = match checker.as_mut() {
+            Some(c) => c,
+            None => checker.insert(check::Checker::new(&projected, n_keys, max_violations, &name)?),
         };
-        checker.start_file(&name, input.size());
-        // With threads to spare, decoding (most of the work) runs on its own thread, two
-        // batches ahead of the checker; batches and errors arrive in the same order either way.
-        let mut batches = input.reader(Some(&columns), DEFAULT_BATCH_BYTES)?.ahead_with(threads)?;
+        checker.start_file(&name, size);
         while let Some(batch) = batches.next_batch()? {
             checker.batch(&batch)?;
             progress.inc(batch.num_rows());

@@ -582,6 +582,26 @@ fn random_inputs_match_the_oracle() {
     assert_eq!(verdicts.len(), 4, "{verdicts:?}");
 }
 
+/// One batch longer than three chunks of keys converted on different threads
+/// (`check::ROW_CHUNK`): a time violation, a key violation (whose key comes back), a tie and a
+/// null key right at the chunk edges are all counted, at their rows, as the oracle says.
+#[test]
+fn chunk_edges_inside_a_batch_match_the_oracle() {
+    let dir = tempfile::tempdir().unwrap();
+    let chunk = 1usize << 16;
+    let n = 3 * chunk + 1000;
+    let mut data: Vec<(K, T)> = (0..n).map(|i| (Some((i / 100) as i64), Some(i as i64))).collect();
+    data[chunk].1 = Some(0); // time goes back within key 655
+    data[2 * chunk].0 = Some(0); // key 0 again: a key violation and a reappearance
+    data[3 * chunk].1 = data[3 * chunk - 1].1; // a tie
+    data[chunk + 1].0 = None; // a null key among non-null ones
+    data[2 * chunk - 1].0 = Some(i64::MAX); // the row before a chunk edge, then smaller keys
+    let path = ipc_file_in_batches(dir.path(), "edges.arrow", &data, &[n]);
+    let r = oracle_checked(&[data], &[path]);
+    assert!(r.key_order_violations >= 2 && r.time_order_violations >= 1 && r.ties >= 1, "{r:?}");
+    assert_eq!(r.null_keys, 1);
+}
+
 // ---------- binary behaviour: exit codes, output, errors ----------
 
 #[test]

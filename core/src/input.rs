@@ -649,6 +649,48 @@ enum Inner {
     Ahead(Receiver<Result<Option<RecordBatch>>>),
 }
 
+/// Inputs taken one after another, with the next ones opened early: `open(i)` makes item `i`
+/// (typically an input's [`BatchReader::ahead_with`], whose thread starts decoding at once), and
+/// at most `window` items are made before the caller has taken the oldest. So while the caller
+/// reads input `i`, inputs `i+1 .. i+window-1` decode on threads of their own. Batches, row
+/// numbers and errors are those of opening and reading the inputs in order: an error from
+/// `open` waits in its turn, and nothing after it is opened.
+///
+/// ```text
+/// for reader in Window::new(sources.len(), threads, |i| open(&sources[i])) { let reader = reader?; ... }
+/// ```
+pub struct Window<T, F> {
+    open: F,
+    next: usize,
+    count: usize,
+    window: usize,
+    made: std::collections::VecDeque<Result<T>>,
+}
+
+impl<T, F: FnMut(usize) -> Result<T>> Window<T, F> {
+    /// Items `0..count`, at most `window` (at least one) made ahead of the caller.
+    pub fn new(count: usize, window: usize, open: F) -> Window<T, F> {
+        Window { open, next: 0, count, window: window.max(1), made: std::collections::VecDeque::new() }
+    }
+}
+
+impl<T, F: FnMut(usize) -> Result<T>> Iterator for Window<T, F> {
+    type Item = Result<T>;
+
+    /// The next item in order, `None` after the last.
+    fn next(&mut self) -> Option<Result<T>> {
+        while self.made.len() < self.window && self.next < self.count {
+            let item = (self.open)(self.next);
+            self.next += 1;
+            if item.is_err() {
+                self.count = self.next;
+            }
+            self.made.push_back(item);
+        }
+        self.made.pop_front()
+    }
+}
+
 /// Yields record batches from one input, with the projection applied.
 pub struct BatchReader {
     name: String,
@@ -823,6 +865,41 @@ mod tests {
 
     use super::*;
     use crate::testing::write_file;
+
+    /// `Window` hands items out in order, makes at most `window` before the oldest is taken,
+    /// and hands an error out in its turn with nothing opened after it.
+    #[test]
+    fn window_opens_ahead_in_order_and_stops_at_an_error() {
+        for window in [1, 2, 3, 10] {
+            let opened = std::cell::RefCell::new(Vec::new());
+            let open = |i: usize| {
+                opened.borrow_mut().push(i);
+                if i == 5 {
+                    Err(Error::data(format!("input {i} is bad")))
+                } else {
+                    Ok(i * 10)
+                }
+            };
+            let mut w = Window::new(8, window, open);
+            let mut got = Vec::new();
+            for item in w.by_ref() {
+                // What has been opened when item k is handed out: k + window at most.
+                let k = got.len();
+                assert!(opened.borrow().len() <= (k + window).min(6), "window {window}: {:?}", opened.borrow());
+                match item {
+                    Ok(v) => got.push(v),
+                    Err(e) => {
+                        assert_eq!((k, e.to_string()), (5, "input 5 is bad".to_string()));
+                        break;
+                    }
+                }
+            }
+            assert!(w.next().is_none(), "window {window}: nothing after the error");
+            drop(w);
+            assert_eq!(got, vec![0, 10, 20, 30, 40], "window {window}");
+            assert_eq!(*opened.borrow(), vec![0, 1, 2, 3, 4, 5], "window {window}: opened");
+        }
+    }
 
     fn tmp() -> tempfile::TempDir {
         tempfile::tempdir().expect("tempdir")

@@ -288,7 +288,7 @@ impl Config {
     /// Bytes of one decoded input batch. Under --sort the decoded batch is part of the budget;
     /// a k-way merge holds one batch per input, so many inputs share the batch budget (down to
     /// 256 KiB each).
-    fn input_batch_bytes(&self, inputs: usize) -> usize {
+    pub(crate) fn input_batch_bytes(&self, inputs: usize) -> usize {
         if self.sort {
             self.batch_bytes.min((self.memory_limit / 16).max(1024) as usize)
         } else {

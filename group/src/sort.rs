@@ -36,7 +36,7 @@ use rayon::iter::{IndexedParallelIterator, IntoParallelRefIterator, ParallelExte
 use rayon::slice::ParallelSliceMut;
 
 use probe_core::cli::human_bytes;
-use probe_core::input::BatchReader;
+use probe_core::input::{BatchReader, Window};
 use probe_core::progress::Progress;
 use probe_core::{Error, Result};
 
@@ -396,11 +396,22 @@ pub fn sort_inputs(
     let mut runs: Vec<Vec<Option<PathBuf>>> = Vec::new();
     let mut spilled_bytes = 0u64;
     let mut next_file = 0usize;
-    for reader in readers {
-        // With threads to spare, the input is decoded two batches ahead on a thread of its own
-        // (at most an eighth of the limit: the merge's quarter is idle while runs are built),
-        // while this one checks times, converts keys and sorts.
-        let mut reader = reader.ahead_with(rayon::current_num_threads())?;
+    // With threads to spare, each input is decoded two batches ahead on a thread of its own
+    // while this one checks times, converts keys and sorts. With many threads the inputs after
+    // it start decoding too: one per four threads (the pool sorts runs meanwhile; on 2 cores a
+    // second decoding input measured no faster), as many as the merge's quarter of the limit
+    // (idle while runs are built) holds at three batches each. Batches arrive in input order.
+    let threads = rayon::current_num_threads();
+    let batch_bytes = cfg.input_batch_bytes(readers.len()).max(1) as u64;
+    let window = ((cfg.memory_limit / 4) / (3 * batch_bytes)).clamp(1, (threads as u64 / 4).max(1)) as usize;
+    let count = readers.len();
+    let mut readers = readers.into_iter();
+    let open = move |_| match readers.next() {
+        Some(r) => r.ahead_with(threads),
+        None => Err(Error::internal("an input was taken twice")),
+    };
+    for reader in Window::new(count, window, open) {
+        let mut reader = reader?;
         while let Some(batch) = reader.next_batch()? {
             if batch.num_rows() == 0 {
                 continue;
