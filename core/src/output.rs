@@ -549,7 +549,9 @@ fn parquet_properties(schema: &SchemaRef, opts: &OutputOptions) -> WriterPropert
             }
             let parts = path.parts();
             let nested = parts.len() > 1;
-            let is_time = time.is_some_and(|t| parts.last().is_some_and(|leaf| leaf == t));
+            // The time leaf: `measurements.list.item.<time>` in grouped rows, `<time>.list.item` in
+            // batched ones, `<time>` at the top.
+            let is_time = time.is_some_and(|t| [parts.first(), parts.last()].into_iter().flatten().any(|p| p == t));
             if nested && !is_time {
                 b = b.set_column_statistics_enabled(path, EnabledStatistics::None);
             }
@@ -582,4 +584,48 @@ pub fn create_out_dir(dir: &Path) -> Result<()> {
 /// The run succeeded: keep the `--out-dir` it created.
 pub fn keep_out_dir(dir: &Path) {
     cleanup::forget(dir);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use arrow::datatypes::{DataType, Field, Fields, Schema, TimeUnit};
+    use parquet::file::properties::EnabledStatistics;
+    use parquet::schema::types::ColumnPath;
+
+    use super::*;
+
+    /// Statistics: the key and the time leaf, wherever the layout puts it (grouped rows:
+    /// `measurements.list.item.<time>`; batched rows: `<time>.list.item`); no other list leaf.
+    #[test]
+    fn statistics_for_the_key_and_the_time_leaf_only() {
+        let ts = DataType::Timestamp(TimeUnit::Microsecond, None);
+        let meta = HashMap::from([(crate::meta::TIME_METADATA.to_string(), "event_time".to_string())]);
+        let item =
+            Fields::from(vec![Field::new("event_time", ts.clone(), true), Field::new("rtt", DataType::Float64, true)]);
+        let grouped = Schema::new(vec![
+            Field::new("src_addr", DataType::Utf8, true),
+            Field::new_list("measurements", Field::new_list_field(DataType::Struct(item), true), false),
+        ])
+        .with_metadata(meta.clone());
+        let batched = Schema::new(vec![
+            Field::new("src_addr", DataType::Utf8, true),
+            Field::new_list("event_time", Field::new_list_field(ts, true), false),
+            Field::new_list("rtt", Field::new_list_field(DataType::Float64, true), false),
+        ])
+        .with_metadata(meta);
+        let on = |schema: Schema, path: &str| {
+            let props = parquet_properties(&Arc::new(schema), &OutputOptions::default());
+            props.statistics_enabled(&ColumnPath::from(path.split('.').map(String::from).collect::<Vec<_>>()))
+                != EnabledStatistics::None
+        };
+        assert!(on(grouped.clone(), "src_addr"));
+        assert!(on(grouped.clone(), "measurements.list.item.event_time"));
+        assert!(!on(grouped, "measurements.list.item.rtt"));
+        assert!(on(batched.clone(), "src_addr"));
+        assert!(on(batched.clone(), "event_time.list.item"));
+        assert!(!on(batched, "rtt.list.item"));
+    }
 }
