@@ -35,6 +35,7 @@
 
 use std::cmp::Ordering;
 use std::collections::HashSet;
+use std::hash::BuildHasherDefault;
 
 use arrow::array::{Array, ArrayRef};
 use arrow::buffer::NullBuffer;
@@ -49,6 +50,33 @@ use rayon::prelude::*;
 
 use crate::report::{self, FileReport, FileVerdict, Reappearance, Report, Verdict, Violation, ViolationKind};
 use crate::Config;
+
+/// Shards of the set of key hashes seen, each filled by one task ([`Checker::runs_start`]).
+const SHARDS: usize = 64;
+
+/// The shard of a key hash: bits the hash table itself does not use (it takes the low bits for
+/// the slot and the top seven as a tag).
+fn shard(h: u64) -> usize {
+    (h >> 40) as usize % SHARDS
+}
+
+/// The set's hasher: its values are XXH3-64 hashes already, so they are their own hash.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl std::hash::Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
 
 /// Rows per chunk of keys converted to the row format on one thread.
 const ROW_CHUNK: usize = 1 << 16;
@@ -119,12 +147,11 @@ pub struct Checker {
     prev: Option<Prev>,
     /// Hashes of every key seen so far (the null key of a one-column key is tracked apart,
     /// because its key bytes are empty like those of an empty string).
-    seen: HashSet<u64>,
+    seen: Vec<HashSet<u64, BuildHasherDefault<Prehashed>>>,
     null_key_seen: bool,
     reappearances: u64,
     first_reappearance: Option<Reappearance>,
     violations: Vec<Violation>,
-    hash_buf: Vec<u8>,
 }
 
 pub use probe_core::columns::cmp_time;
@@ -147,12 +174,11 @@ impl Checker {
             max_violations,
             files: Vec::new(),
             prev: None,
-            seen: HashSet::new(),
+            seen: (0..SHARDS).map(|_| HashSet::default()).collect(),
             null_key_seen: false,
             reappearances: 0,
             first_reappearance: None,
             violations: Vec::new(),
-            hash_buf: Vec::new(),
         })
     }
 
@@ -213,6 +239,8 @@ impl Checker {
         file.null_keys += null_keys.map_or(0, |b| b.null_count()) as u64;
         file.null_times += time.null_count() as u64;
 
+        // Rows of this batch where a key run starts, in order.
+        let mut starts = Vec::new();
         for i in 0..n {
             // A later time of the same key (nearly every row of a sorted input): nothing to count.
             if i > 0 && steps[i - 1] == (Ordering::Equal, Ordering::Greater) {
@@ -238,9 +266,10 @@ impl Checker {
                 }
             };
             if new_run {
-                self.run_starts(&keys, i, &at, cur.key)?;
+                starts.push(i);
             }
         }
+        self.runs_start(&keys, &starts, &name, base, &rows)?;
 
         let last = rows.row(n - 1).owned();
         let file = &mut self.files[file_idx];
@@ -308,20 +337,68 @@ impl Checker {
         ord != Ordering::Equal
     }
 
-    /// A key run starts at row `i`: a key seen in an earlier run means the key is not
-    /// contiguous (the input is not even clustered).
-    fn run_starts(&mut self, keys: &[ArrayRef], i: usize, at: &At<'_>, key: Row<'_>) -> Result<()> {
-        let fresh = if self.n_keys == 1 && keys[0].is_null(i) {
-            !std::mem::replace(&mut self.null_key_seen, true)
-        } else {
-            self.seen.insert(key_hash(keys, i, 0, &mut self.hash_buf)?)
-        };
-        if !fresh {
-            self.reappearances += 1;
-            if self.first_reappearance.is_none() {
-                let key = self.key_text(key);
-                self.first_reappearance = Some(Reappearance { file: at.file.to_string(), row: at.row, key });
+    /// Key runs start at rows `starts` of this batch (ascending): a key seen in an earlier run
+    /// means the key is not contiguous (the input is not even clustered). The keys are hashed on
+    /// the pool; the set of hashes seen is cut into [`SHARDS`] by hash, and each shard takes its
+    /// rows in order on the pool, so each key is found fresh or seen exactly where a pass in
+    /// row order would find it. The null key of a one-column key is tracked apart, in order.
+    fn runs_start(
+        &mut self,
+        keys: &[ArrayRef],
+        starts: &[usize],
+        name: &str,
+        base: u64,
+        rows: &Chunked<'_>,
+    ) -> Result<()> {
+        let null_key = |i: usize| self.n_keys == 1 && keys[0].is_null(i);
+        let hashes = starts
+            .par_iter()
+            .with_min_len(1 << 12)
+            .map_init(Vec::new, |buf, &i| if null_key(i) { Ok(None) } else { key_hash(keys, i, 0, buf).map(Some) })
+            .collect::<Result<Vec<Option<u64>>>>()?;
+        // Per shard, the positions in `starts` of its keys, in order.
+        let mut by_shard: Vec<Vec<u32>> = vec![Vec::new(); SHARDS];
+        let (mut again, mut first_again) = (0u64, None::<usize>);
+        for (k, h) in hashes.iter().enumerate() {
+            match h {
+                Some(h) => by_shard[shard(*h)].push(k as u32),
+                None => {
+                    if std::mem::replace(&mut self.null_key_seen, true) {
+                        again += 1;
+                        first_again = first_again.or(Some(k));
+                    }
+                }
             }
+        }
+        let found: Vec<(u64, Option<usize>)> = self
+            .seen
+            .par_iter_mut()
+            .zip(by_shard.par_iter())
+            .map(|(set, ks)| {
+                let (mut again, mut first) = (0u64, None::<usize>);
+                for &k in ks {
+                    if let Some(h) = hashes[k as usize] {
+                        if !set.insert(h) {
+                            again += 1;
+                            first = first.or(Some(k as usize));
+                        }
+                    }
+                }
+                (again, first)
+            })
+            .collect();
+        for (a, f) in found {
+            again += a;
+            first_again = match (first_again, f) {
+                (Some(x), Some(y)) => Some(x.min(y)),
+                (x, y) => x.or(y),
+            };
+        }
+        self.reappearances += again;
+        if let (None, Some(k)) = (&self.first_reappearance, first_again) {
+            let i = starts[k];
+            let key = self.key_text(rows.row(i));
+            self.first_reappearance = Some(Reappearance { file: name.to_string(), row: base + i as u64, key });
         }
         Ok(())
     }
@@ -368,7 +445,7 @@ impl Checker {
         r.file_count = r.files.len();
         // Unknown (stdin among the inputs) rather than a total that leaves some out.
         r.bytes = r.files.iter().map(|f| f.bytes).sum();
-        r.distinct_keys = self.seen.len() as u64 + u64::from(self.null_key_seen);
+        r.distinct_keys = self.seen.iter().map(|s| s.len() as u64).sum::<u64>() + u64::from(self.null_key_seen);
         r.key_reappearances = self.reappearances;
         r.first_reappearance = self.first_reappearance;
         r.first_violations = self.violations;
