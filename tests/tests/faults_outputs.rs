@@ -95,8 +95,9 @@ fn start_half_way(case: &Case, root: &Path) -> (std::process::Child, std::sync::
 
 /// SIGKILL cannot be caught: what it leaves must be hidden from readers, and a later run into
 /// the same place must refuse the leftover rather than mix it into a new result.
-#[test]
-fn sigkill_leaves_nothing_visible_and_the_leftover_is_refused() {
+/// Every case, each in a folder of its own, stopped half way with `signal`; `check` gets the
+/// case, its folder, and the run's exit status and stderr.
+fn each_stopped_half_way(signal: &str, mut check: impl FnMut(&Case, &Path, std::process::ExitStatus, String)) {
     let dir = tempfile::tempdir().unwrap();
     let flat = measurements(300_000);
     let grouped = probe_rows(&flat);
@@ -105,11 +106,18 @@ fn sigkill_leaves_nothing_visible_and_the_leftover_is_refused() {
         std::fs::create_dir(&root).unwrap();
         let case = &cases(&root, &grouped, &flat)[i];
         let (child, hold) = start_half_way(case, &root);
-        send(&child, "KILL");
-        let (status, _) = finish(child, 30);
+        send(&child, signal);
+        let (status, stderr) = finish(child, 30);
         drop(hold);
+        check(case, &root, status, stderr);
+    }
+}
+
+#[test]
+fn sigkill_leaves_nothing_visible_and_the_leftover_is_refused() {
+    each_stopped_half_way("KILL", |case, root, status, _| {
         assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9), "{status:?}");
-        let seen = visible_files(&root);
+        let seen = visible_files(root);
         assert!(seen.is_empty(), "{} {:?}: SIGKILL left visible files {seen:?}", case.stage, case.args);
 
         // A second, complete run into the same place.
@@ -118,41 +126,31 @@ fn sigkill_leaves_nothing_visible_and_the_leftover_is_refused() {
         if case.stage == "probe-batch" {
             // A single file: the leftover is a dot-named temp file, replaced by the new result.
             again.assert_ok();
-            continue;
+            return;
         }
         let line = again.assert_error(case.stage, &["probe-staging-", "killed", "remove it"]);
-        assert!(visible_files(&root).is_empty(), "{}: a refused run wrote {:?}", case.stage, visible_files(&root));
+        assert!(visible_files(root).is_empty(), "{}: a refused run wrote {:?}", case.stage, visible_files(root));
         // Removing the leftover, as the message says, lets the run through.
         let leftover = line.split("rm -rf ").nth(1).and_then(|r| r.split(')').next()).expect("the path to remove");
         std::fs::remove_dir_all(leftover).unwrap();
         run(case.stage, &args, Some(case.input.to_vec())).assert_ok();
         assert!(
-            all_files(&root).iter().all(|f| !f.contains("probe-staging") && !f.contains(".tmp")),
+            all_files(root).iter().all(|f| !f.contains("probe-staging") && !f.contains(".tmp")),
             "{}: {:?}",
             case.stage,
-            all_files(&root)
+            all_files(root)
         );
-    }
+    });
 }
 
 /// SIGINT removes everything the run wrote, staging folders included, and exits 130.
 #[test]
 fn sigint_removes_everything_the_run_wrote() {
-    let dir = tempfile::tempdir().unwrap();
-    let flat = measurements(300_000);
-    let grouped = probe_rows(&flat);
-    for i in 0..cases(dir.path(), &grouped, &flat).len() {
-        let root = dir.path().join(format!("run{i}"));
-        std::fs::create_dir(&root).unwrap();
-        let case = &cases(&root, &grouped, &flat)[i];
-        let (child, hold) = start_half_way(case, &root);
-        send(&child, "INT");
-        let (status, stderr) = finish(child, 30);
-        drop(hold);
+    each_stopped_half_way("INT", |case, root, status, stderr| {
         assert_eq!(status.code(), Some(130), "{} {:?}: {status:?} {stderr}", case.stage, case.args);
         assert!(stderr.is_empty(), "{}: {stderr}", case.stage);
-        assert_eq!(list_dir(&root), Vec::<String>::new(), "{} {:?}: SIGINT left files", case.stage, case.args);
-    }
+        assert_eq!(list_dir(root), Vec::<String>::new(), "{} {:?}: SIGINT left files", case.stage, case.args);
+    });
 }
 
 /// A disk that fills while the second split file is written: the first, complete, must not be
