@@ -225,10 +225,8 @@ impl Checker {
             .into_par_iter()
             .with_min_len(1 << 14)
             .map(|i| {
-                let ord = rows.row(i).cmp(&rows.row(i - 1));
-                let time_ord =
-                    if ord == Ordering::Equal { cmp_time(time_at(i), time_at(i - 1)) } else { Ordering::Equal };
-                (ord, time_ord)
+                let pos = |i: usize| Pos { key: rows.row(i), time: time_at(i) };
+                step(&pos(i), &pos(i - 1))
             })
             .collect();
 

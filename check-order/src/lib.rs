@@ -96,8 +96,8 @@ pub fn run(cfg: &Config) -> Result<Report> {
     // key and time columns decoded on a thread of its own (with threads to spare), two batches
     // ahead. Up to one input per thread decodes at once (`Window`); the checker takes them in
     // order, so batches, violations and errors are the same for any number of threads.
-    let open = |i: usize| -> Result<_> {
-        let input = Input::open(&sources[i])?;
+    let open = |source| -> Result<_> {
+        let input = Input::open(source)?;
         let name = input.name().to_string();
         let schema = input.schema();
         if settled.is_none() {
@@ -118,7 +118,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
         let batches = input.reader(Some(&columns), DEFAULT_BATCH_BYTES)?.ahead_with(threads)?;
         Ok((name, size, projected, cfg.keys.len(), cfg.max_violations, batches))
     };
-    for opened in Window::new(sources.len(), threads, open) {
+    for opened in Window::new(sources.iter().map(open), threads) {
         let (name, size, projected, n_keys, max_violations, mut batches) = opened?;
         let checker = match checker.as_mut() {
             Some(c) => c,

@@ -649,41 +649,42 @@ enum Inner {
     Ahead(Receiver<Result<Option<RecordBatch>>>),
 }
 
-/// Inputs taken one after another, with the next ones opened early: `open(i)` makes item `i`
-/// (typically an input's [`BatchReader::ahead_with`], whose thread starts decoding at once), and
-/// at most `window` items are made before the caller has taken the oldest. So while the caller
-/// reads input `i`, inputs `i+1 .. i+window-1` decode on threads of their own. Batches, row
-/// numbers and errors are those of opening and reading the inputs in order: an error from
-/// `open` waits in its turn, and nothing after it is opened.
+/// Inputs taken one after another, with the next ones opened early: `items` is a lazy iterator
+/// whose items open an input (typically its [`BatchReader::ahead_with`], whose thread starts
+/// decoding at once), and at most `window` of them are made before the caller has taken the
+/// oldest. So while the caller reads input `i`, inputs `i+1 .. i+window-1` decode on threads of
+/// their own. Batches, row numbers and errors are those of opening and reading the inputs in
+/// order: an error waits in its turn, and nothing after it is opened.
 ///
 /// ```text
-/// for reader in Window::new(sources.len(), threads, |i| open(&sources[i])) { let reader = reader?; ... }
+/// for reader in Window::new(sources.iter().map(open), threads) { let reader = reader?; ... }
 /// ```
-pub struct Window<T, F> {
-    open: F,
-    next: usize,
-    count: usize,
+pub struct Window<I: Iterator> {
+    /// `None` once it has run out or given an error.
+    items: Option<I>,
     window: usize,
-    made: std::collections::VecDeque<Result<T>>,
+    made: std::collections::VecDeque<I::Item>,
 }
 
-impl<T, F: FnMut(usize) -> Result<T>> Window<T, F> {
-    /// Items `0..count`, at most `window` (at least one) made ahead of the caller.
-    pub fn new(count: usize, window: usize, open: F) -> Window<T, F> {
-        Window { open, next: 0, count, window: window.max(1), made: std::collections::VecDeque::new() }
+impl<T, I: Iterator<Item = Result<T>>> Window<I> {
+    /// The items of `items`, at most `window` (at least one) made ahead of the caller.
+    pub fn new(items: I, window: usize) -> Window<I> {
+        Window { items: Some(items), window: window.max(1), made: std::collections::VecDeque::new() }
     }
 }
 
-impl<T, F: FnMut(usize) -> Result<T>> Iterator for Window<T, F> {
+impl<T, I: Iterator<Item = Result<T>>> Iterator for Window<I> {
     type Item = Result<T>;
 
     /// The next item in order, `None` after the last.
     fn next(&mut self) -> Option<Result<T>> {
-        while self.made.len() < self.window && self.next < self.count {
-            let item = (self.open)(self.next);
-            self.next += 1;
+        while self.made.len() < self.window {
+            let Some(item) = self.items.as_mut().and_then(Iterator::next) else {
+                self.items = None;
+                break;
+            };
             if item.is_err() {
-                self.count = self.next;
+                self.items = None;
             }
             self.made.push_back(item);
         }
@@ -880,7 +881,7 @@ mod tests {
                     Ok(i * 10)
                 }
             };
-            let mut w = Window::new(8, window, open);
+            let mut w = Window::new((0..8).map(open), window);
             let mut got = Vec::new();
             for item in w.by_ref() {
                 // What has been opened when item k is handed out: k + window at most.

@@ -404,13 +404,7 @@ pub fn sort_inputs(
     let threads = rayon::current_num_threads();
     let batch_bytes = cfg.input_batch_bytes(readers.len()).max(1) as u64;
     let window = ((cfg.memory_limit / 4) / (3 * batch_bytes)).clamp(1, (threads as u64 / 4).max(1)) as usize;
-    let count = readers.len();
-    let mut readers = readers.into_iter();
-    let open = move |_| match readers.next() {
-        Some(r) => r.ahead_with(threads),
-        None => Err(Error::internal("an input was taken twice")),
-    };
-    for reader in Window::new(count, window, open) {
+    for reader in Window::new(readers.into_iter().map(|r| r.ahead_with(threads)), window) {
         let mut reader = reader?;
         while let Some(batch) = reader.next_batch()? {
             if batch.num_rows() == 0 {
