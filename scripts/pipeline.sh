@@ -203,7 +203,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Wait for one step; returns its status.
 # Wait (up to 30 s) until no process of step P's process group is left. Waiting for the step
 # reaps its first process only: after a kill the stages in its pipe may still be removing their
 # staging folders, and a rerun must not start (nor the results be cleared) before they are done.
@@ -211,6 +210,7 @@ gone() {
     local p="$1" i
     for (( i = 0; i < 300; i++ )); do kill -0 -- "-$p" 2>/dev/null || return 0; sleep 0.1; done
 }
+# Wait for one step; returns its status.
 wait_step() {
     local pid="$1" rc=0
     wait "$pid" || rc=$?
@@ -342,7 +342,7 @@ if (( rc != 0 )); then echo "pipeline: error: group | split failed (exit $rc)" >
 split_bytes=$(du -sb "$work" | cut -f1)
 if [[ $split_format != pipe ]]; then
 
-# 3. batch | merge for every split, JOBS at a time. probe-merge builds OUT/<split> as a hidden
+# 2. With split files: batch | merge for every split, JOBS at a time. probe-merge builds OUT/<split> as a hidden
 # folder and renames it into place when complete; a previous result is removed first. On a
 # store it uploads the parts once complete, then _manifest.json; the prefix must be empty.
 clear_results
