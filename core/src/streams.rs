@@ -207,37 +207,12 @@ impl IpcStreams {
     /// `row` (the input's row number of the next row) is for messages.
     pub(crate) fn next(&mut self, row: u64) -> Result<Option<RecordBatch>> {
         loop {
-            if self.parallel {
-                self.read_ahead();
-                match self.ahead.pop_front() {
-                    Some((pending, bytes)) => {
-                        self.ahead_bytes -= bytes;
-                        let decoded = match pending {
-                            Pending::Ready(d) => d,
-                            Pending::Wait(rx) => rx.recv().unwrap_or_else(|_| {
-                                Err(Failure::Arrow(ArrowError::IpcError("the decoder stopped without a result".into())))
-                            }),
-                        };
-                        return match decoded {
-                            Ok(b) => self.conform(b).map(Some),
-                            Err(Failure::Done(e)) => Err(e),
-                            Err(Failure::Arrow(e)) => Err(self.decode_error(row, e)),
-                        };
-                    }
-                    None => {
-                        if !self.reader.get_ref().get_ref().saw_end_of_stream() {
-                            return Err(Error::data(truncated_msg(&self.label())));
-                        }
-                        if !self.next_stream()? {
-                            return Ok(None);
-                        }
-                        continue;
-                    }
-                }
-            }
-            match self.reader.next() {
+            let next =
+                if self.parallel { self.next_decoded() } else { self.reader.next().map(|r| r.map_err(Failure::Arrow)) };
+            match next {
                 Some(Ok(b)) => return self.conform(b).map(Some),
-                Some(Err(e)) => return Err(self.decode_error(row, e)),
+                Some(Err(Failure::Done(e))) => return Err(e),
+                Some(Err(Failure::Arrow(e))) => return Err(self.decode_error(row, e)),
                 None => {
                     if !self.reader.get_ref().get_ref().saw_end_of_stream() {
                         return Err(Error::data(truncated_msg(&self.label())));
@@ -248,6 +223,20 @@ impl IpcStreams {
                 }
             }
         }
+    }
+
+    /// The oldest message read ahead, decoded (waiting for the pool if need be); `None` after
+    /// the current stream's last one.
+    fn next_decoded(&mut self) -> Option<Decoded> {
+        self.read_ahead();
+        let (pending, bytes) = self.ahead.pop_front()?;
+        self.ahead_bytes -= bytes;
+        Some(match pending {
+            Pending::Ready(d) => d,
+            Pending::Wait(rx) => rx.recv().unwrap_or_else(|_| {
+                Err(Failure::Arrow(ArrowError::IpcError("the decoder stopped without a result".into())))
+            }),
+        })
     }
 
     /// A message that could not be read or decoded near `row`.
