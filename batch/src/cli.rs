@@ -142,10 +142,11 @@ impl Args {
             }
             (Some(s), Some(_)) => Some(s),
         };
-        check_stdout_not_terminal(self.output.output.as_deref())?;
+        let output = self.output.path();
+        check_stdout_not_terminal(output.as_deref())?;
         Ok(Config {
             inputs: self.input.inputs,
-            output: self.output.output,
+            output,
             ipc_compression: self.output.ipc_compression,
             keys,
             time,

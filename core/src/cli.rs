@@ -18,7 +18,8 @@ pub struct InputArgs {
 pub struct OutputArgs {
     /// Write to PATH instead of stdout: `.parquet` or `.pq` = Parquet, `.arrow` = Arrow IPC
     /// file, anything else = Arrow IPC stream (`.arrows` by convention). Written under a
-    /// temporary name and renamed on success; PATH must not be one of the inputs.
+    /// temporary name and renamed on success; PATH must not be one of the inputs. `-o -` is
+    /// stdout.
     #[arg(short = 'o', long = "output", value_name = "PATH")]
     pub output: Option<PathBuf>,
 
@@ -27,6 +28,13 @@ pub struct OutputArgs {
     /// pyarrow) decodes both codecs.
     #[arg(long = "ipc-compression", value_enum, value_name = "CODEC")]
     pub ipc_compression: Option<crate::output::IpcCompression>,
+}
+
+impl OutputArgs {
+    /// The output file; `None` for stdout (no `-o`, or `-o -`, the Unix convention).
+    pub fn path(&self) -> Option<PathBuf> {
+        self.output.clone().filter(|p| p.as_os_str() != "-")
+    }
 }
 
 /// `-q`.

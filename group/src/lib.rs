@@ -151,10 +151,11 @@ impl Args {
                 probe_core::cli::human_bytes(MIN_MEMORY_LIMIT),
             )));
         }
-        check_stdout_not_terminal(self.output.output.as_deref())?;
+        let output = self.output.path();
+        check_stdout_not_terminal(output.as_deref())?;
         Ok(Config {
             inputs: self.input.inputs,
-            output: self.output.output,
+            output,
             keys: self.keys.key.key,
             time: self.keys.time,
             columns: self.columns,

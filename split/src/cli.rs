@@ -151,8 +151,9 @@ impl Args {
                         "--format is for --out-dir; with --tag the -o extension picks the format (.parquet, .arrows)",
                     ));
                 }
-                check_stdout_not_terminal(self.output.output.as_deref())?;
-                Mode::Tag { output: self.output.output }
+                let output = self.output.path();
+                check_stdout_not_terminal(output.as_deref())?;
+                Mode::Tag { output }
             }
             _ => return Err(Error::config("give exactly one of --out-dir DIR, --split-to and --tag")),
         };

@@ -409,3 +409,33 @@ fn timestamp_keys_show_as_iso_times_too() {
     let out = run("probe-group", &["-q", "--key", "hour", path.to_str().unwrap()], None);
     out.assert_error("probe-group", &["key 1970-01-01T01:00:00Z comes after key 1970-01-01T02:00:00Z"]);
 }
+
+#[test]
+fn dash_as_the_output_is_stdout_for_every_stage_that_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = composite_input(dir.path());
+    let group = format!("probe-group -q --key src_addr,dst_port {input}");
+    let grouped = sh(&format!("{group}"), dir.path());
+    grouped.assert_ok();
+    let batched = sh(&format!("{group} | probe-batch -q --max-len 2"), dir.path());
+    batched.assert_ok();
+    let tagged = sh(&format!("{group} | probe-split -q --tag --ratios train=1"), dir.path());
+    tagged.assert_ok();
+    let cases = [
+        (format!("{group} -o -"), &grouped),
+        (format!("{group} | probe-batch -q --max-len 2 -o -"), &batched),
+        (format!("{group} | probe-split -q --tag --ratios train=1 -o -"), &tagged),
+    ];
+    for (cmd, want) in cases {
+        let out = sh(&cmd, dir.path());
+        out.assert_ok();
+        assert!(!out.stdout.is_empty(), "{cmd}: nothing on stdout");
+        assert_eq!(out.stdout, want.stdout, "{cmd}: stdout differs from the run without -o");
+        assert!(!dir.path().join("-").exists(), "{cmd}: wrote a file named `-`");
+    }
+    // Parquet has no stdout form: probe-merge says so rather than writing a file named `-`.
+    let merged = sh(&format!("{group} | probe-batch -q | probe-merge -q -o -"), dir.path());
+    merged.assert_code(2);
+    assert!(merged.stderr.contains("FILE.parquet"), "{}", merged.stderr);
+    assert!(!dir.path().join("-").exists(), "probe-merge wrote a file named `-`");
+}
