@@ -15,13 +15,18 @@
 //! **Each range** merges, across all inputs, the rows of its keys: each input is read from the
 //! first page whose max bound reaches `k_i` (pages before it are skipped unread, through the
 //! offset index) until its first row at or above `k_{i+1}`; the same k-way merge as the whole
-//! run, so ties across files keep input order.
+//! run, so ties across files keep input order. An input whose first page to read has a min
+//! bound at or above `k_{i+1}` is not opened at all (sorted files that each hold a slice of the
+//! key space: most inputs, for most ranges).
 //!
 //! **The order check stays complete.** Every batch read is checked whole, rows outside the range
 //! included. Range `i` stops at the first row at or above `k_{i+1}`, which lies in a page whose
 //! max bound reaches `k_{i+1}`, so at or after where range `i + 1` starts: the rows each range
 //! checks overlap the next range's, and every adjacent pair of rows of every input is checked by
-//! some range, whatever the data. Only the statistics being *bounds* is relied on (true of
+//! some range, whatever the data. A range that leaves an input unopened (its first page to
+//! read starts at or above `k_{i+1}`) breaks no link: that page's max bound reaches `k_{i+1}`
+//! too, so range `i + 1` starts reading the input at or before it, where range `i - 1` stopped
+//! or earlier. Only the statistics being *bounds* is relied on (true of
 //! truncated ones too); a page with nulls, or unknown null count or max, is unbounded. So when
 //! no range fails, every input was sorted, and each row went to exactly one range. When one
 //! fails, ranges before it are written, nothing after, and the caller reruns the sequential check
@@ -356,14 +361,26 @@ impl BatchSource for RangeSource {
 
 impl PlanFile {
     /// A source from the first unit whose max bound reaches `lo`, or `None` if no row can.
-    fn source_from(&self, lo: Option<&OwnedRow>) -> Result<Option<RangeSource>> {
-        let start = match lo {
-            None => 0,
+    ///
+    /// `None` too when the first unit to read starts at or above `hi`: the range would stop at
+    /// its first row, taking nothing. Its first batch is still checked, by the range its first
+    /// row is in, which starts reading this file at or before that unit (the unit's max bound
+    /// reaches `hi` too). Before, every range decoded a batch of every later file: with 20 sorted
+    /// files (each a slice of the key space), most of the files.
+    fn source_from(&self, lo: Option<&OwnedRow>, hi: Option<&OwnedRow>) -> Result<Option<RangeSource>> {
+        let first = match lo {
+            None => self.units.first(),
             Some(lo) => match self.units.iter().find(|u| u.max.as_ref().is_none_or(|m| m.row() >= lo.row())) {
-                Some(u) => u.first_row,
+                Some(u) => Some(u),
                 None => return Ok(None),
             },
         };
+        if let (Some(u), Some(hi)) = (first, hi) {
+            if u.min.as_ref().is_some_and(|m| m.row() >= hi.row()) {
+                return Ok(None);
+            }
+        }
+        let start = first.map_or(0, |u| u.first_row);
         if start >= self.total_rows {
             return Ok(None);
         }
@@ -463,7 +480,7 @@ fn run_range(plan: &Plan, shared: &Shared, r: usize, send: &mut ordered::Send) -
     let mut cursors = Vec::with_capacity(plan.files.len());
     let taken: Vec<Arc<AtomicU64>> = plan.files.iter().map(|_| Arc::new(AtomicU64::new(0))).collect();
     for (i, f) in plan.files.iter().enumerate() {
-        if let Some(source) = f.source_from(lo)? {
+        if let Some(source) = f.source_from(lo, hi)? {
             let c =
                 Cursor::new(Box::new(source), i, shared.converter.clone(), shared.layout.clone(), SourceKind::Input);
             cursors.push(c.in_range(
