@@ -14,6 +14,7 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use arrow::datatypes::SchemaRef;
@@ -143,8 +144,10 @@ enum Writer {
 /// upload to a store (completed by `finish`: the object appears only then).
 #[derive(Debug)]
 pub enum Sink {
-    /// Standard output.
-    Stdout(io::Stdout),
+    /// Standard output, as a duplicate of its descriptor: Rust's `io::Stdout` is line-buffered,
+    /// and its `LineWriter` searched every byte of the stream for a newline (1.4% of
+    /// `probe-group`'s CPU time to a pipe). Only this output writes to stdout.
+    Stdout(File),
     /// A local (temp) file.
     File(File),
     /// A multipart upload to a store.
@@ -281,7 +284,11 @@ impl Output {
         match path {
             None => {
                 check_stdout_not_terminal(None)?;
-                let sink = Sink::Stdout(io::stdout());
+                let sink = io::stdout()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map(|fd| Sink::Stdout(File::from(fd)))
+                    .map_err(|e| Error::data(format!("cannot open standard output: {e}")))?;
                 let compression = opts.ipc_compression.unwrap_or(IpcCompression::None);
                 let w = IpcStream::try_new(
                     BufWriter::with_capacity(1 << 20, sink),
