@@ -415,7 +415,7 @@ fn dash_as_the_output_is_stdout_for_every_stage_that_streams() {
     let dir = tempfile::tempdir().unwrap();
     let input = composite_input(dir.path());
     let group = format!("probe-group -q --key src_addr,dst_port {input}");
-    let grouped = sh(&format!("{group}"), dir.path());
+    let grouped = sh(&group, dir.path());
     grouped.assert_ok();
     let batched = sh(&format!("{group} | probe-batch -q --max-len 2"), dir.path());
     batched.assert_ok();
