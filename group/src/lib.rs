@@ -227,13 +227,13 @@ impl Config {
             let report = Report { input_bytes: prepared.input_bytes, ..Report::default() };
             return Ok(self.summary(counts, report, Some(plan.ranges()), &progress));
         }
-        let Prepared { inputs, projection, proj_schema, input_bytes, .. } = prepared;
+        let Prepared { inputs, projection, proj_schema, input_bytes, total_rows, .. } = prepared;
         let readers =
             inputs.into_iter().map(|i| i.reader(Some(&projection), batch_bytes)).collect::<Result<Vec<_>>>()?;
         let output = self.create_output(&shape)?;
         let mut report = Report { input_bytes, ..Report::default() };
         if self.sort {
-            let sorted = sort::sort_inputs(readers, &proj_schema, self, &shape.layout, &progress)?;
+            let sorted = sort::sort_inputs(readers, total_rows, &proj_schema, self, &shape.layout, &progress)?;
             report.spilled_runs = sorted.runs;
             report.merge_passes = sorted.passes;
             report.spilled_bytes = sorted.bytes;

@@ -5,7 +5,9 @@
 //!    `--memory-limit`) is used; the rows are then stable-sorted on all threads (ties keep
 //!    input order) and written as compressed Arrow IPC files in `--temp-dir` (compressed on all
 //!    threads). When all input fits in one run, nothing is spilled: the sorted run is served
-//!    from memory.
+//!    from memory. When the input is known to need at most half the fan-in of quarter-limit
+//!    runs, runs are a quarter of the limit instead, and each is sorted and spilled on a thread
+//!    of its own while the next fills: reading no longer waits for the sort.
 //! 2. **Parts.** The first run's quantiles cut it into up to [`PARTS`] parts (distinct split keys; at least
 //!    [`MIN_PART_ROWS`] rows of that run per part). Every run is cut at them, one spill file
 //!    per part, so part `j` of every run holds the same keys and no key is in two parts. The
@@ -17,7 +19,8 @@
 //!    own and the parts written in key order ([`crate::ordered`]): the same bytes for any
 //!    number of threads.
 //!
-//! Budget: the run buffer is half the limit; spill batches are sized so that `fan-in` of them
+//! Budget: the run buffer is half the limit (two of a quarter when runs overlap: the one being
+//! spilled and the one filling); spill batches are sized so that `fan-in` of them
 //! (decoded, with their row-format keys) fit in a quarter. The parts merged at once are as many
 //! as fit in the half the run buffer leaves free. What is not counted is the fixed overhead of
 //! the process (code, allocator, Parquet page buffers): the README documents it.
@@ -98,7 +101,8 @@ impl Sorted {
 /// How the budget is split.
 #[derive(Debug, Clone, Copy)]
 pub struct Budget {
-    /// Bytes of decoded input (plus sort keys) gathered into one run.
+    /// Bytes of decoded input (plus sort keys) gathered into one run: half the limit, or a
+    /// quarter where runs overlap ([`sort_inputs`]).
     pub run_bytes: usize,
     /// Target bytes of one spilled batch.
     pub spill_batch_bytes: usize,
@@ -374,10 +378,31 @@ fn chunk_rows(batches: &[RecordBatch], target: usize) -> usize {
     (target / per_row).clamp(1, 1 << 20)
 }
 
+/// A spilled run's part files, their bytes, and the next spill file number.
+type SpillResult = Result<(Vec<Option<PathBuf>>, u64, usize)>;
+
+/// The runs spilled so far, in run order.
+struct Spills {
+    runs: Vec<Vec<Option<PathBuf>>>,
+    bytes: u64,
+    next_file: usize,
+}
+
+impl Spills {
+    fn add(&mut self, spilled: SpillResult) -> Result<()> {
+        let (files, size, next) = spilled?;
+        self.runs.push(files);
+        self.bytes += size;
+        self.next_file = next;
+        Ok(())
+    }
+}
+
 /// Turn the inputs into sorted runs (spilling when they do not fit), cut into parts by split
 /// keys taken from the first run, ready for the final merge of each part.
 pub fn sort_inputs(
     readers: Vec<BatchReader>,
+    total_rows: Option<u64>,
     schema: &Arc<Schema>,
     cfg: &Config,
     layout: &Arc<Layout>,
@@ -404,20 +429,44 @@ pub fn sort_inputs(
     let threads = rayon::current_num_threads();
     let batch_bytes = cfg.input_batch_bytes(readers.len()).max(1) as u64;
     let window = ((cfg.memory_limit / 4) / (3 * batch_bytes)).clamp(1, (threads as u64 / 4).max(1)) as usize;
-    for reader in Window::new(readers.into_iter().map(|r| r.ahead_with(threads)), window) {
-        let mut reader = reader?;
-        while let Some(batch) = reader.next_batch()? {
-            if batch.num_rows() == 0 {
-                continue;
-            }
-            progress.inc(batch.num_rows());
-            // Times are checked here, where the file and row are known, not in the sorted runs.
-            let first_row = reader.rows_read() - batch.num_rows() as u64;
-            probe_core::columns::check_time_values(batch.column(layout.time_idx()), |i| {
-                format!("{}: row {}", reader.name(), first_row + i as u64)
-            })?;
-            builder.push(batch)?;
-            if builder.bytes >= budget.run_bytes {
+    // An overlapping run is sorted and spilled on a thread of its own (on the pool) while this
+    // one fills the next: one run in flight at a time, so spill files keep run order. With one
+    // thread it is spilled here, in turn. The runs are the same either way.
+    let mut acc = Spills { runs: std::mem::take(&mut runs), bytes: spilled_bytes, next_file };
+    // Runs of a quarter of the limit, each sorted and spilled on a thread of its own while the
+    // next one fills, where the input is known (row count from the footers, bytes a row from
+    // its first batch) to need at most half the fan-in of them: twice the runs of half the
+    // limit, still merged in one pass. Else, or when the size is unknown (streams), runs of
+    // half the limit, one at a time. Decided from the data and the limit alone: the runs, and
+    // so the split keys and the output, are the same for any --threads.
+    let mut overlap: Option<bool> = None;
+    std::thread::scope(|scope| -> Result<()> {
+        let mut pending: Option<std::thread::ScopedJoinHandle<'_, SpillResult>> = None;
+        for reader in Window::new(readers.into_iter().map(|r| r.ahead_with(threads)), window) {
+            let mut reader = reader?;
+            while let Some(batch) = reader.next_batch()? {
+                if batch.num_rows() == 0 {
+                    continue;
+                }
+                progress.inc(batch.num_rows());
+                // Times are checked here, where the file and row are known, not in the sorted runs.
+                let first_row = reader.rows_read() - batch.num_rows() as u64;
+                probe_core::columns::check_time_values(batch.column(layout.time_idx()), |i| {
+                    format!("{}: row {}", reader.name(), first_row + i as u64)
+                })?;
+                builder.push(batch)?;
+                let overlap = *overlap.get_or_insert_with(|| {
+                    let per_row = builder.bytes as f64 / builder.count.max(1) as f64;
+                    let quarter = (budget.run_bytes / 2).max(1024) as f64;
+                    total_rows.is_some_and(|n| per_row * n as f64 <= quarter * (budget.fan_in / 2) as f64)
+                });
+                let run_bytes = if overlap { (budget.run_bytes / 2).max(1024) } else { budget.run_bytes };
+                if builder.bytes < run_bytes {
+                    continue;
+                }
+                if let Some(h) = pending.take() {
+                    acc.add(h.join().map_err(|_| Error::internal("spilling a sorted run panicked"))?)?;
+                }
                 let dir = match &spill {
                     Some(d) => d.clone(),
                     None => {
@@ -426,17 +475,44 @@ pub fn sort_inputs(
                         d
                     }
                 };
-                let run = builder.sorted();
-                let splits = match &splits {
-                    Some(s) => s,
-                    None => splits.insert(split_keys(&run, &keys, part_rows)?),
+                let mut full = std::mem::replace(&mut builder, RunBuilder::new(schema, layout.n_keys)?);
+                // The first run is sorted here: its quantiles are the split keys of every run.
+                let first = match &splits {
+                    Some(_) => None,
+                    None => {
+                        let run = full.sorted();
+                        splits = Some(split_keys(&run, &keys, part_rows)?);
+                        Some(run)
+                    }
                 };
-                let (files, size) = spill_run(run, splits, &keys, &dir, &mut next_file, schema, &budget)?;
-                spilled_bytes += size;
-                runs.push(files);
+                let run_splits = splits.clone().unwrap_or_default();
+                let (keys, budget, from) = (&keys, &budget, acc.next_file);
+                let job = move || -> SpillResult {
+                    let run = first.unwrap_or_else(|| full.sorted());
+                    let mut next = from;
+                    let (files, size) = spill_run(run, &run_splits, keys, &dir, &mut next, schema, budget)?;
+                    Ok((files, size, next))
+                };
+                if threads > 1 && overlap {
+                    let spawned = std::thread::Builder::new().name("probe-spill".into()).spawn_scoped(scope, job);
+                    pending =
+                        Some(spawned.map_err(|e| {
+                            Error::config(format!("cannot start a spill thread ({e}); lower --threads"))
+                        })?);
+                } else {
+                    acc.add(job())?;
+                }
             }
         }
-    }
+        if let Some(h) = pending.take() {
+            acc.add(h.join().map_err(|_| Error::internal("spilling a sorted run panicked"))?)?;
+        }
+        Ok(())
+    })?;
+    let Spills { runs: done, bytes, next_file: next } = acc;
+    runs = done;
+    spilled_bytes = bytes;
+    next_file = next;
     let mut last = builder.sorted();
     let Some(dir) = spill else {
         // Everything fit: serve the one run from memory, in parts, nothing touches the disk.
