@@ -487,11 +487,16 @@ pub fn sort_inputs(
                 };
                 let run_splits = splits.clone().unwrap_or_default();
                 let (keys, budget, from) = (&keys, &budget, acc.next_file);
+                // A panic becomes an error here: a scoped thread's panic left unjoined (this
+                // thread returning an error of its own first) would be re-raised by the scope.
                 let job = move || -> SpillResult {
-                    let run = first.unwrap_or_else(|| full.sorted());
-                    let mut next = from;
-                    let (files, size) = spill_run(run, &run_splits, keys, &dir, &mut next, schema, budget)?;
-                    Ok((files, size, next))
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        let run = first.unwrap_or_else(|| full.sorted());
+                        let mut next = from;
+                        let (files, size) = spill_run(run, &run_splits, keys, &dir, &mut next, schema, budget)?;
+                        Ok((files, size, next))
+                    }))
+                    .unwrap_or_else(|_| Err(Error::internal("spilling a sorted run panicked")))
                 };
                 if threads > 1 && overlap {
                     let spawned = std::thread::Builder::new().name("probe-spill".into()).spawn_scoped(scope, job);
