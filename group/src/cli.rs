@@ -83,6 +83,11 @@ pub struct Args {
     #[arg(long, value_name = "ROWS", hide = true)]
     pub sort_part_rows: Option<usize>,
 
+    /// Smallest --sort run (bytes, a quarter of the limit) that is spilled while the next one
+    /// fills (default: 64 MiB). For tests that overlap runs of tiny inputs.
+    #[arg(long, value_name = "BYTES", hide = true)]
+    pub sort_overlap_min_run: Option<usize>,
+
     /// Sorted runs --sort merges at once (at least 2); more runs are merged in several
     /// passes, each merging consecutive runs so ties keep input order. A higher fan-in means
     /// fewer passes but a smaller read buffer per run within --memory-limit.

@@ -74,6 +74,8 @@ pub struct Config {
     pub range_rows: Option<u64>,
     /// Rows of `--sort`'s first run per part, at least (`None`: [`sort::MIN_PART_ROWS`]).
     pub sort_part_rows: Option<usize>,
+    /// Smallest `--sort` run that overlaps (`None`: [`sort::OVERLAP_MIN_RUN_BYTES`]).
+    pub sort_overlap_min_run: Option<usize>,
     /// No progress or summary.
     pub quiet: bool,
 }
@@ -169,6 +171,7 @@ impl Args {
             threads: self.threads.threads,
             range_rows: self.range_rows,
             sort_part_rows: self.sort_part_rows,
+            sort_overlap_min_run: self.sort_overlap_min_run,
             quiet: self.log.quiet,
         })
     }

@@ -418,6 +418,8 @@ fn group_config(inputs: Vec<String>, output: PathBuf) -> probe_group::Config {
         range_rows: Some(7),
         // Parts of --sort's final merge of a few rows, likewise.
         sort_part_rows: Some(3),
+        // Runs of any size overlap (spilled while the next fills).
+        sort_overlap_min_run: Some(0),
     }
 }
 

@@ -157,6 +157,7 @@ proptest! {
         part_rows in prop::sample::select(vec![None, Some(1usize), Some(2), Some(7)]),
         stats in prop::sample::select(vec![Stats::Pages, Stats::SmallPages, Stats::SmallPages, Stats::RowGroups, Stats::None]),
         sliced in prop::bool::weighted(0.4),
+        overlap in prop::bool::weighted(0.5),
     ) {
         let dir = tempfile::tempdir().unwrap();
         // Overlapping sorted files (each holds any key), or one sorted sequence cut into files
@@ -222,6 +223,10 @@ proptest! {
             ]);
             if let Some(p) = part_rows {
                 sort_args.extend(["--sort-part-rows".to_string(), p.to_string()]);
+            }
+            if overlap {
+                // Runs of any size are spilled while the next fills.
+                sort_args.extend(["--sort-overlap-min-run".to_string(), "0".into()]);
             }
             let sorted = same_for_any_threads("probe-group", &sort_args);
             sorted.assert_ok();
