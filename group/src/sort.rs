@@ -441,8 +441,9 @@ pub fn sort_inputs(
     // Runs of a quarter of the limit, each sorted and spilled on a thread of its own while the
     // next one fills, where the input is known (row count from the footers, bytes a row from
     // its first batch) to need at most half the fan-in of them: twice the runs of half the
-    // limit, still merged in one pass; and where a quarter is at least
-    // [`OVERLAP_MIN_RUN_BYTES`]. Else, or when the size is unknown (streams), runs of
+    // limit, still merged in one pass; where it is more than half the limit (less fits in one
+    // run and is never spilled); and where a quarter is at least [`OVERLAP_MIN_RUN_BYTES`].
+    // Else, or when the size is unknown (streams), runs of
     // half the limit, one at a time. Decided from the data and the limit alone: the runs, and
     // so the split keys and the output, are the same for any --threads.
     let mut overlap: Option<bool> = None;
@@ -464,8 +465,10 @@ pub fn sort_inputs(
                 let overlap = *overlap.get_or_insert_with(|| {
                     let per_row = builder.bytes as f64 / builder.count.max(1) as f64;
                     let quarter = (budget.run_bytes / 2).max(1024) as f64;
+                    let input = total_rows.map(|n| per_row * n as f64);
                     quarter >= cfg.sort_overlap_min_run.unwrap_or(OVERLAP_MIN_RUN_BYTES) as f64
-                        && total_rows.is_some_and(|n| per_row * n as f64 <= quarter * (budget.fan_in / 2) as f64)
+                        && input
+                            .is_some_and(|d| d > budget.run_bytes as f64 && d <= quarter * (budget.fan_in / 2) as f64)
                 });
                 let run_bytes = if overlap { (budget.run_bytes / 2).max(1024) } else { budget.run_bytes };
                 if builder.bytes < run_bytes {
