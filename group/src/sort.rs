@@ -394,6 +394,11 @@ struct Spills {
 }
 
 impl Spills {
+    /// The run a spill thread wrote, in its turn.
+    fn join(&mut self, spilling: std::thread::ScopedJoinHandle<'_, SpillResult>) -> Result<()> {
+        self.add(spilling.join().map_err(|_| Error::internal("spilling a sorted run panicked"))?)
+    }
+
     fn add(&mut self, spilled: SpillResult) -> Result<()> {
         let (files, size, next) = spilled?;
         self.runs.push(files);
@@ -422,10 +427,7 @@ pub fn sort_inputs(
     };
     let mut spill: Option<Arc<SpillDir>> = None;
     let mut splits: Option<Vec<OwnedRow>> = None;
-    // Per run, its part files.
-    let mut runs: Vec<Vec<Option<PathBuf>>> = Vec::new();
-    let mut spilled_bytes = 0u64;
-    let mut next_file = 0usize;
+    let mut acc = Spills { runs: Vec::new(), bytes: 0, next_file: 0 };
     // With threads to spare, each input is decoded two batches ahead on a thread of its own
     // while this one checks times, converts keys and sorts. With many threads the inputs after
     // it start decoding too: one per four threads (the pool sorts runs meanwhile; on 2 cores a
@@ -434,18 +436,15 @@ pub fn sort_inputs(
     let threads = rayon::current_num_threads();
     let batch_bytes = cfg.input_batch_bytes(readers.len()).max(1) as u64;
     let window = ((cfg.memory_limit / 4) / (3 * batch_bytes)).clamp(1, (threads as u64 / 4).max(1)) as usize;
-    // An overlapping run is sorted and spilled on a thread of its own (on the pool) while this
-    // one fills the next: one run in flight at a time, so spill files keep run order. With one
-    // thread it is spilled here, in turn. The runs are the same either way.
-    let mut acc = Spills { runs: std::mem::take(&mut runs), bytes: spilled_bytes, next_file };
-    // Runs of a quarter of the limit, each sorted and spilled on a thread of its own while the
-    // next one fills, where the input is known (row count from the footers, bytes a row from
-    // its first batch) to need at most half the fan-in of them: twice the runs of half the
-    // limit, still merged in one pass; where it is more than half the limit (less fits in one
-    // run and is never spilled); and where a quarter is at least [`OVERLAP_MIN_RUN_BYTES`].
-    // Else, or when the size is unknown (streams), runs of
-    // half the limit, one at a time. Decided from the data and the limit alone: the runs, and
-    // so the split keys and the output, are the same for any --threads.
+    // Runs overlap (a quarter of the limit each, sorted and spilled on a thread of its own,
+    // using the pool, while this one fills the next; one in flight at a time, so spill files
+    // keep run order) where the input is known (row count from the footers, bytes a row from
+    // its first batch) to be more than half the limit (less fits in one run, never spilled)
+    // and to need at most half the fan-in of quarter runs (still one merge pass), and a
+    // quarter is at least [`OVERLAP_MIN_RUN_BYTES`]. Else, or when the size is unknown
+    // (streams), runs are half the limit, one at a time. Decided from the data and the limit
+    // alone, and spilled here in turn with one thread: the runs, and so the split keys and
+    // the output, are the same for any --threads.
     let mut overlap: Option<bool> = None;
     std::thread::scope(|scope| -> Result<()> {
         let mut pending: Option<std::thread::ScopedJoinHandle<'_, SpillResult>> = None;
@@ -475,7 +474,7 @@ pub fn sort_inputs(
                     continue;
                 }
                 if let Some(h) = pending.take() {
-                    acc.add(h.join().map_err(|_| Error::internal("spilling a sorted run panicked"))?)?;
+                    acc.join(h)?;
                 }
                 let dir = match &spill {
                     Some(d) => d.clone(),
@@ -519,15 +518,13 @@ pub fn sort_inputs(
                 }
             }
         }
-        if let Some(h) = pending.take() {
-            acc.add(h.join().map_err(|_| Error::internal("spilling a sorted run panicked"))?)?;
+        match pending {
+            Some(h) => acc.join(h),
+            None => Ok(()),
         }
-        Ok(())
     })?;
-    let Spills { runs: done, bytes, next_file: next } = acc;
-    runs = done;
-    spilled_bytes = bytes;
-    next_file = next;
+    // Per run, its part files.
+    let Spills { mut runs, bytes: mut spilled_bytes, mut next_file } = acc;
     let mut last = builder.sorted();
     let Some(dir) = spill else {
         // Everything fit: serve the one run from memory, in parts, nothing touches the disk.
