@@ -22,7 +22,7 @@
 use std::collections::VecDeque;
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
+use std::sync::mpsc::{Receiver, TryRecvError};
 
 use arrow::datatypes::{DataType, Schema};
 use arrow::error::ArrowError;
@@ -82,19 +82,10 @@ impl<W: Write> IpcStream<W> {
         let options = self.options.clone();
         let batch = batch.clone();
         let bytes = batch.get_array_memory_size();
-        let (tx, rx) = sync_channel(1);
-        let job = move || {
-            let encoded = catch_unwind(AssertUnwindSafe(|| encode(&batch, &options)))
-                .unwrap_or_else(|_| Err(ArrowError::IpcError("the Arrow IPC encoder panicked".into())));
-            // The receiver is gone only when the writer was dropped after an error.
-            let _ = tx.send(encoded);
-        };
-        // One thread keeps to one core; a pool thread must not wait for a task queued behind it.
-        if rayon::current_num_threads() <= 1 || rayon::current_thread_index().is_some() {
-            job();
-        } else {
-            rayon::spawn(job);
-        }
+        let rx = crate::threads::on_pool(move || {
+            catch_unwind(AssertUnwindSafe(|| encode(&batch, &options)))
+                .unwrap_or_else(|_| Err(ArrowError::IpcError("the Arrow IPC encoder panicked".into())))
+        });
         self.in_flight.push_back((rx, bytes));
         self.in_flight_bytes += bytes;
         while self.in_flight_bytes > self.in_flight_limit && self.in_flight.len() > 1 {

@@ -30,7 +30,7 @@
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::Receiver;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -161,20 +161,10 @@ impl ParallelParquetWriter {
         let writers = self.factory.create_column_writers(self.submitted)?;
         self.submitted += 1;
         let schema = self.schema.clone();
-        let (tx, rx) = sync_channel(1);
-        let job = move || {
-            let encoded = catch_unwind(AssertUnwindSafe(|| encode(&schema, &batches, writers)))
-                .unwrap_or_else(|_| Err(ParquetError::General("the Parquet encoder panicked".into())));
-            // The receiver is gone only when the writer was dropped after an error.
-            let _ = tx.send(encoded);
-        };
-        // A pool thread must not wait for a task queued behind itself: encode in place there;
-        // with one thread (`--threads 1`), encode in place too, keeping to one core.
-        if rayon::current_thread_index().is_some() || rayon::current_num_threads() <= 1 {
-            job();
-        } else {
-            rayon::spawn(job);
-        }
+        let rx = crate::threads::on_pool(move || {
+            catch_unwind(AssertUnwindSafe(|| encode(&schema, &batches, writers)))
+                .unwrap_or_else(|_| Err(ParquetError::General("the Parquet encoder panicked".into())))
+        });
         self.in_flight.push_back(InFlight { result: rx, decoded_bytes });
         self.in_flight_bytes += decoded_bytes;
         while self.in_flight_bytes > self.limits.in_flight_bytes && self.in_flight.len() > 1 {

@@ -33,7 +33,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, BufReader, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
 use arrow::buffer::Buffer;
@@ -141,7 +141,7 @@ enum Failure {
 
 type Decoded = std::result::Result<RecordBatch, Failure>;
 
-/// A message read ahead: decoded already, or on the pool.
+/// A message read ahead: one that could not be read, or its decoding on the pool.
 enum Pending {
     Ready(Decoded),
     Wait(Receiver<Decoded>),
@@ -275,18 +275,7 @@ impl IpcStreams {
                 guard::decode(&label, "Arrow IPC stream", || Ok(decode_message(&meta, body, schema)))
                     .unwrap_or_else(|e| Err(Failure::Done(e)))
             };
-            // A pool thread must not wait for a task queued behind it: it decodes itself.
-            let pending = if rayon::current_thread_index().is_some() {
-                Pending::Ready(job())
-            } else {
-                let (tx, rx) = sync_channel(1);
-                rayon::spawn(move || {
-                    // The receiver is gone only when the caller stopped on an error.
-                    let _ = tx.send(job());
-                });
-                Pending::Wait(rx)
-            };
-            self.ahead.push_back((pending, bytes));
+            self.ahead.push_back((Pending::Wait(crate::threads::on_pool(job)), bytes));
             self.ahead_bytes += bytes;
         }
     }

@@ -11,6 +11,7 @@
 //! split by content (row groups, key ranges, batches), never by the number of threads.
 
 use std::error::Error as _;
+use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
@@ -38,4 +39,22 @@ pub fn init(threads: usize) -> Result<usize> {
     }
     let _ = BUILT.set(());
     Ok(rayon::current_num_threads())
+}
+
+/// Run `job` on the pool; its result arrives on the receiver returned, which the caller takes
+/// when the result's turn comes. In place (the result there at once) with one thread, which
+/// keeps `--threads 1` to one core, and on a pool thread, which must not wait for a task queued
+/// behind itself.
+pub fn on_pool<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> Receiver<T> {
+    let (tx, rx) = sync_channel(1);
+    let run = move || {
+        // The receiver is gone only when its owner stopped on an error of its own.
+        let _ = tx.send(job());
+    };
+    if rayon::current_num_threads() <= 1 || rayon::current_thread_index().is_some() {
+        run();
+    } else {
+        rayon::spawn(run);
+    }
+    rx
 }
