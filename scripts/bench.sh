@@ -50,6 +50,8 @@ Run ids:
   duckdb-original-sorted, duckdb-original-shuffled
                                    the seed's query (ORDER BY in LIST and GROUP BY), Parquet out
   duckdb-optimized                 no ORDER BY, preserve_insertion_order=true, sorted input, Parquet out
+                                   (DuckDB's default codec, snappy)
+  duckdb-optimized-zstd            the same writing zstd level 1, probe-group's default codec
   polars-sorted, polars-shuffled   Polars group_by + sort_by inside the group, Parquet out
 
 Environment: BENCH_DIR (default bench-data), CARGO_TARGET_DIR (default target), BENCH_PYTHON
@@ -161,11 +163,12 @@ VENV=$ROOT/scripts/.venv
 
 # --- The runs: id, input, tool description. ----------------------------------------------------
 ALL_IDS=(decode-sorted decode-shuffled group-ipc group-parquet group-sort
-    duckdb-original-sorted duckdb-original-shuffled duckdb-optimized polars-sorted polars-shuffled)
+    duckdb-original-sorted duckdb-original-shuffled duckdb-optimized duckdb-optimized-zstd
+    polars-sorted polars-shuffled)
 declare -A INPUT_OF=(
     [decode-sorted]=sorted [decode-shuffled]=shuffled [group-ipc]=sorted [group-parquet]=sorted
     [group-sort]=shuffled [duckdb-original-sorted]=sorted [duckdb-original-shuffled]=shuffled
-    [duckdb-optimized]=sorted [polars-sorted]=sorted [polars-shuffled]=shuffled
+    [duckdb-optimized]=sorted [duckdb-optimized-zstd]=sorted [polars-sorted]=sorted [polars-shuffled]=shuffled
 )
 declare -A TOOL_OF=(
     [decode-sorted]="decode floor (bench-decode)"
@@ -176,6 +179,7 @@ declare -A TOOL_OF=(
     [duckdb-original-sorted]="DuckDB original -> Parquet"
     [duckdb-original-shuffled]="DuckDB original -> Parquet"
     [duckdb-optimized]="DuckDB optimized -> Parquet"
+    [duckdb-optimized-zstd]="DuckDB optimized -> Parquet zstd:1"
     [polars-sorted]="Polars group_by -> Parquet"
     [polars-shuffled]="Polars group_by -> Parquet"
 )
@@ -379,6 +383,7 @@ command_of() {
         merge) CMD=("$BIN/probe-merge" --threads "$t" "$in" -o "$run/out.parquet") ;;
         duckdb-original-*) CMD=("$PY" scripts/bench_duckdb.py original "$in" "$run/out.parquet" --temp-dir "$run/spill" --threads "$t") ;;
         duckdb-optimized) CMD=("$PY" scripts/bench_duckdb.py optimized "$in" "$run/out.parquet" --temp-dir "$run/spill" --threads "$t") ;;
+        duckdb-optimized-zstd) CMD=("$PY" scripts/bench_duckdb.py optimized "$in" "$run/out.parquet" --temp-dir "$run/spill" --threads "$t" --compression zstd:1) ;;
         polars-*) CMD=("$PY" scripts/bench_polars.py "$in" "$run/out.parquet") ;;
         *) die "internal: unknown run id $id" ;;
     esac
