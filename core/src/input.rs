@@ -29,6 +29,7 @@ use parquet::arrow::ProjectionMask;
 use crate::error::{Error, Result};
 use crate::guard::{self, check_ipc_file};
 use crate::output::disk_error;
+use crate::pread::SharedFile;
 use crate::store;
 use crate::streams::IpcStreams;
 
@@ -282,7 +283,8 @@ impl std::fmt::Debug for Input {
 type UrlParquet = store::ObjectParquet;
 
 enum Kind {
-    Parquet(ParquetRecordBatchReaderBuilder<File>, File),
+    /// The reader, and the same file for the first-batch probe.
+    Parquet(ParquetRecordBatchReaderBuilder<SharedFile>, SharedFile),
     ParquetUrl(parquet::arrow::ParquetRecordBatchStreamBuilder<UrlParquet>),
     IpcFile(FileReader<BufReader<File>>),
     IpcStream(IpcStreams),
@@ -291,6 +293,21 @@ enum Kind {
 impl Input {
     /// Open a source, detect its format and read its schema.
     pub fn open(source: &Source) -> Result<Input> {
+        let input = Self::open_any(source)?;
+        // Columns are named on the command line and matched by name between inputs: a name
+        // given twice would pick one of them, or fail deep in arrow with a column index.
+        let mut seen = std::collections::HashSet::new();
+        if let Some(dup) = input.schema.fields().iter().find(|f| !seen.insert(f.name())) {
+            return Err(Error::data(format!(
+                "{}: column `{}` appears more than once; rename or drop the copies (the stages find columns by name)",
+                input.name,
+                dup.name()
+            )));
+        }
+        Ok(input)
+    }
+
+    fn open_any(source: &Source) -> Result<Input> {
         let name = source.name();
         match source {
             Source::Url(url) => Self::open_url(url),
@@ -313,7 +330,7 @@ impl Input {
                     let streams = IpcStreams::open(name.clone(), Box::new(file), Vec::new())?;
                     Self::stream(name, streams)
                 } else {
-                    Self::from_parts(name, format, path, None)?
+                    Self::from_parts(name, format, path, file, None)?
                 };
                 input.size = Some(size);
                 Ok(input)
@@ -341,7 +358,8 @@ impl Input {
                 let mut rest = rest;
                 let path = spool.0.path().to_path_buf();
                 io::copy(&mut rest, spool.0.as_file_mut()).map_err(|e| disk_error(&path, e))?;
-                Self::from_parts(name, format, &path, Some(spool))
+                let file = File::open(&path).map_err(|e| open_error(&path, e))?;
+                Self::from_parts(name, format, &path, file, Some(spool))
             }
         }
     }
@@ -403,7 +421,8 @@ impl Input {
                     io::ErrorKind::Other => Error::data(e.to_string()),
                     _ => disk_error(&path, e),
                 })?;
-                Ok(Input { size: Some(size), ..Self::from_parts(name, format, &path, Some(spool))? })
+                let file = File::open(&path).map_err(|e| open_error(&path, e))?;
+                Ok(Input { size: Some(size), ..Self::from_parts(name, format, &path, file, Some(spool))? })
             }
         }
     }
@@ -421,14 +440,12 @@ impl Input {
         }
     }
 
-    /// Open a random-access format (Parquet, IPC file) at `path`.
-    fn from_parts(name: String, format: Format, path: &Path, spool: Option<Spool>) -> Result<Input> {
-        let reopen = |p: &Path| File::open(p).map_err(|e| open_error(p, e));
+    /// Read a random-access format (Parquet, IPC file) from `file`, open at `path`.
+    fn from_parts(name: String, format: Format, path: &Path, file: File, spool: Option<Spool>) -> Result<Input> {
         let (schema, total_rows, kind) = match format {
             Format::Parquet => {
-                let p = path;
-                let file = reopen(p)?;
-                let probe_file = file.try_clone().map_err(|e| Error::io(p, e))?;
+                let file = SharedFile::new(file).map_err(|e| Error::io(path, e))?;
+                let probe_file = file.clone();
                 let builder = guard::decode(&name, "Parquet footer", || {
                     ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
                         Error::data(format!(
@@ -440,8 +457,8 @@ impl Input {
                 (builder.schema().clone(), Some(rows), Kind::Parquet(builder, probe_file))
             }
             Format::IpcFile => {
-                let p = path;
-                let mut file = reopen(p)?;
+                let mut file = file;
+                file.seek(SeekFrom::Start(0)).map_err(|e| Error::io(path, e))?;
                 let corrupt = |e: &dyn std::fmt::Display| {
                     Error::data(format!(
                         "{name}: cannot read the Arrow IPC file ({e}): the file is corrupt or was cut short; re-create it"
@@ -459,7 +476,7 @@ impl Input {
                 (reader.schema(), rows, Kind::IpcFile(reader))
             }
             Format::IpcStream => {
-                let streams = IpcStreams::open(name.clone(), Box::new(reopen(path)?), Vec::new())?;
+                let streams = IpcStreams::open(name.clone(), Box::new(file), Vec::new())?;
                 (streams.schema(), None, Kind::IpcStream(streams))
             }
         };
@@ -515,28 +532,14 @@ impl Input {
                     None => ProjectionMask::all(),
                     Some(idx) => ProjectionMask::roots(parquet_schema, idx.iter().copied()),
                 };
-                // Batches are bounded in bytes but the reader counts rows, and the footer only
-                // knows *encoded* sizes (a dictionary-encoded string decodes to many times its
-                // size). So decode a small first batch to learn what a row takes in memory.
-                let total = meta.file_metadata().num_rows().max(0) as usize;
-                let per_row = guard::decode(&name, "Parquet data", || {
-                    let parse = |e: parquet::errors::ParquetError| {
-                        Error::data(format!("{name}: cannot read Parquet data ({e}); re-create the file"))
-                    };
-                    let arrow_meta =
-                        ArrowReaderMetadata::try_new(meta.clone(), ArrowReaderOptions::default()).map_err(parse)?;
-                    let mut probe = ParquetRecordBatchReaderBuilder::new_with_metadata(probe_file, arrow_meta)
-                        .with_projection(mask.clone())
-                        .with_batch_size(total.clamp(1, 2048))
-                        .build()
-                        .map_err(parse)?;
-                    Ok(match probe.next() {
-                        Some(Ok(b)) if b.num_rows() > 0 => (b.get_array_memory_size() / b.num_rows()).max(1),
-                        // A decode error shows up again, with its row, when the data is read.
-                        _ => 64,
-                    })
+                let batch_rows = guard::decode(&name, "Parquet data", || {
+                    let arrow_meta = ArrowReaderMetadata::try_new(meta.clone(), ArrowReaderOptions::default())
+                        .map_err(|e| {
+                            Error::data(format!("{name}: cannot read Parquet data ({e}); re-create the file"))
+                        })?;
+                    parquet_batch_rows(probe_file, &arrow_meta, &mask, batch_bytes)
+                        .map_err(|e| Error::data(format!("{name}: cannot read Parquet data ({e}); re-create the file")))
                 })?;
-                let batch_rows = (batch_bytes / per_row).clamp(1, 1 << 20);
                 let reader =
                     guard::decode(&name, "Parquet data", || {
                         builder.with_projection(mask).with_batch_size(batch_rows).build().map_err(|e| {
@@ -591,8 +594,59 @@ fn open_error(path: &Path, e: io::Error) -> Error {
             "{}: permission denied; make the file readable (chmod +r) or run as a user who can read it",
             path.display()
         )),
+        // No number in the message: with every descriptor taken, /proc/self/limits cannot be read.
+        _ if e.raw_os_error() == Some(libc::EMFILE) => Error::data(format!(
+            "{}: too many open files (every input stays open while it is read): raise the limit \
+             (`ulimit -n` shows it; `ulimit -n 65536`), or give this stage fewer files at once",
+            path.display()
+        )),
         _ => Error::io(path, e),
     }
+}
+
+/// Rows per batch for about `batch_bytes` of decoded data from a Parquet file's `mask` columns.
+///
+/// The reader counts rows, so a row's decoded size is estimated twice and the larger wins:
+/// - **A first batch** (up to 2048 rows), decoded: the footer knows only *encoded* sizes, and a
+///   dictionary-encoded string decodes to many times its size.
+/// - **The footer**: the widest row group's uncompressed bytes a row. The first rows alone
+///   missed rows that widen later in the file: 3000 rows of one byte and then 40 KB strings
+///   made batches of 8 MiB / 60 bytes, each holding a whole 160 MB row group (`probe-group`
+///   peaked at 587 MiB under `--memory-limit 16MiB`).
+pub fn parquet_batch_rows<R: parquet::file::reader::ChunkReader + 'static>(
+    file: R,
+    meta: &ArrowReaderMetadata,
+    mask: &ProjectionMask,
+    batch_bytes: usize,
+) -> parquet::errors::Result<usize> {
+    let md = meta.metadata();
+    let total = md.file_metadata().num_rows().max(0) as usize;
+    let mut probe = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
+        .with_projection(mask.clone())
+        .with_batch_size(total.clamp(1, 2048))
+        .build()?;
+    let decoded = match probe.next() {
+        Some(Ok(b)) if b.num_rows() > 0 => (b.get_array_memory_size() / b.num_rows()).max(1),
+        // A decode error shows up again, with its row, when the data is read.
+        _ => 64,
+    };
+    let footer = md
+        .row_groups()
+        .iter()
+        .filter(|rg| rg.num_rows() > 0)
+        .map(|rg| {
+            let bytes: i64 = rg
+                .columns()
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask.leaf_included(*i))
+                .map(|(_, c)| c.uncompressed_size().max(0))
+                .sum();
+            bytes as usize / rg.num_rows() as usize
+        })
+        .max()
+        .unwrap_or(0);
+    Ok((batch_bytes / decoded.max(footer).max(1)).clamp(1, 1 << 20))
 }
 
 fn unknown_format(name: &str, head: &[u8]) -> Error {
@@ -1020,5 +1074,38 @@ mod tests {
         let schema = Schema::new(vec![Field::new("k", DataType::Utf8, true)]);
         let e = column_index(&schema, "src_addr", "f.parquet").expect_err("missing").to_string();
         assert!(e.contains("f.parquet") && e.contains("`src_addr`") && e.contains("it has: k"), "{e}");
+    }
+
+    /// Rows that widen after the first batch size the batches: the footer's widest row group
+    /// wins over the narrow first rows.
+    #[test]
+    fn batches_are_sized_for_the_widest_row_group() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let path = dir.path().join("wide.parquet");
+        let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
+        let narrow: ArrayRef = Arc::new(StringArray::from_iter_values((0..3000).map(|i| format!("{i}"))));
+        let wide: ArrayRef = Arc::new(StringArray::from_iter_values((0..1000).map(|i| format!("{i:>20000}"))));
+        let batches = [
+            RecordBatch::try_new(schema.clone(), vec![narrow]).map_err(|e| Error::arrow("batch", e))?,
+            RecordBatch::try_new(schema.clone(), vec![wide]).map_err(|e| Error::arrow("batch", e))?,
+        ];
+        let mut out = crate::output::Output::create(
+            Some(&path),
+            schema,
+            &crate::output::OutputOptions { max_row_group_rows: 3000, ..Default::default() },
+        )?;
+        for b in &batches {
+            out.write(b)?;
+            out.flush_row_group()?;
+        }
+        out.finish()?;
+        let file = SharedFile::open(&path).map_err(|e| Error::io(&path, e))?;
+        let meta =
+            ArrowReaderMetadata::load(&file, ArrowReaderOptions::default()).map_err(|e| Error::data(e.to_string()))?;
+        let rows =
+            parquet_batch_rows(file, &meta, &ProjectionMask::all(), 8 << 20).map_err(|e| Error::data(e.to_string()))?;
+        // 8 MiB of 20 KB rows: about 400, where the first 2048 rows (a few bytes each) said 1 Mi.
+        assert!((300..=420).contains(&rows), "{rows} rows a batch");
+        Ok(())
     }
 }

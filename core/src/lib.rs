@@ -48,6 +48,7 @@ pub mod keyhash;
 pub mod meta;
 pub mod output;
 pub mod parquet_writer;
+pub mod pread;
 pub mod progress;
 pub mod schema;
 pub mod staging;

@@ -16,14 +16,16 @@
 //! first page whose max bound reaches `k_i` (pages before it are skipped unread, through the
 //! offset index) until its first row at or above `k_{i+1}`; the same k-way merge as the whole
 //! run, so ties across files keep input order. An input whose first page to read has a min
-//! bound at or above `k_{i+1}` is not opened at all (sorted files that each hold a slice of the
-//! key space: most inputs, for most ranges).
+//! bound at or above `k_{i+1}` is not read at all (sorted files that each hold a slice of the
+//! key space: most inputs, for most ranges). Every input is opened once, by the plan, and its
+//! one descriptor is read by position by every range ([`probe_core::pread`]): open files are
+//! the number of inputs, whatever N.
 //!
 //! **The order check stays complete.** Every batch read is checked whole, rows outside the range
 //! included. Range `i` stops at the first row at or above `k_{i+1}`, which lies in a page whose
 //! max bound reaches `k_{i+1}`, so at or after where range `i + 1` starts: the rows each range
 //! checks overlap the next range's, and every adjacent pair of rows of every input is checked by
-//! some range, whatever the data. A range that leaves an input unopened (its first page to
+//! some range, whatever the data. A range that leaves an input unread (its first page to
 //! read starts at or above `k_{i+1}`) breaks no link: that page's max bound reaches `k_{i+1}`
 //! too, so range `i + 1` starts reading the input at or before it, where range `i - 1` stopped
 //! or earlier. Only the statistics being *bounds* is relied on (true of
@@ -41,8 +43,6 @@
 //! ([`RANGE_BATCH_ROWS`] rows) and its open groups, plus up to [`AHEAD_BYTES`] + [`CURRENT_BYTES`] of
 //! built output batches waiting for the writer.
 
-use std::fs::File;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
 
@@ -61,6 +61,7 @@ use parquet::file::metadata::PageIndexPolicy;
 
 use probe_core::input::Source;
 use probe_core::output::Output;
+use probe_core::pread::SharedFile;
 use probe_core::progress::Progress;
 use probe_core::{Error, Result};
 
@@ -107,7 +108,8 @@ impl Plan {
 }
 
 struct PlanFile {
-    path: PathBuf,
+    /// Open from the plan on: every range reading this input reads this descriptor.
+    file: SharedFile,
     name: String,
     meta: ArrowReaderMetadata,
     mask: ProjectionMask,
@@ -214,7 +216,7 @@ fn plan_file(
     first_key: &RowConverter,
     batch_bytes: usize,
 ) -> Option<PlanFile> {
-    let file = File::open(path).ok()?;
+    let file = SharedFile::open(path).ok()?;
     let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
     let meta = ArrowReaderMetadata::load(&file, options).ok()?;
     let schema: SchemaRef = meta.schema().clone();
@@ -300,31 +302,9 @@ fn plan_file(
     let mut sorted = indices.clone();
     sorted.sort_unstable();
     let reorder = indices.iter().map(|i| sorted.binary_search(i).ok()).collect::<Option<Vec<_>>>()?;
-    // The same batch sizing as the sequential reader: a small first batch tells what a row
-    // takes in memory.
-    let per_row = {
-        let probe = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta.clone())
-            .with_projection(mask.clone())
-            .with_batch_size((total_rows as usize).clamp(1, 2048))
-            .build()
-            .ok()?;
-        match probe.into_iter().next() {
-            Some(Ok(b)) if b.num_rows() > 0 => (b.get_array_memory_size() / b.num_rows()).max(1),
-            _ => 64,
-        }
-    };
-    let batch_rows = (batch_bytes / per_row).clamp(1, 1 << 20);
-    Some(PlanFile {
-        path: path.to_path_buf(),
-        name: name.to_string(),
-        meta,
-        mask,
-        reorder,
-        batch_rows,
-        units,
-        rg_starts,
-        total_rows,
-    })
+    // The same batch sizing as the sequential reader.
+    let batch_rows = probe_core::input::parquet_batch_rows(file.clone(), &meta, &mask, batch_bytes).ok()?;
+    Some(PlanFile { file, name: name.to_string(), meta, mask, reorder, batch_rows, units, rg_starts, total_rows })
 }
 
 /// One input read from a row on: the rows of the row groups from there, the columns reordered.
@@ -391,10 +371,9 @@ impl PlanFile {
             selectors.push(RowSelector::skip(skip));
         }
         selectors.push(RowSelector::select((self.total_rows - start) as usize));
-        let file = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
         let name = &self.name;
         let reader = probe_core::guard::decode(name, "Parquet data", || {
-            ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.meta.clone())
+            ParquetRecordBatchReaderBuilder::new_with_metadata(self.file.clone(), self.meta.clone())
                 .with_projection(self.mask.clone())
                 .with_batch_size(self.batch_rows.min(RANGE_BATCH_ROWS))
                 .with_row_groups((rg..self.rg_starts.len()).collect())

@@ -420,8 +420,24 @@ fn missing_and_mistyped_columns_are_named() {
     let (s, b) = retype("event_time", DataType::Timestamp(TimeUnit::Millisecond, None));
     let other = fx.path("other.arrows");
     std::fs::write(&other, encode_ipc(s, &b)).unwrap();
+    // A payload column twice (pyarrow and DuckDB write such files), and the key twice.
+    let twice = |name: &str| {
+        let i = schema.index_of(name).unwrap();
+        let idx: Vec<usize> = (0..schema.fields().len()).chain([i]).collect();
+        let s = Arc::new(schema.project(&idx).unwrap());
+        let b: Vec<RecordBatch> = batches.iter().map(|b| b.project(&idx).unwrap()).collect();
+        (s, b)
+    };
+    let (s, b) = twice("probe_id");
+    let dupcol = fx.path("dupcol.parquet");
+    write_parquet(&dupcol, s, &b, 5000);
+    let (s, b) = twice("src_addr");
+    let dupkey = fx.path("dupkey.arrows");
+    std::fs::write(&dupkey, encode_ipc(s, &b)).unwrap();
     let m = fx.measurements.as_path();
     for stage in MEASUREMENT_STAGES {
+        fx.expect_error(stage, &[&dupcol], &[], &["dupcol.parquet", "`probe_id`", "more than once"]);
+        fx.expect_error(stage, &[&dupkey], &[], &["dupkey.arrows", "`src_addr`", "more than once"]);
         fx.expect_error(stage, &[&nokey], &[], &["nokey.parquet", "`src_addr`"]);
         fx.expect_error(stage, &[&strtime], &[], &["strtime.parquet", "event_time", "Utf8"]);
         // A float key, and a time column that is a string, named on the command line.

@@ -14,7 +14,7 @@ use arrow::array::{ArrayRef, Float64Array, Int32Array, StringArray, TimestampMic
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 
-use probe_tests::harness::{decode_ipc, encode_ipc, list_dir, read_file, run, write_parquet};
+use probe_tests::harness::{decode_ipc, encode_ipc, list_dir, read_file, run, sh, write_parquet};
 use probe_tests::oracle::{self, assert_groups_eq, decode_groups, Val};
 
 fn time_type() -> DataType {
@@ -486,4 +486,37 @@ fn hive_folders_are_walked_in_name_order() {
     std::fs::create_dir_all(empty.join("_temporary")).unwrap();
     parquet(&empty.join("_temporary/part-0.parquet"), &top);
     run("probe-group", &[p(&empty), "-q".into()], None).assert_error("probe-group", &["holds no data files"]);
+}
+
+// ---- many inputs, few open files ----
+
+/// Each input holds one descriptor, whatever the threads: 60 overlapping sorted files (every
+/// one holds the same keys, so every key range reads all of them) are grouped at `--threads 1`
+/// and `7` under `ulimit -n 90`. An input used to hold two descriptors until it was read, and
+/// each key range opened the inputs again: 120 at the start, 7 x 60 in the ranges. Past the
+/// limit, one line says what to raise.
+#[test]
+fn many_inputs_fit_a_low_open_files_limit_at_any_thread_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("days");
+    std::fs::create_dir_all(&inputs).unwrap();
+    let batches: Vec<RecordBatch> = (0..60).map(|_| rows("10.0.0.", 24, false)).collect();
+    for (i, b) in batches.iter().enumerate() {
+        // Row groups of 4 rows, so the key-range plan has units to cut at.
+        write_parquet(&inputs.join(format!("day-{i:03}.parquet")), b.schema(), std::slice::from_ref(b), 4);
+    }
+    let want = expected_groups(&batches.iter().collect::<Vec<_>>());
+    let mut outs = Vec::new();
+    for threads in ["1", "7"] {
+        let out = sh(&format!("ulimit -n 90 && probe-group -q --threads {threads} days"), dir.path());
+        let got = decode_groups(&decode_ipc(&out.assert_ok().stdout).1, 1);
+        assert_groups_eq(&got, &want);
+        outs.push(out.stdout);
+    }
+    assert!(outs[0] == outs[1], "--threads 1 and 7 differ");
+
+    let out = sh("ulimit -n 40 && probe-group -q days -o out.arrows", dir.path());
+    let msg = out.assert_error("probe-group", &["too many open files", "ulimit -n", ".parquet"]);
+    assert_eq!(msg.lines().count(), 1, "{msg}");
+    assert!(!dir.path().join("out.arrows").exists(), "a failed run left its output");
 }
