@@ -193,14 +193,46 @@ impl Args {
                 return Err(Error::config(format!("--split-to names split `{name}` twice")));
             }
         }
-        match paths.iter().position(Option::is_none) {
-            Some(i) => Err(Error::config(format!(
+        if let Some(i) = paths.iter().position(Option::is_none) {
+            return Err(Error::config(format!(
                 "--split-to: no output for split `{}`; give one for every split of --ratios",
                 splits[i].name
-            ))),
-            None => Ok(Mode::Each { paths: paths.into_iter().flatten().collect() }),
+            )));
         }
+        let paths: Vec<PathBuf> = paths.into_iter().flatten().collect();
+        // Two splits into one file: the second would replace the first, and the run succeed.
+        let ids: Vec<Option<String>> = paths.iter().map(|p| output_identity(p)).collect();
+        for (j, id) in ids.iter().enumerate() {
+            if let Some(i) = id.as_ref().and_then(|id| ids[..j].iter().position(|x| x.as_ref() == Some(id))) {
+                return Err(Error::config(format!(
+                    "--split-to: splits `{}` and `{}` both go to {}; give each split its own output",
+                    splits[i].name,
+                    splits[j].name,
+                    paths[j].display()
+                )));
+            }
+        }
+        Ok(Mode::Each { paths })
     }
+}
+
+/// What an output path writes to, for telling two outputs apart: an existing file's device and
+/// inode, else the resolved folder and the name (a URL as written). `None` for a device such as
+/// `/dev/null`, which several splits may share.
+fn output_identity(p: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    if probe_core::store::path_is_url(p) {
+        return Some(p.display().to_string());
+    }
+    if let Ok(m) = std::fs::metadata(p) {
+        if m.file_type().is_char_device() {
+            return None;
+        }
+        return Some(format!("{}:{}", m.dev(), m.ino()));
+    }
+    let parent = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let dir = std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf());
+    Some(dir.join(p.file_name().unwrap_or_default()).display().to_string())
 }
 
 /// The `probe-split` command: parse the flags, run the stage, print one `probe-split: error: ...`

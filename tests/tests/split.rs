@@ -82,8 +82,8 @@ fn row_group_size_is_honoured_above_64_mib() {
 
 /// `--split-to NAME=PATH`: every split to a path of its own, a file (IPC or Parquet by
 /// extension) or a named pipe read while the stage writes; the rows are those `--out-dir`
-/// writes. A split left out, a name not in --ratios, one named twice, or another mode as well
-/// is a usage error that writes nothing.
+/// writes. A split left out, a name not in --ratios, one named twice, two splits to one file,
+/// or another mode as well is a usage error that writes nothing.
 #[test]
 fn split_to_writes_each_split_to_its_path_files_and_pipes() {
     let dir = tempfile::tempdir().unwrap();
@@ -140,6 +140,9 @@ fn split_to_writes_each_split_to_its_path_files_and_pipes() {
         (vec![to("a", &out), to("c", &out)], "`c` is not a split of --ratios"),
         (vec![to("a", &out), to("a", &out), to("b", &out)], "names split `a` twice"),
         (vec!["a".to_string()], "give NAME=PATH"),
+        // One file for two splits, also spelled two ways: the second would replace the first.
+        (vec![to("a", &out), to("b", &out)], "both go to"),
+        (vec![to("a", &out), format!("b={}/./x.arrows", d.display())], "both go to"),
     ] {
         let mut args = vec![arg(&input), "--ratios".into(), ratios.into()];
         for e in extra {
@@ -152,4 +155,7 @@ fn split_to_writes_each_split_to_its_path_files_and_pipes() {
     }
     let o = run("probe-split", &split_to(&out, &out, &["--tag"]), None);
     assert_eq!(o.code(), 2, "{}", o.stderr);
+    // A device such as /dev/null may take several splits.
+    let null = Path::new("/dev/null");
+    run("probe-split", &split_to(null, null, &[]), None).assert_ok();
 }
