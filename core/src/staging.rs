@@ -108,8 +108,8 @@ impl Staging {
             }
         }
         std::fs::create_dir_all(&parent).map_err(|e| disk_error(&parent, e))?;
-        refuse_leftover(&parent, &format!(".{name}{}", &STAGING_MARK[1..]), &dir)?;
-        let path = parent.join(format!(".{name}{}{}", &STAGING_MARK[1..], std::process::id()));
+        refuse_leftover(&parent, &format!(".{name}{STAGING_MARK}"), &dir)?;
+        let path = parent.join(format!(".{name}{STAGING_MARK}{}", std::process::id()));
         Staging::create(path, Commit::Swap(dir))
     }
 
@@ -274,4 +274,34 @@ fn refuse_leftover(dir: &Path, prefix: &str, target: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// The names the scripts clean up after a killed run (`scripts/pipeline.sh`,
+    /// `scripts/pipeline.mk`: `.DIR.probe-staging-*` beside DIR, `DIR/.probe-staging-*` inside),
+    /// and a leftover of that name is what a rerun refuses.
+    #[test]
+    fn staging_folders_have_the_names_the_scripts_remove() {
+        let root = tempfile::tempdir().unwrap();
+        let out = root.path().join("train");
+        let s = Staging::whole_dir(&out).unwrap();
+        let name = s.path().file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(s.path().parent().unwrap(), std::fs::canonicalize(root.path()).unwrap());
+        assert_eq!(name, format!(".train.probe-staging-{}", std::process::id()));
+        drop(s);
+        std::fs::create_dir(root.path().join(".train.probe-staging-4242")).unwrap();
+        let e = Staging::whole_dir(&out).err().unwrap().to_string();
+        assert!(e.contains(".train.probe-staging-4242"), "{e}");
+
+        let files = root.path().join("work");
+        std::fs::create_dir(&files).unwrap();
+        let s = Staging::files_in(&files).unwrap();
+        let name = s.path().file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(name, format!(".probe-staging-{}", std::process::id()));
+    }
 }
