@@ -48,6 +48,16 @@ pub enum Source {
 }
 
 impl Source {
+    /// Readable once only (stdin, a named pipe): an opened [`Input`] must be kept, never
+    /// opened again.
+    pub fn read_once(&self) -> bool {
+        match self {
+            Source::Stdin => true,
+            Source::File(p) => !std::fs::metadata(p).is_ok_and(|m| m.is_file()),
+            Source::Url(_) => false,
+        }
+    }
+
     /// The name used in messages: the path as given, or `stdin`.
     pub fn name(&self) -> String {
         match self {
@@ -322,6 +332,10 @@ impl Input {
                          Re-create it or leave it out"
                     )));
                 }
+                if !file.metadata().is_ok_and(|m| m.is_file()) {
+                    // A named pipe (`mkfifo`, `<(...)`, a `--split-to` fifo): read as stdin is.
+                    return Self::open_unseekable(name, Box::new(file), &head[..n]);
+                }
                 file.seek(SeekFrom::Start(0)).map_err(|e| Error::io(path, e))?;
                 let Some(format) = detect(&head[..n]) else {
                     return Err(unknown_format(&name, &head[..n]));
@@ -345,23 +359,28 @@ impl Input {
                          Pass input files as arguments or pipe a stage's output in",
                     ));
                 }
-                let Some(format) = detect(&head[..n]) else {
-                    return Err(unknown_format("stdin", &head[..n]));
-                };
-                if format == Format::IpcStream {
-                    let streams = IpcStreams::open(name.clone(), stdin, head[..n].to_vec())?;
-                    return Ok(Self::stream(name, streams));
-                }
-                let rest: Box<dyn Read + Send> = Box::new(io::Cursor::new(head[..n].to_vec()).chain(stdin));
-                // Parquet and IPC files need random access: spool stdin to a temp file.
-                let mut spool = Spool::new()?;
-                let mut rest = rest;
-                let path = spool.0.path().to_path_buf();
-                io::copy(&mut rest, spool.0.as_file_mut()).map_err(|e| disk_error(&path, e))?;
-                let file = File::open(&path).map_err(|e| open_error(&path, e))?;
-                Self::from_parts(name, format, &path, file, Some(spool))
+                Self::open_unseekable(name, stdin, &head[..n])
             }
         }
+    }
+
+    /// Open what can only be read front to back (stdin, a named pipe) whose first bytes are
+    /// `head`: an IPC stream as it arrives; Parquet and IPC files, which need random access,
+    /// spooled to a temp file first.
+    fn open_unseekable(name: String, rest: Box<dyn Read + Send>, head: &[u8]) -> Result<Input> {
+        let Some(format) = detect(head) else {
+            return Err(unknown_format(&name, head));
+        };
+        if format == Format::IpcStream {
+            let streams = IpcStreams::open(name.clone(), rest, head.to_vec())?;
+            return Ok(Self::stream(name, streams));
+        }
+        let mut rest: Box<dyn Read + Send> = Box::new(io::Cursor::new(head.to_vec()).chain(rest));
+        let mut spool = Spool::new()?;
+        let path = spool.0.path().to_path_buf();
+        io::copy(&mut rest, spool.0.as_file_mut()).map_err(|e| disk_error(&path, e))?;
+        let file = File::open(&path).map_err(|e| open_error(&path, e))?;
+        Self::from_parts(name, format, &path, file, Some(spool))
     }
 
     /// Open an object: its first bytes tell the format, as for files. Parquet is read by range

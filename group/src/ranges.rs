@@ -216,6 +216,10 @@ fn plan_file(
     first_key: &RowConverter,
     batch_bytes: usize,
 ) -> Option<PlanFile> {
+    // Only regular files: a named pipe opened a second time would wait for another writer.
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return None;
+    }
     let file = SharedFile::open(path).ok()?;
     let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
     let meta = ArrowReaderMetadata::load(&file, options).ok()?;

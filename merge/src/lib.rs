@@ -199,7 +199,7 @@ fn check_inputs(sources: Vec<Source>) -> Result<Checked> {
         let input = Input::open(source)?;
         schemas.push((input.name().to_string(), input.schema()));
         total_rows = total_rows.zip(input.total_rows()).map(|(a, b)| a + b);
-        kept.push(if *source == Source::Stdin { Some(input) } else { None });
+        kept.push(if source.read_once() { Some(input) } else { None });
     }
     let schema = common_schema(&schemas, None)?;
     Ok(Checked { sources, kept, schema, total_rows })

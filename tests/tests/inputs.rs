@@ -520,3 +520,25 @@ fn many_inputs_fit_a_low_open_files_limit_at_any_thread_count() {
     assert_eq!(msg.lines().count(), 1, "{msg}");
     assert!(!dir.path().join("out.arrows").exists(), "a failed run left its output");
 }
+
+/// A named pipe given as an input path (`mkfifo`, `<(...)`, a `probe-split --split-to` fifo) is
+/// read as stdin is: an IPC stream as it arrives, Parquet spooled. It failed with "Illegal seek".
+#[test]
+fn named_pipes_are_read_as_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = rows("10.0.0.", 40, true);
+    parquet(&dir.path().join("m.parquet"), &b);
+    let want = expected_groups(&[&b]);
+    let out = sh("mkfifo p && (cat m.parquet > p &) && probe-group -q p", dir.path());
+    assert_groups_eq(&decode_groups(&decode_ipc(&out.assert_ok().stdout).1, 1), &want);
+    let out =
+        sh("probe-group -q m.parquet -o g.arrows && mkfifo q && (cat g.arrows > q &) && probe-batch -q q", dir.path());
+    let file = sh("probe-batch -q g.arrows", dir.path());
+    assert!(out.assert_ok().stdout == file.assert_ok().stdout, "probe-batch of a pipe differs from the file");
+    // probe-merge opens its inputs to check their schemas before it reads them: a pipe is kept.
+    sh("mkfifo r && (cat g.arrows > r &) && probe-merge -q r -o from-pipe.parquet", dir.path()).assert_ok();
+    sh("probe-merge -q g.arrows -o from-file.parquet", dir.path()).assert_ok();
+    let (a, b) =
+        (read_file(&dir.path().join("from-pipe.parquet")).1, read_file(&dir.path().join("from-file.parquet")).1);
+    assert_eq!(oracle::rows(&a), oracle::rows(&b));
+}
