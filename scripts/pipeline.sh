@@ -189,8 +189,9 @@ cleanup() {
         echo "pipeline: failed; removed $work, logs in $logs/; uploaded complete before the failure:" \
             "${done_list:-no split}${done_list:+ (in $out/; remove them before a rerun)}" >&2
     elif (( ! ok )); then
-        # A failed job leaves no result: not the splits this run merged, not older ones.
-        for s in $splits; do rm -rf "$(result "$s")"; done
+        # A failed job leaves no result: not the splits this run merged, not older ones, nor the
+        # staging folder of a merge stopped before it could remove its own.
+        clear_results
         echo "pipeline: failed; removed $work and the split results, logs in $logs/" >&2
     fi
     if (( ! ok )) || [[ -z ${KEEP_WORK:-} ]]; then

@@ -21,7 +21,7 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 
 use crate::error::{Error, Result};
 use crate::input::column_index;
@@ -56,11 +56,24 @@ pub fn check_agree(
         match other.field_with_name(name) {
             Ok(o) if o.data_type() == f.data_type() => {}
             Ok(o) => {
+                // Types that differ only in what their list items are called print alike.
+                let hint = if item_names(o.data_type()) != item_names(f.data_type())
+                    && unnamed_items(o.data_type()) == unnamed_items(f.data_type())
+                {
+                    format!(
+                        " (list items named {} here, {} there: write the file with items named `item`, e.g. \
+                         pyarrow's `use_compliant_nested_type=False`)",
+                        item_names(o.data_type()).join(", "),
+                        item_names(f.data_type()).join(", ")
+                    )
+                } else {
+                    String::new()
+                };
                 return Err(Error::data(format!(
-                    "{other_name}: column `{name}` has type {}, but {first_name} has {}; {rule}",
+                    "{other_name}: column `{name}` has type {}, but {first_name} has {}{hint}; {rule}",
                     o.data_type(),
                     f.data_type()
-                )))
+                )));
             }
             Err(_) => {
                 return Err(Error::data(format!("{other_name}: no column `{name}`, which {first_name} has; {rule}")))
@@ -73,6 +86,35 @@ pub fn check_agree(
         }
     }
     check_probe_metadata(first, first_name, other, other_name)
+}
+
+/// The names of a type's list item fields, outermost first, quoted.
+fn item_names(t: &DataType) -> Vec<String> {
+    match t {
+        DataType::List(f) | DataType::LargeList(f) => {
+            let mut v = vec![format!("`{}`", f.name())];
+            v.extend(item_names(f.data_type()));
+            v
+        }
+        DataType::Struct(fields) => fields.iter().flat_map(|f| item_names(f.data_type())).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The type with every list item field named `item`.
+fn unnamed_items(t: &DataType) -> DataType {
+    match t {
+        DataType::List(f) => {
+            DataType::List(Arc::new(f.as_ref().clone().with_name("item").with_data_type(unnamed_items(f.data_type()))))
+        }
+        DataType::LargeList(f) => DataType::LargeList(Arc::new(
+            f.as_ref().clone().with_name("item").with_data_type(unnamed_items(f.data_type())),
+        )),
+        DataType::Struct(fields) => DataType::Struct(
+            fields.iter().map(|f| Arc::new(f.as_ref().clone().with_data_type(unnamed_items(f.data_type())))).collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 /// The metadata this project writes must agree (a file grouped by another key or time column
@@ -168,6 +210,17 @@ mod tests {
         assert_eq!(
             msg(&[a.clone(), same, d.clone()], None).as_deref(),
             Some("d.arrows: column `ttl` is not in a.parquet; all inputs must share one schema")
+        );
+        // A list whose items another writer named `element` (pyarrow's default): said so.
+        let list = |item: &str| DataType::List(Arc::new(Field::new(item, DataType::Int64, true)));
+        let e = msg(
+            &[named("a.parquet", &[("l", list("item"), true)]), named("p.parquet", &[("l", list("element"), true)])],
+            None,
+        )
+        .unwrap_or_default();
+        assert!(
+            e.contains("items named `element` here, `item` there") && e.contains("use_compliant_nested_type"),
+            "{e}"
         );
         // With a column list only those columns count.
         let k = ["k".to_string()];
