@@ -53,7 +53,7 @@ impl Source {
     pub fn read_once(&self) -> bool {
         match self {
             Source::Stdin => true,
-            Source::File(p) => !std::fs::metadata(p).is_ok_and(|m| m.is_file()),
+            Source::File(p) => !is_regular_file(p),
             Source::Url(_) => false,
         }
     }
@@ -332,7 +332,7 @@ impl Input {
                          Re-create it or leave it out"
                     )));
                 }
-                if !file.metadata().is_ok_and(|m| m.is_file()) {
+                if !is_regular_file(path) {
                     // A named pipe (`mkfifo`, `<(...)`, a `--split-to` fifo): read as stdin is.
                     return Self::open_unseekable(name, Box::new(file), &head[..n]);
                 }
@@ -552,11 +552,8 @@ impl Input {
                     Some(idx) => ProjectionMask::roots(parquet_schema, idx.iter().copied()),
                 };
                 let batch_rows = guard::decode(&name, "Parquet data", || {
-                    let arrow_meta = ArrowReaderMetadata::try_new(meta.clone(), ArrowReaderOptions::default())
-                        .map_err(|e| {
-                            Error::data(format!("{name}: cannot read Parquet data ({e}); re-create the file"))
-                        })?;
-                    parquet_batch_rows(probe_file, &arrow_meta, &mask, batch_bytes)
+                    ArrowReaderMetadata::try_new(meta.clone(), ArrowReaderOptions::default())
+                        .and_then(|m| parquet_batch_rows(probe_file, &m, &mask, batch_bytes))
                         .map_err(|e| Error::data(format!("{name}: cannot read Parquet data ({e}); re-create the file")))
                 })?;
                 let reader =
@@ -602,6 +599,12 @@ impl Input {
         };
         Ok(BatchReader { name, schema: out_schema, inner, rows: 0, poisoned: false })
     }
+}
+
+/// A regular file, which can be opened again and read at any position (not a named pipe, a
+/// device or `/dev/fd/N` of a pipe).
+pub fn is_regular_file(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file())
 }
 
 fn open_error(path: &Path, e: io::Error) -> Error {

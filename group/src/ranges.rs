@@ -217,7 +217,7 @@ fn plan_file(
     batch_bytes: usize,
 ) -> Option<PlanFile> {
     // Only regular files: a named pipe opened a second time would wait for another writer.
-    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+    if !probe_core::input::is_regular_file(path) {
         return None;
     }
     let file = SharedFile::open(path).ok()?;
