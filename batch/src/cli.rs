@@ -15,7 +15,10 @@ use crate::Config;
 ///
 /// Input: probe rows as `probe-group` or `probe-split` write them: the key column(s), then
 /// `measurements: List<Struct<event_time, payload...>>`, time ascending, null times last. Other
-/// columns (such as `split`) are ignored.
+/// columns (such as `split`) are ignored. Each key must be in one row, holding all of its
+/// measurements: a key found in two rows (days grouped apart, then batched together) is an
+/// error naming both rows, and nothing is written (the check keeps 24 bytes a row, written out
+/// to one temporary file in $TMPDIR every 1 Mi rows).
 ///
 /// For each key, in order: measurements with a null time are left out of every window (they
 /// are counted in the summary); a key with fewer than --min-len timed measurements is dropped;

@@ -7,7 +7,7 @@
 //! The stage is [`Config::run`] over a validated [`Config`]; `main.rs` only parses flags.
 //! [`layout`] checks the input schema and derives the output schema, [`window`] holds the
 //! cutting rules, [`plan`] finds each batch's windows, [`build`] gathers them into output
-//! batches.
+//! batches; [`unique`] checks that no key is in two input rows.
 //!
 //! Parallelism keeps the output order: up to N (`--threads`) input batches are read at a time
 //! and planned on the pool (each in row chunks); each batch's windows are cut into output
@@ -21,6 +21,7 @@ pub mod build;
 pub mod cli;
 pub mod layout;
 pub mod plan;
+pub mod unique;
 pub mod window;
 
 use std::ops::Range;
@@ -42,6 +43,7 @@ pub use cli::Args;
 use crate::build::build;
 use crate::layout::Layout;
 use crate::plan::{group, BatchView, Planned, Stats};
+use crate::unique::UniqueKeys;
 use crate::window::{gap_ticks, IntUnit, Rules};
 
 /// A validated `probe-batch` run.
@@ -139,6 +141,7 @@ impl Config {
             layout: &layout,
             batch_bytes: self.batch_bytes,
             threads,
+            unique: UniqueKeys::default(),
         };
         // Built output batches waiting to be written, in order.
         let mut pending: Vec<RecordBatch> = Vec::new();
@@ -186,6 +189,8 @@ impl Config {
             };
         }
         write_all(&mut output, &mut pending, &mut report)?;
+        // Before the output is finished: a key in two rows leaves no result.
+        std::mem::take(&mut batches.unique).finish()?;
         output.finish()?;
         log_summary(&progress, &report, threads);
         Ok(report)
@@ -292,6 +297,8 @@ struct Batches<'a> {
     layout: &'a Layout,
     batch_bytes: usize,
     threads: usize,
+    /// Every row's key, for the check that no key is in two rows.
+    unique: UniqueKeys,
 }
 
 impl Batches<'_> {
@@ -304,13 +311,16 @@ impl Batches<'_> {
                 let name = input.name().to_string();
                 // Decoded (IPC decompressed) on a thread of its own while windows are built.
                 let reader = input.reader(Some(&self.layout.projection), self.batch_bytes)?.ahead_with(self.threads)?;
+                self.unique.start_input(&name);
                 self.current = Some((reader, name));
             }
             let Some((reader, name)) = self.current.as_mut() else { break };
             match reader.next_batch()? {
                 Some(batch) => {
                     let first_row = reader.rows_read() - batch.num_rows() as u64;
-                    set.push(BatchView::new(&batch, self.layout, name, first_row)?);
+                    let view = BatchView::new(&batch, self.layout, name, first_row)?;
+                    self.unique.add(&view.keys)?;
+                    set.push(view);
                 }
                 None => self.current = None,
             }

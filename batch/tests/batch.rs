@@ -355,12 +355,35 @@ proptest! {
     ) {
         let dir = tempfile::tempdir().expect("tempdir");
         let input = dir.path().join("in.arrows");
-        write_keys(&input, &keys, per_batch, composite, large);
-        let mut cfg = config(&input, &dir.path().join("out1.arrows"));
-        p.apply(&mut cfg);
-        if composite {
-            cfg.keys = vec!["src_addr".into(), "port".into()];
+        let setup = |keys: &[Key]| {
+            write_keys(&input, keys, per_batch, composite, large);
+            let mut cfg = config(&input, &dir.path().join("out1.arrows"));
+            p.apply(&mut cfg);
+            if composite {
+                cfg.keys = vec!["src_addr".into(), "port".into()];
+            }
+            cfg
+        };
+        // The generated keys may repeat: then the run is an error naming two rows (one row per
+        // key here) that hold one key; the rest of the test runs on each key's first row.
+        let ident = |k: &Key| (k.addr.clone(), if composite { k.port } else { 0 });
+        let mut seen = std::collections::HashSet::new();
+        if keys.iter().any(|k| !seen.insert(ident(k))) {
+            let msg = run_err(&setup(&keys));
+            let rows: Vec<usize> = msg
+                .split("row ")
+                .skip(1)
+                .map(|t| t.split(|c: char| !c.is_ascii_digit()).next().unwrap_or("").parse().expect("a row number"))
+                .collect();
+            prop_assert!(msg.contains("have the same key"), "{}", msg);
+            prop_assert_eq!(rows.len(), 2, "{}", msg);
+            prop_assert!(rows[0] < rows[1], "{}", msg);
+            prop_assert_eq!(ident(&keys[rows[0]]), ident(&keys[rows[1]]), "{}", msg);
+            prop_assert!(!dir.path().join("out1.arrows").exists());
         }
+        let mut seen = std::collections::HashSet::new();
+        let keys: Vec<Key> = keys.into_iter().filter(|k| seen.insert(ident(k))).collect();
+        let mut cfg = setup(&keys);
         cfg.batch_bytes = batch_bytes;
         cfg.threads = 1;
         let (report1, schema1, out1) = run(&cfg);

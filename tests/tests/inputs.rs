@@ -378,6 +378,63 @@ fn a_file_reached_twice_is_an_error_naming_it() {
     }
 }
 
+/// The two row numbers a "have the same key" error names: `{a}: row R and {b}: row S` or, in one
+/// input, `{a}: row R and row S`.
+fn same_key_rows(line: &str) -> (u64, u64) {
+    let nums: Vec<u64> = line
+        .split("row ")
+        .skip(1)
+        .map(|t| t.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(nums.len(), 2, "{line}");
+    (nums[0], nums[1])
+}
+
+#[test]
+fn a_key_in_two_rows_is_an_error_in_probe_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two days grouped apart: keys 000..009, then 005..014 (five keys in both).
+    let (d1, d2) = (dir.path().join("day1.parquet"), dir.path().join("day2.parquet"));
+    parquet(&d1, &rows("10.0.0.", 40, false));
+    parquet(&d2, &rows("10.0.0.", 60, false).slice(20, 40));
+    let (g1, g2) = (dir.path().join("day1.arrows"), dir.path().join("day2.arrows"));
+    run("probe-group", &[p(&d1), "-o".into(), p(&g1), "-q".into()], None).assert_ok();
+    run("probe-group", &[p(&d2), "-o".into(), p(&g2), "-q".into()], None).assert_ok();
+    let key_at = |path: &Path, row: u64| oracle::rows(&read_file(path).1)[row as usize][0].clone();
+
+    for threads in ["1", "3"] {
+        // Two files: an error naming a row of each, holding one key; no output file.
+        let out = dir.path().join("rows.arrows");
+        let ran = run("probe-batch", &[p(&g1), p(&g2), "-o".into(), p(&out), "--threads".into(), threads.into()], None);
+        let line = ran.assert_error("probe-batch", &["day1.arrows: row ", "day2.arrows: row ", "have the same key"]);
+        let (r1, r2) = same_key_rows(&line);
+        assert_eq!(key_at(&g1, r1), key_at(&g2, r2), "{line}");
+        assert!(!out.exists(), "a failed run left {}", out.display());
+
+        // The two streams concatenated on stdin are one input: rows of the concatenation.
+        let both = concat(&[&std::fs::read(&g1).unwrap(), &std::fs::read(&g2).unwrap()]);
+        let ran = run("probe-batch", &["-", "--threads", threads], Some(both));
+        let line = ran.assert_error("probe-batch", &["stdin: row ", "and row ", "have the same key"]);
+        let (r1, r2) = same_key_rows(&line);
+        let mut all = oracle::rows(&read_file(&g1).1);
+        all.extend(oracle::rows(&read_file(&g2).1));
+        assert_eq!(all[r1 as usize][0], all[r2 as usize][0], "{line}");
+        // Its stream on stdout is cut short (no end-of-stream marker): the next stage fails.
+        let merged = dir.path().join("merged.parquet");
+        run("probe-merge", &["-".into(), "-o".into(), p(&merged)], Some(ran.stdout.clone()))
+            .assert_error("probe-merge", &["truncated"]);
+        assert!(!merged.exists());
+    }
+
+    // Grouped together, each key is one row and every key gets its windows once.
+    let g = run("probe-group", &[p(&d1), p(&d2), "-q".into()], None);
+    let grouped = dir.path().join("both.arrows");
+    std::fs::write(&grouped, &g.assert_ok().stdout).unwrap();
+    let batched = run("probe-batch", &[p(&grouped), "-q".into()], None);
+    let got = decoded_rows(&batched.assert_ok().stdout);
+    assert_eq!(got.len(), 15, "keys 000..014, one window each");
+}
+
 // ---- 13. output paths ----
 
 #[test]
