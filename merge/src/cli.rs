@@ -49,9 +49,10 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
 
-    /// With --out-dir: start a new part file before one would grow past SIZE (`512MiB`, `2GB`)
-    /// [default: 1GiB]. A file holds at least one row, so a single larger row makes a larger
-    /// file.
+    /// With --out-dir: start a new part file when one reaches about SIZE (`512MiB`, `2GB`)
+    /// [default: 1GiB]. The encoded size of the rows still in the open row group is estimated, so
+    /// a part can end a little above SIZE; a file holds at least one row, so a single larger row
+    /// makes a larger file.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_file_size: Option<u64>,
 
