@@ -194,6 +194,9 @@ pub struct Output {
     name: String,
     temp: Option<(tempfile::TempPath, PathBuf)>,
     rows: u64,
+    /// For a Parquet output whose schema has types Parquet has no annotation for: the schema
+    /// written ([`parquet_schema`]), each batch cast to it.
+    cast_to: Option<SchemaRef>,
 }
 
 impl std::fmt::Debug for Output {
@@ -297,7 +300,13 @@ impl Output {
                     compression != IpcCompression::None,
                 )
                 .map_err(|e| Error::arrow("writing to standard output", e))?;
-                Ok(Output { writer: Some(Writer::Stream(w)), name: "stdout".into(), temp: None, rows: 0 })
+                Ok(Output {
+                    writer: Some(Writer::Stream(w)),
+                    name: "stdout".into(),
+                    temp: None,
+                    rows: 0,
+                    cast_to: None,
+                })
             }
             Some(path) => {
                 let name = path.display().to_string();
@@ -318,6 +327,7 @@ impl Output {
                 };
                 let compression = opts.ipc_compression.unwrap_or(IpcCompression::FILE_DEFAULT);
                 let ipc = || ipc_options(compression);
+                let mut cast_to = None;
                 let writer = match OutFormat::for_path(path) {
                     OutFormat::IpcStream => {
                         let sink = file;
@@ -336,6 +346,11 @@ impl Output {
                             .map_err(|e| Error::arrow(format!("writing {name}"), e))?,
                     ),
                     OutFormat::Parquet => {
+                        let stored = parquet_schema(&schema);
+                        if stored != schema {
+                            cast_to = Some(stored.clone());
+                        }
+                        let schema = stored;
                         let props = parquet_properties(&schema, opts);
                         let limits = RowGroupLimits {
                             max_rows: opts.max_row_group_rows,
@@ -348,7 +363,7 @@ impl Output {
                         )
                     }
                 };
-                Ok(Output { writer: Some(writer), name, temp, rows: 0 })
+                Ok(Output { writer: Some(writer), name, temp, rows: 0, cast_to })
             }
         }
     }
@@ -356,6 +371,14 @@ impl Output {
     /// Append one batch.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let name = &self.name;
+        let cast;
+        let batch = match &self.cast_to {
+            Some(to) => {
+                cast = cast_for_parquet(batch, to, name)?;
+                &cast
+            }
+            None => batch,
+        };
         match self.writer.as_mut() {
             Some(Writer::Stream(w)) => w.write(batch).map_err(|e| write_err(name, e))?,
             Some(Writer::File(w)) => w.write(batch).map_err(|e| write_err(name, e))?,
@@ -523,6 +546,91 @@ pub fn temp_beside(path: &Path) -> Result<(File, tempfile::TempPath)> {
     let (file, temp_path) = tmp.into_parts();
     cleanup::register(&temp_path);
     Ok((file, temp_path))
+}
+
+/// The schema a Parquet output stores for `schema`. arrow-rs writes a few Arrow types as bare
+/// integers with no Parquet annotation (they read back only through the Arrow schema it also
+/// stores, which pyarrow and DuckDB do not use for them): second timestamps and `Date64` as
+/// INT64, `Time32(Second)` as INT32, so pyarrow and DuckDB read numbers. Those are stored as
+/// pyarrow stores them, in a type Parquet annotates: second timestamps as millisecond ones (same
+/// time zone), `Time32(Second)` as `Time32(Millisecond)`, `Date64` as `Date32`, also inside
+/// lists and structs. Every other type is kept.
+pub fn parquet_schema(schema: &SchemaRef) -> SchemaRef {
+    use arrow::datatypes::{Field, Schema};
+    let fields: Vec<Field> = schema.fields().iter().map(|f| parquet_field(f)).collect();
+    let stored = Schema::new(fields).with_metadata(schema.metadata().clone());
+    if stored == **schema {
+        schema.clone()
+    } else {
+        std::sync::Arc::new(stored)
+    }
+}
+
+fn parquet_field(f: &arrow::datatypes::Field) -> arrow::datatypes::Field {
+    f.clone().with_data_type(parquet_type(f.data_type()))
+}
+
+fn parquet_type(dt: &arrow::datatypes::DataType) -> arrow::datatypes::DataType {
+    use arrow::datatypes::{DataType as D, TimeUnit};
+    use std::sync::Arc;
+    match dt {
+        D::Timestamp(TimeUnit::Second, tz) => D::Timestamp(TimeUnit::Millisecond, tz.clone()),
+        D::Time32(TimeUnit::Second) => D::Time32(TimeUnit::Millisecond),
+        D::Date64 => D::Date32,
+        D::List(f) => D::List(Arc::new(parquet_field(f))),
+        D::LargeList(f) => D::LargeList(Arc::new(parquet_field(f))),
+        D::FixedSizeList(f, n) => D::FixedSizeList(Arc::new(parquet_field(f)), *n),
+        D::Struct(fields) => D::Struct(fields.iter().map(|f| parquet_field(f)).collect()),
+        D::Map(f, sorted) => D::Map(Arc::new(parquet_field(f)), *sorted),
+        D::Dictionary(k, v) => D::Dictionary(k.clone(), Box::new(parquet_type(v))),
+        other => other.clone(),
+    }
+}
+
+fn has_date64(dt: &arrow::datatypes::DataType) -> bool {
+    use arrow::datatypes::DataType as D;
+    match dt {
+        D::Date64 => true,
+        D::List(f) | D::LargeList(f) | D::FixedSizeList(f, _) | D::Map(f, _) => has_date64(f.data_type()),
+        D::Struct(fields) => fields.iter().any(|f| has_date64(f.data_type())),
+        D::Dictionary(_, v) => has_date64(v),
+        _ => false,
+    }
+}
+
+/// `batch` cast to the stored schema `to` ([`parquet_schema`]). The cast must be exact: a value
+/// that would change (a `Date64` with a time of day, a timestamp out of range in milliseconds)
+/// is an error naming the column, never a silently different value.
+fn cast_for_parquet(batch: &RecordBatch, to: &SchemaRef, name: &str) -> Result<RecordBatch> {
+    use arrow::compute::{cast_with_options, CastOptions};
+    let exact = CastOptions { safe: false, ..Default::default() };
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for (i, (col, field)) in batch.columns().iter().zip(to.fields()).enumerate() {
+        if col.data_type() == field.data_type() {
+            columns.push(col.clone());
+            continue;
+        }
+        let from = col.data_type();
+        let inexact = |why: String| {
+            Error::data(format!(
+                "{name}: column `{}` ({from}) cannot be stored in Parquet as {} without changing values ({why}); \
+                 cast it to a timestamp in microseconds before this stage",
+                batch.schema().field(i).name(),
+                field.data_type()
+            ))
+        };
+        let stored = cast_with_options(col, field.data_type(), &exact).map_err(|e| inexact(e.to_string()))?;
+        // Date64 -> Date32 drops a time of day without an error: casting back must give the
+        // input again. (The other casts multiply by 1000, checked above.)
+        if has_date64(from) {
+            let back = cast_with_options(&stored, from, &exact).map_err(|e| inexact(e.to_string()))?;
+            if back.to_data() != col.to_data() {
+                return Err(inexact("a Date64 value is not a whole day".into()));
+            }
+        }
+        columns.push(stored);
+    }
+    RecordBatch::try_new(to.clone(), columns).map_err(|e| Error::arrow(format!("writing {name}"), e))
 }
 
 /// Writer properties: the chosen codec, and per leaf column what pays for itself.

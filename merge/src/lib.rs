@@ -206,7 +206,7 @@ fn check_inputs(sources: Vec<Source>) -> Result<Checked> {
 }
 
 /// The `_manifest.json` of an out-dir: its files (names within the folder; URLs on a store),
-/// inputs, totals and schema.
+/// inputs, totals and schema (as the parts store it: [`probe_core::output::parquet_schema`]).
 fn manifest(report: &Report, schema: &SchemaRef, staging: &Staging) -> Manifest {
     Manifest {
         files: report
@@ -226,6 +226,6 @@ fn manifest(report: &Report, schema: &SchemaRef, staging: &Staging) -> Manifest 
         inputs: report.inputs.iter().map(|(path, rows)| InputEntry { path: path.clone(), rows: *rows }).collect(),
         rows: report.rows,
         bytes: report.bytes,
-        schema: columns(schema),
+        schema: columns(&probe_core::output::parquet_schema(schema)),
     }
 }
