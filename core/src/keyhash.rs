@@ -126,7 +126,25 @@ pub fn part_bytes(col: &dyn Array, row: usize, buf: &mut Vec<u8>) -> Result<bool
         DataType::Timestamp(TimeUnit::Nanosecond, _) => signed!(TimestampNanosecondType),
         DataType::Dictionary(_, _) => {
             let dict = col.as_any_dictionary();
-            let key = dict.normalized_keys()[row];
+            // One key read, not `normalized_keys()` (all of them, per row: quadratic).
+            let keys = dict.keys();
+            let key = match keys.data_type() {
+                DataType::Int8 => keys.as_primitive::<Int8Type>().value(row) as usize,
+                DataType::Int16 => keys.as_primitive::<Int16Type>().value(row) as usize,
+                DataType::Int32 => keys.as_primitive::<Int32Type>().value(row) as usize,
+                DataType::Int64 => keys.as_primitive::<Int64Type>().value(row) as usize,
+                DataType::UInt8 => keys.as_primitive::<UInt8Type>().value(row) as usize,
+                DataType::UInt16 => keys.as_primitive::<UInt16Type>().value(row) as usize,
+                DataType::UInt32 => keys.as_primitive::<UInt32Type>().value(row) as usize,
+                DataType::UInt64 => keys.as_primitive::<UInt64Type>().value(row) as usize,
+                other => return Err(Error::data(format!("dictionary keys of type {other} are not supported"))),
+            };
+            if key >= dict.values().len() {
+                return Err(Error::data(format!(
+                    "dictionary key {key} is past the dictionary's {} values",
+                    dict.values().len()
+                )));
+            }
             return part_bytes(dict.values().as_ref(), key, buf);
         }
         other => return Err(Error::data(format!("key columns of type {other} cannot be hashed"))),
@@ -173,6 +191,28 @@ mod tests {
         let h_at = |u: f64| ((u * (1u64 << 53) as f64) as u64) << 11;
         assert_eq!(split_index(h_at(0.8999), &r), 0);
         assert_eq!(split_index(h_at(0.9001), &r), 1);
+    }
+
+    #[test]
+    fn a_dictionary_key_has_the_bytes_of_its_value() {
+        use std::sync::Arc;
+
+        use arrow::array::{DictionaryArray, StringArray, UInt16Array};
+        let values = Arc::new(StringArray::from(vec![Some("b"), None, Some("a")]));
+        // Keys of every width read the same value; a null key and a null value are nulls.
+        let dict = DictionaryArray::new(UInt16Array::from(vec![Some(2), None, Some(0), Some(1), Some(2)]), values);
+        let plain = StringArray::from(vec![Some("a"), None, Some("b"), None, Some("a")]);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for row in 0..5 {
+            let cols_d: Vec<ArrayRef> = vec![Arc::new(dict.clone())];
+            let cols_p: Vec<ArrayRef> = vec![Arc::new(plain.clone())];
+            assert_eq!(key_hash(&cols_d, row, 7, &mut a).unwrap(), key_hash(&cols_p, row, 7, &mut b).unwrap(), "{row}");
+            assert_eq!(a, b, "{row}");
+        }
+        // Sliced: the key of row 0 of the slice is the array's row 2.
+        let sliced: Vec<ArrayRef> = vec![Arc::new(dict.slice(2, 3))];
+        key_bytes(&sliced, 0, &mut a).unwrap();
+        assert_eq!(a, b"b");
     }
 
     #[test]
