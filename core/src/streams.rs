@@ -334,6 +334,18 @@ impl IpcStreams {
             None => batch.columns().to_vec(),
             Some(idx) => idx.iter().map(|&i| batch.column(i).clone()).collect(),
         };
+        // Nulls where stream 1 declares a column non-nullable: the input's schema (stream 1's,
+        // which the stage has already taken for its output) cannot hold them.
+        let null_in = self.schema.fields().iter().zip(&columns).find(|(f, c)| !f.is_nullable() && c.null_count() > 0);
+        if let Some((field, _)) = null_in {
+            return Err(Error::data(format!(
+                "{}: column `{}` has nulls, and stream 1 declares it non-nullable, so the concatenation cannot be \
+                 read as one input; give the streams as separate files (stage a.arrows b.arrows), whose nullability \
+                 may differ, or write stream 1 with the column nullable",
+                self.label(),
+                field.name()
+            )));
+        }
         RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| {
             Error::data(format!(
                 "{}: its data does not fit the schema of stream 1 ({e}); every stream concatenated in one input \

@@ -460,6 +460,15 @@ pub fn sort_inputs(
                 probe_core::columns::check_time_values(batch.column(layout.time_idx()), |i| {
                     format!("{}: row {}", reader.name(), first_row + i as u64)
                 })?;
+                // Inputs may differ in top-level nullability: runs hold the common schema (a
+                // column nullable if it is in any input), or a later input's nulls would not
+                // fit the first's non-null field when rows of both are gathered.
+                let batch = if batch.schema() == *schema {
+                    batch
+                } else {
+                    RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
+                        .map_err(|e| Error::arrow(format!("reading {}", reader.name()), e))?
+                };
                 builder.push(batch)?;
                 let overlap = *overlap.get_or_insert_with(|| {
                     let per_row = builder.bytes as f64 / builder.count.max(1) as f64;

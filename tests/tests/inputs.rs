@@ -144,6 +144,63 @@ fn group_and_check_order_read_concatenated_measurement_streams() {
     assert_eq!(report["rows"], 32, "{report}");
 }
 
+/// `b` with `rtt_ms` declared non-nullable (it has no nulls), or with every third value null.
+fn with_rtt(b: &RecordBatch, non_null: bool) -> RecordBatch {
+    let mut fields: Vec<Field> = b.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields[2] = fields[2].clone().with_nullable(!non_null);
+    let mut cols = b.columns().to_vec();
+    if !non_null {
+        let v = cols[2].as_any().downcast_ref::<Float64Array>().unwrap();
+        cols[2] = Arc::new(Float64Array::from_iter((0..v.len()).map(|i| (i % 3 != 0).then(|| v.value(i)))));
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap()
+}
+
+#[test]
+fn inputs_whose_nullability_differs_are_grouped_alike_with_or_without_sort() {
+    let dir = tempfile::tempdir().unwrap();
+    // Overlapping keys: 10.0.0.000..009 in both; day1 declares rtt_ms non-null, day2 has nulls.
+    let a = with_rtt(&rows("10.0.0.", 40, false), true);
+    let b = with_rtt(&rows("10.0.0.", 40, false).slice(8, 32), false);
+    assert!(!a.schema().field(2).is_nullable() && b.column(2).null_count() > 0);
+    let (pa, pb) = (dir.path().join("day1.parquet"), dir.path().join("day2.parquet"));
+    parquet(&pa, &a);
+    parquet(&pb, &b);
+    for (first, second, x, y) in [(&pa, &pb, &a, &b), (&pb, &pa, &b, &a)] {
+        let want = expected_groups(&[x, y]);
+        for sort in [false, true] {
+            for threads in ["1", "3"] {
+                let mut args = vec![p(first), p(second), "-q".into(), "--threads".into(), threads.into()];
+                if sort {
+                    args.push("--sort".into());
+                }
+                let out = run("probe-group", &args, None);
+                assert_groups_eq(&decode_groups(&decode_ipc(&out.assert_ok().stdout).1, 1), &want);
+            }
+        }
+    }
+}
+
+#[test]
+fn concatenated_streams_whose_nullability_differs_get_an_error_saying_so() {
+    let a = with_rtt(&rows("10.0.0.", 20, false), true);
+    let b = with_rtt(&rows("10.0.1.", 12, false), false);
+    let both = concat(&[&ipc(&a), &ipc(&b)]);
+    let needles = ["stdin (stream 2", "column `rtt_ms` has nulls", "declares it non-nullable", "separate files"];
+    run("probe-group", &["-q"], Some(both.clone())).assert_error("probe-group", &needles);
+    // probe-check-order: exit 2, could not check.
+    let check = run("probe-check-order", &["-q"], Some(both.clone()));
+    check.assert_code(2);
+    assert!(needles.iter().all(|n| check.stderr.contains(n)), "{}", check.stderr);
+    // As two files they are read.
+    let dir = tempfile::tempdir().unwrap();
+    let (fa, fb) = (dir.path().join("a.arrows"), dir.path().join("b.arrows"));
+    std::fs::write(&fa, ipc(&a)).unwrap();
+    std::fs::write(&fb, ipc(&b)).unwrap();
+    let out = run("probe-group", &[p(&fa), p(&fb), "-q".into()], None);
+    assert_groups_eq(&decode_groups(&decode_ipc(&out.assert_ok().stdout).1, 1), &expected_groups(&[&a, &b]));
+}
+
 #[test]
 fn an_empty_stream_followed_by_another_is_read() {
     let a = rows("10.0.0.", 20, false);
