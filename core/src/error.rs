@@ -170,10 +170,18 @@ pub fn exit_with(stage: &str, result: Result<u8>, code_of: impl Fn(&Error) -> u8
         Err(e) if e.is_broken_pipe() => std::process::ExitCode::SUCCESS,
         Err(e) => {
             let msg = one_line(&e.to_string());
-            eprintln!("{stage}: error: {msg}");
+            stderr_line(&format!("{stage}: error: {msg}"));
             std::process::ExitCode::from(code_of(&e))
         }
     }
+}
+
+/// Write one line to stderr, ignoring a failure: `eprintln!` panics (exit 101) when stderr is a
+/// closed pipe (a log reader that died), turning a finished run into a failed one. The outcome
+/// is in the exit status and the output; a lost message changes neither.
+pub fn stderr_line(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// Fold a message onto one line: library errors sometimes carry newlines.

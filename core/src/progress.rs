@@ -60,7 +60,7 @@ impl Progress {
         }
         match &self.bar {
             Some(bar) => bar.println(format!("{}: {msg}", self.stage)),
-            None => eprintln!("{}: {msg}", self.stage),
+            None => crate::error::stderr_line(&format!("{}: {msg}", self.stage)),
         }
     }
 
@@ -91,7 +91,7 @@ impl Progress {
         if let Some(peak) = peak_rss_bytes() {
             parts.push(format!("peak memory {}", bytesize::ByteSize::b(peak).display().iec()));
         }
-        eprintln!("{}: {}", self.stage, parts.join(", "));
+        crate::error::stderr_line(&format!("{}: {}", self.stage, parts.join(", ")));
     }
 }
 

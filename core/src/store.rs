@@ -356,11 +356,11 @@ pub fn from_parquet_error(url: &str, e: &parquet::errors::ParquetError) -> Optio
 /// Print `PROBE_STORE_STATS=1`'s line: what was read from stores.
 pub fn print_stats(stage: &str) {
     if std::env::var_os("PROBE_STORE_STATS").is_some() {
-        eprintln!(
+        crate::error::stderr_line(&format!(
             "{stage}: store: {} bytes read in {} requests",
             BYTES_READ.load(Ordering::Relaxed),
             REQUESTS.load(Ordering::Relaxed)
-        );
+        ));
     }
 }
 

@@ -377,6 +377,31 @@ fn a_closed_downstream_pipe_ends_every_stage_quietly() {
     }
 }
 
+/// A closed stderr (a log reader that died) does not turn a finished run into a failed one:
+/// the summary line is lost, the exit status and the output are not (it was a panic, exit 101).
+#[test]
+fn a_closed_stderr_changes_no_outcome() {
+    let s = small();
+    let d = s.dir.path();
+    let stage = |name: &str, args: &[&str]| {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        Command::new(bin(name)).args(args).current_dir(d).stdout(Stdio::null()).stderr(writer).status().unwrap()
+    };
+    // Summaries (not -q), in every stage that writes a file.
+    assert_eq!(stage("probe-group", &["data", "-o", "g.parquet"]).code(), Some(0));
+    assert_eq!(stage("probe-split", &["grouped.arrows", "--out-dir", "splits"]).code(), Some(0));
+    assert_eq!(stage("probe-batch", &["grouped.arrows", "-o", "rows.arrows"]).code(), Some(0));
+    assert_eq!(stage("probe-merge", &["rows.arrows", "-o", "rows.parquet"]).code(), Some(0));
+    assert_eq!(stage("probe-check-order", &["data"]).code(), Some(0));
+    let rows = |f: &str| read_file(&d.join(f)).1.iter().map(|b| b.num_rows()).sum::<usize>();
+    assert_eq!(rows("g.parquet"), rows("grouped.arrows"));
+    assert_eq!(rows("rows.parquet"), rows("rows.arrows"));
+    // An error keeps its status.
+    assert_eq!(stage("probe-group", &["no-such-dir"]).code(), Some(1));
+    assert_eq!(stage("probe-group", &["--no-such-flag"]).code(), Some(2));
+}
+
 /// Binary output to a terminal is refused with a hint; the text report of check-order is not.
 #[test]
 fn binary_output_to_a_terminal_is_refused() {
