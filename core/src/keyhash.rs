@@ -180,6 +180,8 @@ pub fn key_hash(cols: &[ArrayRef], row: usize, seed: u64, buf: &mut Vec<u8>) -> 
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
