@@ -389,6 +389,31 @@ impl Output {
         Ok(())
     }
 
+    /// Parquet only: encoded bytes per decoded byte in the row groups appended so far.
+    pub fn parquet_ratio(&self) -> Option<f64> {
+        match &self.writer {
+            Some(Writer::Parquet(w)) => w.ratio(),
+            _ => None,
+        }
+    }
+
+    /// Parquet only (0 otherwise): the file's size if closed now, less the footer, with data not
+    /// yet encoded taken at this file's ratio or else `ratio`.
+    pub fn parquet_estimated_bytes(&self, ratio: f64) -> u64 {
+        match &self.writer {
+            Some(Writer::Parquet(w)) => w.estimated_bytes(ratio),
+            _ => 0,
+        }
+    }
+
+    /// Parquet only: encode and append everything held, so the size so far is exact.
+    pub fn parquet_settle(&mut self) -> Result<()> {
+        if let Some(Writer::Parquet(w)) = self.writer.as_mut() {
+            w.settle().map_err(|e| parquet_err(&self.name, e))?;
+        }
+        Ok(())
+    }
+
     /// Decoded bytes buffered in memory by a Parquet writer (its open row group).
     pub fn in_progress_bytes(&self) -> usize {
         match &self.writer {

@@ -149,6 +149,28 @@ impl ParallelParquetWriter {
         self.file.bytes_written() as u64 + (self.in_flight_bytes as f64 * ratio) as u64
     }
 
+    /// Encoded bytes a decoded byte took in the row groups appended so far; `None` before any.
+    pub fn ratio(&self) -> Option<f64> {
+        (self.appended_decoded > 0).then(|| self.appended_encoded as f64 / self.appended_decoded as f64)
+    }
+
+    /// The file's size if it were closed now, less the footer: the bytes written plus the row
+    /// groups on the pool and the open one at `ratio` (this file's own once it has one).
+    pub fn estimated_bytes(&self, ratio: f64) -> u64 {
+        let ratio = self.ratio().unwrap_or(ratio);
+        self.file.bytes_written() as u64 + ((self.in_flight_bytes + self.open_bytes) as f64 * ratio) as u64
+    }
+
+    /// Close the open row group and append every row group on the pool (waiting for them), so
+    /// that the size written is exact and [`Self::ratio`] known.
+    pub fn settle(&mut self) -> PqResult<()> {
+        self.flush_row_group()?;
+        while !self.in_flight.is_empty() {
+            self.append_oldest()?;
+        }
+        Ok(())
+    }
+
     /// Close the open row group: hand it to the pool, and append the oldest finished ones while
     /// more than the in-flight budget waits.
     pub fn flush_row_group(&mut self) -> PqResult<()> {
@@ -215,11 +237,33 @@ impl ParallelParquetWriter {
 
 /// Bytes of a batch's data as sliced (what encoding reads), whatever buffers it shares.
 fn data_bytes(batch: &RecordBatch) -> usize {
-    batch
-        .columns()
-        .iter()
-        .map(|c| c.to_data().get_slice_memory_size().unwrap_or_else(|_| c.get_array_memory_size()))
-        .sum()
+    batch.columns().iter().map(|c| slice_bytes(c.as_ref())).sum()
+}
+
+/// The bytes of an array's own slice. arrow's `get_slice_memory_size` counts a list's whole
+/// child (its values are not sliced with it), so a slice of 400 rows of a list column counted
+/// every row's measurements: 100x too much for the first part of `probe-merge --out-dir`.
+fn slice_bytes(a: &dyn arrow::array::Array) -> usize {
+    use arrow::array::AsArray;
+    use arrow::datatypes::DataType;
+    let nulls = a.nulls().map_or(0, |n| n.len().div_ceil(8));
+    match a.data_type() {
+        DataType::List(_) => {
+            let l = a.as_list::<i32>();
+            let o = l.value_offsets();
+            let (start, end) = (o[0] as usize, o[o.len() - 1] as usize);
+            nulls + 4 * o.len() + slice_bytes(l.values().slice(start, end - start).as_ref())
+        }
+        DataType::LargeList(_) => {
+            let l = a.as_list::<i64>();
+            let o = l.value_offsets();
+            let (start, end) = (o[0] as usize, o[o.len() - 1] as usize);
+            nulls + 8 * o.len() + slice_bytes(l.values().slice(start, end - start).as_ref())
+        }
+        // A struct's children are sliced with it.
+        DataType::Struct(_) => nulls + a.as_struct().columns().iter().map(|c| slice_bytes(c.as_ref())).sum::<usize>(),
+        _ => a.to_data().get_slice_memory_size().unwrap_or_else(|_| a.get_array_memory_size()),
+    }
 }
 
 /// Encode one row group: leaves of every column of a batch in parallel, then each leaf into its

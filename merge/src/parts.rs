@@ -51,6 +51,8 @@ pub struct Parts {
     written: Vec<Written>,
     /// Encoded bytes per row of the last finished part, to size the first batch of the next.
     bytes_per_row: Option<f64>,
+    /// Encoded bytes per decoded byte, from the row groups of parts written so far.
+    ratio: Option<f64>,
     /// Bytes a part grows by when closed (footer, indexes): a guess until one is closed.
     footer_bytes: u64,
     committed: bool,
@@ -98,6 +100,7 @@ impl Parts {
             current: None,
             written: Vec::new(),
             bytes_per_row: None,
+            ratio: None,
             footer_bytes,
             committed: false,
         }
@@ -119,10 +122,13 @@ impl Parts {
 
     /// Finish the current part (if any) and record it.
     fn close(&mut self) -> Result<()> {
-        let Some((out, path)) = self.current.take() else {
+        let Some((mut out, path)) = self.current.take() else {
             return Ok(());
         };
-        let open_size = out.bytes_written() + out.in_progress_bytes() as u64;
+        // Everything but the footer, exactly: what finish appends before it.
+        out.parquet_settle()?;
+        let open_size = out.bytes_written();
+        self.ratio = out.parquet_ratio().or(self.ratio);
         let rows = out.finish()?;
         // Registered so that an interrupt or a later error removes it again.
         cleanup::register(&path);
@@ -146,16 +152,21 @@ impl Parts {
             // Room for the data: what the footer will add is kept free.
             let max = self.max_file_bytes.saturating_sub(self.footer_bytes).max(1);
             let prior = self.bytes_per_row.unwrap_or(decoded_per_row);
+            // Data not yet encoded counts at the ratio learned so far, 1:1 before any.
+            let ratio = self.ratio.unwrap_or(1.0);
             let Some((out, _)) = self.current.as_mut() else {
                 return Err(Error::internal("no open output"));
             };
-            let size = out.bytes_written() + out.in_progress_bytes() as u64;
+            let size = out.parquet_estimated_bytes(ratio);
             let per_row = if out.rows() > 0 { size as f64 / out.rows() as f64 } else { prior };
             let take = match per_row {
                 pr if pr > 0.0 && self.dir.is_some() => {
                     let fit = (max.saturating_sub(size) as f64 / pr).floor() as usize;
                     if fit == 0 && out.rows() > 0 {
-                        self.close()?;
+                        // Judged again once by real bytes, then closed if still no row fits.
+                        if !self.learn_ratio()? {
+                            self.close()?;
+                        }
                         continue;
                     }
                     fit.clamp(1, rest.num_rows())
@@ -168,11 +179,30 @@ impl Parts {
             if out.in_progress_bytes() >= self.row_group_bytes {
                 out.flush_row_group()?;
             }
-            if self.dir.is_some() && out.bytes_written() + out.in_progress_bytes() as u64 >= max {
-                self.close()?;
+            if self.dir.is_some() && out.parquet_estimated_bytes(ratio) >= max {
+                let learned = self.learn_ratio()?;
+                let still = self.current.as_ref().is_some_and(|(o, _)| o.parquet_estimated_bytes(ratio) >= max);
+                if !learned || still {
+                    self.close()?;
+                }
             }
         }
         Ok(())
+    }
+
+    /// Before anything has been encoded, sizes are estimated at decoded bytes 1:1, which would
+    /// close a first part at a twentieth of its size: encode what the open part holds, so its
+    /// real bytes and ratio decide. Returns whether it did (once per run at most).
+    fn learn_ratio(&mut self) -> Result<bool> {
+        if self.ratio.is_some() {
+            return Ok(false);
+        }
+        let Some((out, _)) = self.current.as_mut() else { return Ok(false) };
+        if out.parquet_ratio().is_some() {
+            return Ok(false);
+        }
+        out.parquet_settle()?;
+        Ok(out.parquet_ratio().is_some())
     }
 
     /// Close the last part (writing one empty file when there were no rows at all) and return

@@ -168,6 +168,50 @@ fn small_max_file_size_rolls_parts_with_a_true_manifest() -> Result<()> {
     Ok(())
 }
 
+/// Parts of list rows (what probe-batch writes) come out near --max-file-size from the first:
+/// a slice of a list column was sized with every row's values, so the first part closed at a
+/// twentieth of the size.
+#[test]
+fn parts_of_list_rows_are_near_the_size_from_the_first() -> Result<()> {
+    let dir = tmp()?;
+    let n = 20_000;
+    let mut x: u64 = 1;
+    let mut next = move || {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (x >> 40) as f32 / 1000.0
+    };
+    let lists = ListArray::from_iter_primitive::<Float32Type, _, _>(
+        (0..n).map(|i| Some((0..(10 + i % 40)).map(|_| Some(next())).collect::<Vec<_>>())),
+    );
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("src_addr", DataType::Utf8, false),
+        Field::new("rtt_ms", arrow::array::Array::data_type(&lists).clone(), true),
+    ]));
+    let keys = StringArray::from((0..n).map(|i| format!("10.0.{}.{}", i / 256, i % 256)).collect::<Vec<_>>());
+    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(keys) as ArrayRef, Arc::new(lists)])
+        .map_err(|e| Error::arrow("test", e))?;
+    // One input batch of all rows, so parts are cut from slices of it.
+    let input = write(&dir.path().join("rows.parquet"), schema, &[batch])?;
+    let out = dir.path().join("parts");
+    let max = 100 << 10;
+    let mut cfg = config(&[&input], dir_target(&out, max));
+    cfg.batch_bytes = 64 << 20;
+    let report = cfg.run()?;
+    assert!(report.files.len() >= 5, "only {} files", report.files.len());
+    let (last, full) = report.files.split_last().expect("parts");
+    for f in full {
+        assert!(
+            f.bytes >= max * 9 / 10 && f.bytes <= max * 21 / 20,
+            "{}: {} bytes for {max}",
+            f.path.display(),
+            f.bytes
+        );
+    }
+    assert!(last.bytes <= max * 21 / 20);
+    assert_eq!(report.files.iter().map(|f| f.rows).sum::<u64>(), n as u64);
+    Ok(())
+}
+
 #[test]
 fn row_groups_close_by_size() -> Result<()> {
     let dir = tmp()?;
