@@ -289,7 +289,7 @@ fn whole_job_from_s3_to_s3_equals_local() {
     let script = "set -e
         probe-group -q $IN | probe-split -q --ratios train=0.8,test=0.2 --out-dir $WORK
         probe-batch -q $WORK/train.arrows --max-len 16 -o $WORK/train-rows.arrows
-        probe-merge -q $WORK/train-rows.arrows --out-dir $OUT/train --max-file-size 200KiB";
+        probe-merge -q $WORK/train-rows.arrows --out-dir $OUT/train --max-file-size 32KiB";
     let run = |input: &str, work: &str, out: &str| {
         let c = stage(m, "probe-group", &[]);
         let mut shell = Command::new("bash");
@@ -524,7 +524,7 @@ fn pipeline_script_from_s3_to_s3_equals_local() {
     // Shuffled: the job takes --sort, whose spill goes to the local work folder.
     let dir = bucket_with_data(m, "pipe", "in", 20_000, Order::Shuffled, 2);
     let d = dir.path();
-    let vars = "MAX_LEN=16 MAX_FILE_SIZE=64KiB MEMORY_LIMIT=16MiB";
+    let vars = "MAX_LEN=16 MAX_FILE_SIZE=10KiB MEMORY_LIMIT=16MiB";
     let local = pipeline(m, d, vars, "data out");
     assert_eq!(local.code, 0, "local run:\n{}", local.stderr);
     let remote = pipeline(m, d, vars, "s3://pipe/in/ s3://pipe/out/");
