@@ -74,8 +74,15 @@ SETTINGS := $(WORK)/.settings
 comma    := ,
 SPLITS   := $(foreach r,$(subst $(comma), ,$(RATIOS)),$(firstword $(subst =, ,$(r))))
 SPLIT_FILES := $(foreach s,$(SPLITS),$(WORK)/$(s).arrows)
-# Every input file, so that a changed input reruns the job.
-INPUT_FILES := $(shell find $(INPUT) -type f ! -name '.*' ! -name '_*' 2>/dev/null | sort)
+# make takes a space as a list separator: such a path would be read as two.
+ifneq ($(words $(INPUT) $(OUT)),2)
+$(error INPUT and OUT must each be one path without spaces (make splits on them); rename the folder, or run scripts/pipeline.sh, which takes any path)
+endif
+# Every input file (through symlinks, as the stages read them), so that a changed input reruns
+# the job; and the list with sizes and times as a stamp (below), so that a removed file, or one
+# added with an older time (cp -p, rsync -a, mv), reruns it too.
+INPUT_FILES := $(shell find -L $(INPUT) -type f ! -name '.*' ! -name '_*' 2>/dev/null | sort)
+INPUT_LIST  := $(shell find -L $(INPUT) -type f ! -name '.*' ! -name '_*' -printf '%p %s %T@\n' 2>/dev/null | sort)
 
 # The options of each stage that shape its output, one line each: the stamps' contents.
 COLUMN_OPTS := --key $(KEY) --time $(TIME)
@@ -102,6 +109,15 @@ stamp = $(shell mkdir -p $(SETTINGS) && printf '%s\n' '$(strip $(2))' > $(SETTIN
     if cmp -s $(SETTINGS)/$(1).new $(SETTINGS)/$(1); then rm -f $(SETTINGS)/$(1).new; \
     else mv $(SETTINGS)/$(1).new $(SETTINGS)/$(1); fi)
 ifeq ($(filter clean sample tidy,$(MAKECMDGOALS)),)
+# A result of an earlier run with other split names would sit beside this run's, and a reader of
+# OUT/*/ would get its keys twice: refused before any work.
+STALE := $(filter-out $(SPLITS),$(notdir $(patsubst %/,%,$(dir $(wildcard $(OUT)/*/_manifest.json $(OUT)/*/bucket-*/_manifest.json)))) \
+    $(notdir $(patsubst %/,%,$(dir $(patsubst %/,%,$(dir $(wildcard $(OUT)/*/bucket-*/_manifest.json)))))))
+STALE := $(filter-out bucket-%,$(STALE))
+ifneq ($(STALE),)
+$(error $(OUT) holds results of splits this run does not write ($(STALE); RATIOS is $(RATIOS)): remove them (rm -r $(addprefix $(OUT)/,$(STALE))) or choose another OUT, or a reader of $(OUT)/*/ would get their keys twice)
+endif
+$(call stamp,inputs,$(INPUT_LIST))
 $(call stamp,check,$(CHECK_OPTS))
 $(call stamp,group,$(GROUP_OPTS))
 $(call stamp,split,$(SPLIT_OPTS))
@@ -110,14 +126,14 @@ $(call stamp,merge,$(MERGE_OPTS))
 endif
 
 # check-order's exit status says whether group needs --sort: 0 no, 1 yes, 2 error.
-$(WORK)/order.mode: $(INPUT_FILES) $(SETTINGS)/check
+$(WORK)/order.mode: $(INPUT_FILES) $(SETTINGS)/inputs $(SETTINGS)/check
 	@rc=0; $(PROBE_BIN)probe-check-order -q --threads $(THREADS) $(CHECK_OPTS) > $(WORK)/check-order.txt || rc=$$?; \
 	cat $(WORK)/check-order.txt; \
 	case $$rc in 0) echo "" > $@.tmp;; 1) echo "--sort" > $@.tmp;; \
 	*) echo "probe-check-order failed (exit $$rc)" >&2; exit 1;; esac; mv $@.tmp $@
 check: $(WORK)/order.mode
 
-$(WORK)/grouped.arrows: $(WORK)/order.mode $(INPUT_FILES) $(SETTINGS)/group
+$(WORK)/grouped.arrows: $(WORK)/order.mode $(INPUT_FILES) $(SETTINGS)/inputs $(SETTINGS)/group
 	$(PROBE_BIN)probe-group $$(cat $(WORK)/order.mode) \
 	    $$(grep -q sort $(WORK)/order.mode && echo "$(if $(MEMORY_LIMIT),--memory-limit $(MEMORY_LIMIT)) --temp-dir $(WORK)") \
 	    $(GROUP_OPTS) --threads $(THREADS) $(INPUT) -o $@

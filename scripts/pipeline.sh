@@ -143,6 +143,19 @@ else base="$out"; fi
 
 bucket="${BUCKET:-}"
 [[ -z $bucket || $bucket =~ ^(0|[1-9][0-9]*)$ ]] || { echo "pipeline: error: BUCKET must be a bucket number, not '$bucket'" >&2; exit 2; }
+# A result of an earlier run with other split names would sit beside this run's, and a reader of
+# OUTDIR/*/ would get its keys twice: refused before any work.
+if [[ -z $out_url && -d $out ]]; then
+    for d in "$out"/*/; do
+        [[ -d $d ]] || continue
+        name=$(basename "$d")
+        grep -qxF -- "$name" <<< "$splits" && continue
+        if [[ -e $d/_manifest.json ]] || compgen -G "$d/bucket-*/_manifest.json" > /dev/null; then
+            echo "pipeline: error: $out/$name/ holds the result of a run with other splits (RATIOS is now $ratios): remove it or choose another OUTDIR, or a reader of $out/*/ would get its keys twice" >&2
+            exit 1
+        fi
+    done
+fi
 # Where split S's result goes: OUT/S, or OUT/S/bucket-I for one bucket of a partitioned run.
 result() { if [[ -n $bucket ]]; then echo "$out/$1/bucket-$bucket"; else echo "$out/$1"; fi; }
 if [[ -n $bucket ]]; then work="$base/work/bucket-$bucket"; logs="$base/logs/bucket-$bucket"

@@ -161,6 +161,64 @@ fn makefile_reruns_only_what_is_missing() {
     make("").assert_ok();
 }
 
+/// Measurements in every split's result under `out` (the sum of the windows' `length`s).
+fn measurements_in_results(out: &Path) -> u64 {
+    let mut total = 0;
+    for split in std::fs::read_dir(out).unwrap().map(|e| e.unwrap().path()) {
+        if split.join("_manifest.json").exists() {
+            for p in std::fs::read_dir(&split).unwrap().map(|e| e.unwrap().path()) {
+                if p.extension().is_some_and(|e| e == "parquet") {
+                    let (schema, batches) = read_file(&p);
+                    let i = schema.index_of("length").unwrap();
+                    for r in rows(&batches) {
+                        let Val::U(len) = r[i] else { panic!("length: {:?}", r[i]) };
+                        total += len;
+                    }
+                }
+            }
+        }
+    }
+    total
+}
+
+/// The Makefile follows the input files themselves, not only their times: a removed file, or
+/// one added with an older time (cp -p, rsync -a), reruns the job (it did nothing, exit 0, with
+/// stale results). And neither script writes beside results of other split names (a reader of
+/// out/*/ would get those keys twice).
+#[test]
+fn makefile_follows_removed_and_old_inputs_and_scripts_refuse_stale_splits() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    generate(d, 20_000, Order::Sorted, 2);
+    let first: u64 = read_file(&d.join("data/part-00000.parquet")).1.iter().map(|b| b.num_rows() as u64).sum();
+    let mk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pipeline.mk");
+    let make =
+        |vars: &str| sh(&format!("make -s -f {} INPUT=data OUT=out MAX_LEN=8 PROBE_BIN= {vars}", mk.display()), d);
+    make("").assert_ok();
+    assert_eq!(measurements_in_results(&d.join("out")), 20_000);
+
+    std::fs::rename(d.join("data/part-00001.parquet"), d.join("part-00001.parquet")).unwrap();
+    make("").assert_ok();
+    assert_eq!(measurements_in_results(&d.join("out")), first, "after removing an input");
+    // Back, under a new name, with a time older than every result (mv keeps it).
+    sh("mv part-00001.parquet data/part-00002.parquet && touch -d '2001-01-01' data/part-00002.parquet", d).assert_ok();
+    make("").assert_ok();
+    assert_eq!(measurements_in_results(&d.join("out")), 20_000, "after adding an old input");
+
+    // Other split names into the same out/: refused before any work, the results left as they were.
+    let before = std::fs::read(d.join("out/train/_manifest.json")).unwrap();
+    let out = make("RATIOS=a=0.5,b=0.5");
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    assert!(out.stderr.contains("holds results of splits this run does not write (test train"), "{}", out.stderr);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pipeline.sh");
+    let out = sh(&format!("RATIOS=a=0.5,b=0.5 MAX_LEN=8 PROBE_BIN= {} data out", script.display()), d);
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("out/test/ holds the result of a run with other splits"), "{}", out.stderr);
+    assert!(!d.join("out/a").exists() && !d.join("out/b").exists());
+    assert_eq!(std::fs::read(d.join("out/train/_manifest.json")).unwrap(), before);
+    assert_eq!(measurements_in_results(&d.join("out")), 20_000);
+}
+
 /// The generated data again, with the key and time columns renamed (`host`, `ts`): a table
 /// the scripts can only run with KEY and TIME.
 fn rename_columns(d: &Path) {
@@ -242,13 +300,16 @@ fn makefile_reruns_the_stages_a_changed_setting_affects() {
     assert_eq!(ran, ["probe-merge"], "{text}");
     make("MAX_LEN=4 COMPRESSION=snappy", "-s").assert_ok();
     assert_eq!(merged(&d.join("out/train")).0, rows4);
-    // New split names: split, batch and merge, not group; every split's result exists.
+    // New split names: split, batch and merge, not group; every split's result exists. The old
+    // splits' results go first (the Makefile refuses to write beside them).
+    let (test, _) = merged(&d.join("out/test"));
+    std::fs::remove_dir_all(d.join("out/train")).unwrap();
+    std::fs::remove_dir_all(d.join("out/test")).unwrap();
     let (ran, text) = plan("MAX_LEN=4 COMPRESSION=snappy RATIOS=a=0.5,b=0.5");
     assert_eq!(ran, ["probe-split", "probe-batch", "probe-merge"], "{text}");
     make("MAX_LEN=4 COMPRESSION=snappy RATIOS=a=0.5,b=0.5", "-s").assert_ok();
     let (a, _) = merged(&d.join("out/a"));
     let (b, _) = merged(&d.join("out/b"));
-    let (test, _) = merged(&d.join("out/test"));
     assert_eq!(a.len() + b.len(), rows4.len() + test.len(), "the a/b split lost or gained windows");
     // The key column came through under its own name.
     let part = std::fs::read_dir(d.join("out/a"))
