@@ -61,9 +61,9 @@ pub struct KeyArgs {
     #[command(flatten)]
     pub key: KeyArg,
 
-    /// Time column: a timestamp, date, time, duration or integer column (in probe rows, the
-    /// time field of the measurements) [default: the time column the input records, else
-    /// event_time].
+    /// Time column: a timestamp, date, time, duration or integer column (probe-batch, which
+    /// reads probe rows: the time field of the measurements) [default: the time column the
+    /// input records, else event_time].
     #[arg(short = 't', long = "time", value_name = "COLUMN")]
     pub time: Option<String>,
 }

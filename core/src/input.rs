@@ -542,6 +542,9 @@ impl Input {
             Some(idx) => Arc::new(self.schema.project(idx).map_err(|e| Error::arrow(self.name.clone(), e))?),
         };
         let name = self.name;
+        // Rows a Parquet batch decodes at once (0: not Parquet), for where a decode error is.
+        let mut decode_rows = 0u64;
+        let mut file_rows = u64::MAX;
         let inner = match self.kind {
             Kind::Parquet(builder, probe_file) => {
                 let meta = builder.metadata().clone();
@@ -556,6 +559,8 @@ impl Input {
                         .and_then(|m| parquet_batch_rows(probe_file, &m, &mask, batch_bytes))
                         .map_err(|e| Error::data(format!("{name}: cannot read Parquet data ({e}); re-create the file")))
                 })?;
+                decode_rows = batch_rows as u64;
+                file_rows = meta.file_metadata().num_rows().max(0) as u64;
                 let reader =
                     guard::decode(&name, "Parquet data", || {
                         builder.with_projection(mask).with_batch_size(batch_rows).build().map_err(|e| {
@@ -589,6 +594,8 @@ impl Input {
                     .sum();
                 let per_row = (2 * bytes.max(0) as usize / rows).max(1);
                 let batch_rows = (batch_bytes / per_row).clamp(1, 1 << 20);
+                decode_rows = batch_rows as u64;
+                file_rows = meta.file_metadata().num_rows().max(0) as u64;
                 let stream = builder.with_projection(mask).with_batch_size(batch_rows).build().map_err(|e| {
                     Error::data(format!("{name}: cannot read Parquet data ({e}); re-create the object"))
                 })?;
@@ -597,7 +604,7 @@ impl Input {
             Kind::IpcFile(reader) => Inner::IpcFile(reader, indices),
             Kind::IpcStream(streams) => Inner::IpcStream(streams, indices),
         };
-        Ok(BatchReader { name, schema: out_schema, inner, rows: 0, poisoned: false })
+        Ok(BatchReader { name, schema: out_schema, inner, rows: 0, decode_rows, file_rows, poisoned: false })
     }
 }
 
@@ -768,12 +775,27 @@ impl<T, I: Iterator<Item = Result<T>>> Iterator for Window<I> {
     }
 }
 
+/// Where a Parquet decode error is: the batch being decoded, rows `start` to `start + n - 1`
+/// at most to the file's last row (arrow-rs does not say which page failed).
+fn rows_span(start: u64, n: u64, file_rows: u64) -> String {
+    let end = start.saturating_add(n).min(file_rows).saturating_sub(1).max(start);
+    if end > start {
+        format!("rows {start}-{end} (the batch being decoded)")
+    } else {
+        format!("row {start}")
+    }
+}
+
 /// Yields record batches from one input, with the projection applied.
 pub struct BatchReader {
     name: String,
     schema: SchemaRef,
     inner: Inner,
     rows: u64,
+    /// Rows a Parquet batch decodes at once: a decode error is somewhere in the next that many.
+    decode_rows: u64,
+    /// Rows in the file, where the footer says (else u64::MAX).
+    file_rows: u64,
     /// A decoder panicked: its state is unknown, so every later call fails too.
     poisoned: bool,
 }
@@ -825,7 +847,8 @@ impl BatchReader {
     /// IPC buffer decompression) overlaps the caller's work. The thread stops at the end of
     /// the input, at an error, or when the reader returned is dropped.
     pub fn read_ahead(self, depth: usize) -> Result<BatchReader> {
-        let (name, schema, rows) = (self.name.clone(), self.schema.clone(), self.rows);
+        let (name, schema, rows, decode_rows, file_rows) =
+            (self.name.clone(), self.schema.clone(), self.rows, self.decode_rows, self.file_rows);
         let (tx, rx) = sync_channel(depth.max(1));
         let mut inner = self;
         std::thread::Builder::new()
@@ -839,7 +862,7 @@ impl BatchReader {
                 }
             })
             .map_err(|e| Error::config(format!("cannot start a reader thread ({e}); lower --threads")))?;
-        Ok(BatchReader { name, schema, inner: Inner::Ahead(rx), rows, poisoned: false })
+        Ok(BatchReader { name, schema, inner: Inner::Ahead(rx), rows, decode_rows, file_rows, poisoned: false })
     }
 
     /// [`Self::read_ahead`] two batches ahead when the stage has more than one thread; with one
@@ -859,8 +882,8 @@ impl BatchReader {
                 None => None,
                 Some(Err(e)) => {
                     return Err(Error::data(format!(
-                        "{name}: cannot decode Parquet data near row {} ({e}): the file is corrupt; re-create it",
-                        self.rows
+                        "{name}: cannot decode Parquet data in {} ({e}): the file is corrupt; re-create it",
+                        rows_span(self.rows, self.decode_rows, self.file_rows)
                     )))
                 }
                 Some(Ok(b)) => Some(match reorder {
@@ -879,9 +902,9 @@ impl BatchReader {
                         }
                         Some(Err(e)) => {
                             return Err(Error::data(format!(
-                            "{name}: cannot decode Parquet data near row {} ({e}): the object is corrupt; re-create it",
-                            self.rows
-                        )))
+                                "{name}: cannot decode Parquet data in {} ({e}): the object is corrupt; re-create it",
+                                rows_span(self.rows, self.decode_rows, self.file_rows)
+                            )))
                         }
                         None => *current = None,
                     }
@@ -945,6 +968,14 @@ mod tests {
 
     /// `Window` hands items out in order, makes at most `window` before the oldest is taken,
     /// and hands an error out in its turn with nothing opened after it.
+    #[test]
+    fn a_decode_error_names_the_rows_of_its_batch_within_the_file() {
+        assert_eq!(rows_span(0, 131_072, 30), "rows 0-29 (the batch being decoded)");
+        assert_eq!(rows_span(8192, 8192, u64::MAX), "rows 8192-16383 (the batch being decoded)");
+        assert_eq!(rows_span(29, 8192, 30), "row 29");
+        assert_eq!(rows_span(5, 0, 30), "row 5");
+    }
+
     #[test]
     fn window_opens_ahead_in_order_and_stops_at_an_error() {
         for window in [1, 2, 3, 10] {
