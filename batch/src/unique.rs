@@ -25,7 +25,7 @@ use std::io::{BufWriter, Read, Write};
 use arrow::array::ArrayRef;
 use parquet::file::reader::ChunkReader;
 use probe_core::error::{Error, Result};
-use probe_core::keyhash::part_bytes;
+use probe_core::keyhash::composite_bytes;
 use probe_core::pread::SharedFile;
 use rayon::prelude::*;
 use xxhash_rust::xxh3::xxh3_128;
@@ -114,15 +114,7 @@ impl UniqueKeys {
                 || (Vec::new(), Vec::new()),
                 |(buf, part), row| {
                     buf.clear();
-                    for col in keys {
-                        part.clear();
-                        if part_bytes(col.as_ref(), row, part)? {
-                            buf.extend_from_slice(&(part.len() as u32).to_le_bytes());
-                            buf.extend_from_slice(part);
-                        } else {
-                            buf.extend_from_slice(&u32::MAX.to_le_bytes());
-                        }
-                    }
+                    composite_bytes(keys, row, buf, part)?;
                     let h = xxh3_128(buf);
                     Ok(Entry { hi: (h >> 64) as u64, lo: h as u64, row: base + row as u64 })
                 },

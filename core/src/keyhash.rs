@@ -159,12 +159,18 @@ pub fn key_bytes(cols: &[ArrayRef], row: usize, buf: &mut Vec<u8>) -> Result<()>
         part_bytes(cols[0].as_ref(), row, buf)?;
         return Ok(());
     }
-    let mut part = Vec::new();
+    composite_bytes(cols, row, buf, &mut Vec::new())
+}
+
+/// Appends the composite form of row `row`'s key (step 1: each part as a length and its bytes,
+/// a null part as `0xFFFFFFFF`) whatever the number of parts, so a null and an empty string
+/// differ even in a one-column key (what probe-batch's key check compares). `part` is scratch.
+pub fn composite_bytes(cols: &[ArrayRef], row: usize, buf: &mut Vec<u8>, part: &mut Vec<u8>) -> Result<()> {
     for c in cols {
         part.clear();
-        if part_bytes(c.as_ref(), row, &mut part)? {
+        if part_bytes(c.as_ref(), row, part)? {
             buf.extend_from_slice(&(part.len() as u32).to_le_bytes());
-            buf.extend_from_slice(&part);
+            buf.extend_from_slice(part);
         } else {
             buf.extend_from_slice(&u32::MAX.to_le_bytes());
         }

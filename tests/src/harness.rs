@@ -215,6 +215,17 @@ pub fn skip_unless_ci(reason: &str) {
     eprintln!("skipping: {reason}");
 }
 
+/// Whether `python3` can import pyarrow; if not, skipped with a message ([`skip_unless_ci`]:
+/// under CI a missing pyarrow fails the test instead).
+pub fn pyarrow_available() -> bool {
+    let probe = std::process::Command::new("python3").args(["-c", "import pyarrow"]).output();
+    if probe.is_ok_and(|o| o.status.success()) {
+        return true;
+    }
+    skip_unless_ci("python3 cannot import pyarrow (pip install pyarrow; .ci/run installs it)");
+    false
+}
+
 /// Files in a directory (names only), sorted, including hidden ones.
 pub fn list_dir(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)

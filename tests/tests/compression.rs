@@ -139,11 +139,7 @@ fn every_stage_reads_and_writes_compressed_ipc() {
 /// Needs python3 with pyarrow; skipped with a message without it, except under CI=true.
 #[test]
 fn pyarrow_round_trip_of_compressed_ipc() {
-    let probe = std::process::Command::new("python3").args(["-c", "import pyarrow"]).output();
-    if !probe.is_ok_and(|o| o.status.success()) {
-        probe_tests::harness::skip_unless_ci(
-            "python3 cannot import pyarrow (pip install pyarrow; .ci/run installs it)",
-        );
+    if !probe_tests::harness::pyarrow_available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -132,11 +132,7 @@ fn a_date64_with_a_time_of_day_is_an_error_not_a_truncated_date() {
 /// What pyarrow reads: timestamps, not integers. Needs python3 with pyarrow (CI installs it).
 #[test]
 fn pyarrow_reads_second_timestamps_as_timestamps() {
-    let probe = std::process::Command::new("python3").args(["-c", "import pyarrow"]).output();
-    if !probe.is_ok_and(|o| o.status.success()) {
-        probe_tests::harness::skip_unless_ci(
-            "python3 cannot import pyarrow (pip install pyarrow; .ci/run installs it)",
-        );
+    if !probe_tests::harness::pyarrow_available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
