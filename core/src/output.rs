@@ -16,6 +16,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
@@ -29,7 +30,9 @@ use crate::cleanup;
 use crate::error::{Error, Result};
 use crate::input::Source;
 use crate::meta;
-use crate::parquet_writer::{ParallelParquetWriter, RowGroupLimits};
+use crate::parquet_writer::{
+    EncodedRowGroup, ParallelParquetWriter, RowGroupEncoder, RowGroupEncoders, RowGroupLimits,
+};
 use crate::store;
 
 /// Output encodings.
@@ -211,6 +214,48 @@ fn is_special(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
 }
 
+/// Makes a [`PieceEncoder`] per piece of a Parquet output ([`Output::piece_encoders`]).
+#[derive(Clone)]
+pub struct PieceEncoders {
+    inner: RowGroupEncoders,
+    cast_to: Option<SchemaRef>,
+    name: Arc<str>,
+}
+
+impl PieceEncoders {
+    /// An encoder for one piece.
+    pub fn encoder(&self) -> PieceEncoder {
+        PieceEncoder { inner: self.inner.encoder(), cast_to: self.cast_to.clone(), name: self.name.clone() }
+    }
+}
+
+/// Encodes one piece of a Parquet output on the calling thread, as its batches arrive.
+pub struct PieceEncoder {
+    inner: RowGroupEncoder,
+    cast_to: Option<SchemaRef>,
+    name: Arc<str>,
+}
+
+impl PieceEncoder {
+    /// Encode `batch`; returns the row groups it completed, in order.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<Vec<EncodedRowGroup>> {
+        let cast;
+        let batch = match &self.cast_to {
+            Some(to) => {
+                cast = cast_for_parquet(batch, to, &self.name)?;
+                &cast
+            }
+            None => batch,
+        };
+        self.inner.write(batch).map_err(|e| parquet_err(&self.name, e))
+    }
+
+    /// Close the piece's last row group, if it holds rows.
+    pub fn finish(&mut self) -> Result<Option<EncodedRowGroup>> {
+        self.inner.finish().map_err(|e| parquet_err(&self.name, e))
+    }
+}
+
 /// Refuse an output file path that names a directory (`-o out/`, `-o existing_dir`).
 pub fn check_file_path(path: &Path) -> Result<()> {
     let text = path.as_os_str().to_string_lossy();
@@ -386,6 +431,36 @@ impl Output {
             None => return Err(Error::internal(format!("{name}: write after finish"))),
         }
         self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Parquet only: encoders for pieces of this file built on threads of their own, each
+    /// piece's row groups encoded on its thread and appended with [`Output::write_row_group`]
+    /// (see [`crate::parquet_writer`]). `None` for IPC outputs, which take batches.
+    pub fn piece_encoders(&self) -> Option<PieceEncoders> {
+        match &self.writer {
+            Some(Writer::Parquet(w)) => Some(PieceEncoders {
+                inner: w.encoders(),
+                cast_to: self.cast_to.clone(),
+                name: Arc::from(self.name.as_str()),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Append a row group a [`PieceEncoder`] of this output finished.
+    pub fn write_row_group(&mut self, group: EncodedRowGroup) -> Result<()> {
+        let rows = group.rows() as u64;
+        match self.writer.as_mut() {
+            Some(Writer::Parquet(w)) => w.append_encoded(group).map_err(|e| parquet_err(&self.name, e))?,
+            _ => {
+                return Err(Error::internal(format!(
+                    "{}: an encoded row group for an output that is not Parquet",
+                    self.name
+                )))
+            }
+        }
+        self.rows += rows;
         Ok(())
     }
 

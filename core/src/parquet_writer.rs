@@ -27,10 +27,20 @@
 //! Memory: the open row group plus at most `in_flight_bytes` of submitted ones, decoded, plus
 //! their encoded chunks until appended. With the defaults that is about 64 MiB + 256 MiB,
 //! whatever the number of threads.
+//!
+//! # Row groups encoded where they are built
+//! A caller that builds a file's rows as independent pieces on threads of its own (probe-group's
+//! key ranges) encodes each piece's row groups on that piece's thread with a
+//! [`RowGroupEncoder`] (from [`ParallelParquetWriter::encoders`]) and hands the writer finished
+//! ones ([`ParallelParquetWriter::append_encoded`]). Each batch is encoded as it arrives and
+//! dropped, so a piece holds its open row group compressed, not decoded, and the writer only
+//! appends bytes. Row groups are cut at the same limits but never span two pieces, so the
+//! file's bytes depend on the pieces (which depend on the data), never on the threads.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::Receiver;
+use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -74,7 +84,7 @@ struct InFlight {
 /// A Parquet file writer that encodes on the rayon pool; see the module header.
 pub struct ParallelParquetWriter {
     file: SerializedFileWriter<Sink>,
-    factory: ArrowRowGroupWriterFactory,
+    factory: Arc<ArrowRowGroupWriterFactory>,
     schema: SchemaRef,
     limits: RowGroupLimits,
     open: Vec<RecordBatch>,
@@ -99,7 +109,7 @@ impl ParallelParquetWriter {
         let (file, factory) = ArrowWriter::try_new(file, schema.clone(), Some(props))?.into_serialized_writer()?;
         Ok(ParallelParquetWriter {
             file,
-            factory,
+            factory: Arc::new(factory),
             schema,
             limits: RowGroupLimits { max_rows: limits.max_rows.max(1), ..limits },
             open: Vec::new(),
@@ -195,6 +205,32 @@ impl ParallelParquetWriter {
         Ok(())
     }
 
+    /// What makes [`RowGroupEncoder`]s for this file: the same schema, properties and limits.
+    pub fn encoders(&self) -> RowGroupEncoders {
+        RowGroupEncoders { factory: self.factory.clone(), schema: self.schema.clone(), limits: self.limits }
+    }
+
+    /// Append a row group a [`RowGroupEncoder`] finished, after everything written before it.
+    pub fn append_encoded(&mut self, group: EncodedRowGroup) -> PqResult<()> {
+        self.flush_row_group()?;
+        while !self.in_flight.is_empty() {
+            self.append_oldest()?;
+        }
+        self.append_chunks(group.chunks, group.decoded_bytes)
+    }
+
+    fn append_chunks(&mut self, chunks: Vec<ArrowColumnChunk>, decoded_bytes: usize) -> PqResult<()> {
+        let before = self.file.bytes_written();
+        let mut rg = self.file.next_row_group()?;
+        for chunk in chunks {
+            chunk.append_to_row_group(&mut rg)?;
+        }
+        rg.close()?;
+        self.appended_decoded += decoded_bytes as u64;
+        self.appended_encoded += (self.file.bytes_written() - before) as u64;
+        Ok(())
+    }
+
     fn append_oldest(&mut self) -> PqResult<()> {
         let Some(group) = self.in_flight.pop_front() else {
             return Ok(());
@@ -204,15 +240,7 @@ impl ParallelParquetWriter {
             .result
             .recv()
             .map_err(|_| ParquetError::General("the Parquet encoder stopped without a result".into()))??;
-        let before = self.file.bytes_written();
-        let mut rg = self.file.next_row_group()?;
-        for chunk in chunks {
-            chunk.append_to_row_group(&mut rg)?;
-        }
-        rg.close()?;
-        self.appended_decoded += group.decoded_bytes as u64;
-        self.appended_encoded += (self.file.bytes_written() - before) as u64;
-        Ok(())
+        self.append_chunks(chunks, group.decoded_bytes)
     }
 
     /// Encode and append everything left, then write the footer.
@@ -232,6 +260,115 @@ impl ParallelParquetWriter {
             self.append_oldest()?;
         }
         self.file.into_inner()
+    }
+}
+
+/// Makes [`RowGroupEncoder`]s for one file; shared by the threads that build its pieces.
+#[derive(Clone)]
+pub struct RowGroupEncoders {
+    factory: Arc<ArrowRowGroupWriterFactory>,
+    schema: SchemaRef,
+    limits: RowGroupLimits,
+}
+
+impl RowGroupEncoders {
+    /// An encoder for one piece, with no row group open.
+    pub fn encoder(&self) -> RowGroupEncoder {
+        RowGroupEncoder { encoders: self.clone(), writers: None, open_rows: 0, open_bytes: 0 }
+    }
+}
+
+/// A row group encoded by a [`RowGroupEncoder`], ready for [`ParallelParquetWriter::append_encoded`].
+pub struct EncodedRowGroup {
+    chunks: Vec<ArrowColumnChunk>,
+    rows: usize,
+    decoded_bytes: usize,
+    encoded_bytes: usize,
+}
+
+impl EncodedRowGroup {
+    /// Rows in the row group.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Its column chunks' compressed bytes: what it holds in memory until appended.
+    pub fn encoded_bytes(&self) -> usize {
+        self.encoded_bytes
+    }
+}
+
+/// Encodes one piece's rows on the calling thread as they arrive, closing a row group at the
+/// writer's limits (see the module header).
+pub struct RowGroupEncoder {
+    encoders: RowGroupEncoders,
+    writers: Option<Vec<ArrowColumnWriter>>,
+    open_rows: usize,
+    open_bytes: usize,
+}
+
+impl RowGroupEncoder {
+    /// Encode `batch` into the open row group; returns the row groups it completed (usually none).
+    pub fn write(&mut self, batch: &RecordBatch) -> PqResult<Vec<EncodedRowGroup>> {
+        let limits = self.encoders.limits;
+        let mut done = Vec::new();
+        let mut rest = batch.clone();
+        // Cut exactly as ParallelParquetWriter::write cuts.
+        let per_row = data_bytes(batch) as f64 / batch.num_rows().max(1) as f64;
+        while rest.num_rows() > 0 {
+            let take = rest.num_rows().min(limits.max_rows - self.open_rows);
+            let now = rest.slice(0, take);
+            rest = rest.slice(take, rest.num_rows() - take);
+            self.encode(&now)?;
+            self.open_rows += take;
+            self.open_bytes += (per_row * take as f64).ceil() as usize;
+            let full = self.open_rows >= limits.max_rows
+                || limits.row_group_bytes.is_some_and(|limit| self.open_bytes >= limit);
+            if full {
+                done.extend(self.finish()?);
+            }
+        }
+        Ok(done)
+    }
+
+    fn encode(&mut self, batch: &RecordBatch) -> PqResult<()> {
+        let writers = match &mut self.writers {
+            Some(w) => w,
+            // The row group index only keys encryption, which these files do not use.
+            slot @ None => slot.insert(self.encoders.factory.create_column_writers(0)?),
+        };
+        let mut leaves = Vec::with_capacity(writers.len());
+        for (field, column) in self.encoders.schema.fields().iter().zip(batch.columns()) {
+            leaves.extend(compute_leaves(field, column)?);
+        }
+        if leaves.len() != writers.len() {
+            return Err(ParquetError::General(format!(
+                "internal error: {} leaf columns for {} column writers",
+                leaves.len(),
+                writers.len()
+            )));
+        }
+        for (w, leaf) in writers.iter_mut().zip(&leaves) {
+            w.write(leaf)?;
+        }
+        Ok(())
+    }
+
+    /// Close the open row group, if it holds any rows.
+    pub fn finish(&mut self) -> PqResult<Option<EncodedRowGroup>> {
+        let Some(writers) = self.writers.take() else {
+            return Ok(None);
+        };
+        let chunks: Vec<ArrowColumnChunk> =
+            writers.into_iter().map(ArrowColumnWriter::close).collect::<PqResult<_>>()?;
+        let encoded_bytes = chunks.iter().map(|c| c.close().metadata.compressed_size().max(0) as usize).sum();
+        let group = EncodedRowGroup {
+            chunks,
+            rows: std::mem::take(&mut self.open_rows),
+            decoded_bytes: std::mem::take(&mut self.open_bytes),
+            encoded_bytes,
+        };
+        Ok(Some(group))
     }
 }
 
@@ -365,6 +502,75 @@ mod tests {
         let (_, groups) =
             write(RowGroupLimits { max_rows: 1 << 20, row_group_bytes: None, in_flight_bytes: 1 << 30 }, Some(3));
         assert_eq!(groups, 7);
+    }
+
+    /// Pieces encoded by [`RowGroupEncoder`]s and appended in order.
+    fn write_pieces(limits: RowGroupLimits, pieces: &[std::ops::Range<usize>]) -> (Vec<u8>, usize) {
+        let (schema, input) = batches();
+        let file = tempfile::tempfile().unwrap();
+        let mut w = ParallelParquetWriter::try_new(
+            file.try_clone().unwrap().into(),
+            schema.clone(),
+            WriterProperties::builder().build(),
+            limits,
+        )
+        .unwrap();
+        let encoders = w.encoders();
+        let mut rows = 0;
+        for piece in pieces {
+            let mut enc = encoders.encoder();
+            let mut groups = Vec::new();
+            for b in &input[piece.clone()] {
+                groups.extend(enc.write(b).unwrap());
+            }
+            groups.extend(enc.finish().unwrap());
+            for g in groups {
+                rows += g.rows();
+                assert!(g.encoded_bytes() > 0);
+                w.append_encoded(g).unwrap();
+            }
+        }
+        w.close().unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file.try_clone().unwrap()).unwrap();
+        let groups = reader.metadata().num_row_groups();
+        let got: Vec<RecordBatch> = reader.build().unwrap().collect::<std::result::Result<_, _>>().unwrap();
+        assert_eq!(
+            arrow::compute::concat_batches(&schema, &got).unwrap(),
+            arrow::compute::concat_batches(&schema, &input).unwrap(),
+            "decoded data differs from what was encoded"
+        );
+        assert_eq!(rows, input.iter().map(|b| b.num_rows()).sum::<usize>());
+        let mut bytes = Vec::new();
+        let mut file = file;
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0)).unwrap();
+        std::io::Read::read_to_end(&mut file, &mut bytes).unwrap();
+        (bytes, groups)
+    }
+
+    #[test]
+    #[allow(clippy::single_range_in_vec_init)] // one piece holding every batch
+    fn encoded_pieces_cut_like_the_writer_and_end_their_row_groups() {
+        // One piece holding everything: the same row groups, so the same bytes, as the writer.
+        for limits in [
+            RowGroupLimits { max_rows: 5, row_group_bytes: None, in_flight_bytes: 1 },
+            RowGroupLimits { max_rows: 1 << 20, row_group_bytes: Some(300), in_flight_bytes: 1 << 30 },
+            RowGroupLimits::default(),
+        ] {
+            let whole = write_pieces(limits, &[0..20]);
+            assert!(whole == write(limits, None), "{limits:?}");
+        }
+        // Several pieces: a row group ends with each piece (none spans two).
+        let unlimited = RowGroupLimits { max_rows: 1 << 20, row_group_bytes: None, in_flight_bytes: 1 };
+        let (_, groups) = write_pieces(unlimited, &[0..3, 3..4, 4..11, 11..20]);
+        assert_eq!(groups, 4);
+        // An empty piece adds nothing.
+        let (_, groups) = write_pieces(unlimited, &[0..0, 0..20, 20..20]);
+        assert_eq!(groups, 1);
+        // Limits still cut inside a piece.
+        let (_, groups) =
+            write_pieces(RowGroupLimits { max_rows: 5, row_group_bytes: None, in_flight_bytes: 1 }, &[0..10, 10..20]);
+        let (_, whole) = write(RowGroupLimits { max_rows: 5, row_group_bytes: None, in_flight_bytes: 1 }, None);
+        assert!(groups >= whole, "{groups} row groups in pieces, {whole} in one");
     }
 
     #[test]

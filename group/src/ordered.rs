@@ -16,6 +16,11 @@
 //! With one thread the pieces run one after another on the calling thread, each batch written
 //! as it is built (`--threads 1` keeps to one core).
 //!
+//! To a Parquet output, each piece encodes its own row groups as its batches arrive
+//! ([`probe_core::output::PieceEncoder`]) and queues them encoded: the encoding is spread over
+//! the pieces' threads, the writer only appends, and what waits holds compressed bytes. Row
+//! groups end with their piece, so the file is the same for any number of threads.
+//!
 //! A piece that fails stops the pieces not yet started; the pieces before it are written,
 //! nothing after it, and its error comes back as [`Failure::Piece`] (a write error as
 //! [`Failure::Write`]).
@@ -26,7 +31,8 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 
 use arrow::record_batch::RecordBatch;
 
-use probe_core::output::Output;
+use probe_core::output::{Output, PieceEncoder, PieceEncoders};
+use probe_core::parquet_writer::EncodedRowGroup;
 use probe_core::{Error, Result};
 
 /// Where a piece hands its batches, in order.
@@ -53,6 +59,8 @@ pub enum Failure {
 enum Msg<T> {
     /// A built batch and its decoded bytes.
     Batch(RecordBatch, usize),
+    /// A row group the piece encoded (Parquet outputs) and its encoded bytes.
+    RowGroup(EncodedRowGroup, usize),
     Done(T),
     Failed(Error),
 }
@@ -80,6 +88,7 @@ pub fn run<T: std::marker::Send>(
     }
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
+    let encoders = output.piece_encoders();
     std::thread::scope(|scope| {
         for _ in 0..threads.min(n) {
             scope.spawn(|| loop {
@@ -93,13 +102,24 @@ pub fn run<T: std::marker::Send>(
                 let Some(tx) = senders[i].lock().ok().and_then(|mut s| s.take()) else {
                     return;
                 };
-                let mut send = |batch: RecordBatch| {
-                    let bytes = batch.get_array_memory_size();
+                let queue = |msg: Msg<T>, bytes: usize| {
                     gate.admit(i, bytes);
-                    tx.send(Msg::Batch(batch, bytes)).map_err(|_| Error::data("probe-group: output writer stopped"))
+                    tx.send(msg).map_err(|_| Error::data("probe-group: output writer stopped"))
                 };
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(i, &mut send)))
-                    .unwrap_or_else(|_| Err(Error::internal("grouping a key range panicked")));
+                let mut encoder = encoders.as_ref().map(PieceEncoders::encoder);
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    piece(i, work, &mut encoder, &mut |item| match item {
+                        Item::Batch(b) => {
+                            let bytes = b.get_array_memory_size();
+                            queue(Msg::Batch(b, bytes), bytes)
+                        }
+                        Item::RowGroup(g) => {
+                            let bytes = g.encoded_bytes();
+                            queue(Msg::RowGroup(g, bytes), bytes)
+                        }
+                    })
+                }))
+                .unwrap_or_else(|_| Err(Error::internal("grouping a key range panicked")));
                 let msg = match result {
                     Ok(t) => Msg::Done(t),
                     Err(e) => {
@@ -120,6 +140,10 @@ pub fn run<T: std::marker::Send>(
                     match rx.recv() {
                         Ok(Msg::Batch(b, bytes)) => {
                             output.write(&b).map_err(Failure::Write)?;
+                            gate.taken(i, bytes);
+                        }
+                        Ok(Msg::RowGroup(g, bytes)) => {
+                            output.write_row_group(g).map_err(Failure::Write)?;
                             gate.taken(i, bytes);
                         }
                         Ok(Msg::Done(t)) => {
@@ -150,21 +174,53 @@ fn run_here<T>(
     work: &(dyn Fn(usize, &mut Send) -> Result<T> + Sync),
 ) -> std::result::Result<Vec<T>, Failure> {
     let mut results = Vec::with_capacity(n);
+    let encoders = output.piece_encoders();
     for i in 0..n {
         let mut write_error = None;
-        let mut send = |batch: RecordBatch| {
-            output.write(&batch).map_err(|e| {
+        let mut encoder = encoders.as_ref().map(PieceEncoders::encoder);
+        let result = piece(i, work, &mut encoder, &mut |item| {
+            match item {
+                Item::Batch(b) => output.write(&b),
+                Item::RowGroup(g) => output.write_row_group(g),
+            }
+            .map_err(|e| {
                 write_error = Some(e);
                 Error::data("probe-group: output writer stopped")
             })
-        };
-        let result = work(i, &mut send);
+        });
         if let Some(e) = write_error {
             return Err(Failure::Write(e));
         }
         results.push(result.map_err(Failure::Piece)?);
     }
     Ok(results)
+}
+
+/// What a piece hands the writer: batches, or (to Parquet) the row groups it encoded.
+enum Item {
+    Batch(RecordBatch),
+    RowGroup(EncodedRowGroup),
+}
+
+/// Piece `i`: its batches to `out`, encoded first where there is an encoder, the last row group
+/// closed when the piece ends.
+fn piece<T>(
+    i: usize,
+    work: &(dyn Fn(usize, &mut Send) -> Result<T> + Sync),
+    encoder: &mut Option<PieceEncoder>,
+    out: &mut dyn FnMut(Item) -> Result<()>,
+) -> Result<T> {
+    let result = {
+        let mut send = |batch: RecordBatch| match encoder.as_mut() {
+            None => out(Item::Batch(batch)),
+            Some(e) => e.write(&batch)?.into_iter().try_for_each(|g| out(Item::RowGroup(g))),
+        };
+        work(i, &mut send)?
+    };
+    if let Some(g) = encoder.as_mut().map(PieceEncoder::finish).transpose()?.flatten() {
+        out(Item::RowGroup(g))?;
+    }
+    Ok(result)
 }
 
 /// Who may queue output for the writer: see the module header.

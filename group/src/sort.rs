@@ -552,9 +552,10 @@ pub fn sort_inputs(
     }
     let run_count = runs.len() as u64;
     progress.log(&format!(
-        "sorted {run_count} runs ({} spilled to {})",
+        "sorted {run_count} runs ({} spilled to {}) at {:.1} s",
         human_bytes(spilled_bytes),
-        dir.path().display()
+        dir.path().display(),
+        progress.elapsed()
     ));
 
     // Intermediate passes until one final merge of at most fan-in runs remains, part by part.
