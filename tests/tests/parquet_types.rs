@@ -13,7 +13,7 @@ use arrow::record_batch::RecordBatch;
 use parquet::basic::{LogicalType, TimeUnit as PqUnit};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 
-use probe_tests::harness::{encode_ipc, read_file, run, sh};
+use probe_tests::harness::{encode_ipc, read_file, run, sh, write_parquet};
 
 fn p(path: &Path) -> String {
     path.to_str().unwrap().to_string()
@@ -127,6 +127,51 @@ fn a_date64_with_a_time_of_day_is_an_error_not_a_truncated_date() {
         l.values().as_struct().column_by_name("day").unwrap().as_primitive::<arrow::datatypes::Date64Type>().clone();
     assert_eq!(days.value(4), 19_000 * 86_400_000 + 1);
     assert!(days.null_count() == 0);
+}
+
+/// Sorted Parquet inputs go through key ranges (and `--sort` through parts), each encoding its
+/// own row groups ([`probe_core::output::PieceEncoder`]): the same conversions and the same
+/// refusal there as in the streaming merge.
+#[test]
+fn key_ranges_convert_and_refuse_like_the_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let batch = measurements(|i| (19_000 + i as i64) * 86_400_000);
+    let input = d.join("m.parquet");
+    write_parquet(&input, batch.schema(), std::slice::from_ref(&batch), 3);
+    let ipc = d.join("m.arrows");
+    std::fs::write(&ipc, encode_ipc(batch.schema(), std::slice::from_ref(&batch))).unwrap();
+    let (ranged, streamed) = (d.join("r.parquet"), d.join("s.parquet"));
+    run("probe-group", &[p(&ipc), "-o".into(), p(&streamed), "-q".into()], None).assert_ok();
+    let pieces = |sort: bool, threads: &str| -> Vec<String> {
+        let mut args = vec![p(&input), "--threads".into(), threads.into()];
+        let extra: &[&str] = match sort {
+            false => &["--range-rows", "3"],
+            true => &["--sort", "--sort-part-rows", "2"],
+        };
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    };
+    for sort in [false, true] {
+        for threads in ["1", "3"] {
+            let mut args = pieces(sort, threads);
+            args.extend(["-o".into(), p(&ranged)]);
+            let out = run("probe-group", &args, None);
+            out.assert_ok();
+            assert!(sort || out.stderr.contains("key ranges 3"), "not 3 key ranges: {}", out.stderr);
+            assert_eq!(logical_types(&ranged), logical_types(&streamed));
+            assert_eq!(read_file(&ranged), read_file(&streamed), "--sort {sort}, --threads {threads}");
+        }
+    }
+    let bad = measurements(|i| 19_000 * 86_400_000 + i64::from(i == 4));
+    write_parquet(&input, bad.schema(), std::slice::from_ref(&bad), 3);
+    let out = d.join("bad.parquet");
+    for sort in [false, true] {
+        let mut args = pieces(sort, "3");
+        args.extend(["-o".into(), p(&out)]);
+        run("probe-group", &args, None).assert_error("probe-group", &["`measurements`", "Date64", "not a whole day"]);
+        assert!(!out.exists());
+    }
 }
 
 /// What pyarrow reads: timestamps, not integers. Needs python3 with pyarrow (CI installs it).
