@@ -45,6 +45,7 @@ pub mod guard;
 pub mod input;
 pub mod ipc_writer;
 pub mod keyhash;
+pub mod malloc;
 pub mod meta;
 pub mod output;
 pub mod parquet_writer;
