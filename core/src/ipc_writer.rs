@@ -105,6 +105,22 @@ impl<W: Write> IpcStream<W> {
         Ok(())
     }
 
+    /// The options a batch is encoded with off this writer ([`encode_batch`]), when this stream
+    /// takes encoded messages: compressed and without dictionaries (else `None`: batches only).
+    pub fn piece_options(&self) -> Option<IpcWriteOptions> {
+        self.parallel.then(|| self.options.clone())
+    }
+
+    /// Append a message [`encode_batch`] made with [`Self::piece_options`], after everything
+    /// written before it.
+    pub fn write_encoded(&mut self, encoded: EncodedData) -> Result<(), ArrowError> {
+        while !self.in_flight.is_empty() {
+            self.write_oldest()?;
+        }
+        write_message(self.inner.get_mut(), encoded, &self.options)?;
+        Ok(())
+    }
+
     fn write_oldest(&mut self) -> Result<(), ArrowError> {
         let Some((rx, bytes)) = self.in_flight.pop_front() else {
             return Ok(());
@@ -130,6 +146,10 @@ fn stopped() -> ArrowError {
 }
 
 /// One batch's message and body, compressed (no dictionaries: see [`IpcStream::try_new`]).
+pub fn encode_batch(batch: &RecordBatch, options: &IpcWriteOptions) -> Encoded {
+    encode(batch, options)
+}
+
 fn encode(batch: &RecordBatch, options: &IpcWriteOptions) -> Encoded {
     let (dictionaries, encoded) = IpcDataGenerator::default().encode(
         batch,
@@ -220,6 +240,28 @@ mod tests {
             // The same messages as arrow-rs's own writer (its zstd and LZ4 are deterministic).
             assert!(bytes == serial(&schema, &input, options), "{codec:?}: bytes differ from StreamWriter's");
         }
+    }
+
+    #[test]
+    fn messages_encoded_elsewhere_keep_their_place() {
+        // Some batches written, some encoded by the caller (as key ranges do) and handed over:
+        // the stream is still the serial writer's, byte for byte.
+        let (schema, input) = batches();
+        let options = IpcWriteOptions::default().try_with_compression(Some(CompressionType::ZSTD)).unwrap();
+        let mut w = IpcStream::try_new(Vec::new(), &schema, options.clone(), true).unwrap();
+        let piece_options = w.piece_options().unwrap();
+        for (i, b) in input.iter().enumerate() {
+            if i % 3 == 1 {
+                w.write_encoded(encode_batch(b, &piece_options).unwrap()).unwrap();
+            } else {
+                w.write(b).unwrap();
+            }
+        }
+        let bytes = w.finish().unwrap();
+        assert!(bytes == serial(&schema, &input, options), "bytes differ from StreamWriter's");
+        // Uncompressed streams take batches only.
+        let plain = IpcStream::try_new(Vec::new(), &schema, IpcWriteOptions::default(), false).unwrap();
+        assert!(plain.piece_options().is_none());
     }
 
     #[test]

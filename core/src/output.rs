@@ -214,31 +214,71 @@ fn is_special(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
 }
 
-/// Makes a [`PieceEncoder`] per piece of a Parquet output ([`Output::piece_encoders`]).
+/// Makes a [`PieceEncoder`] per piece of an output ([`Output::piece_encoders`]).
 #[derive(Clone)]
 pub struct PieceEncoders {
-    inner: RowGroupEncoders,
+    kind: EncodersKind,
     cast_to: Option<SchemaRef>,
     name: Arc<str>,
+}
+
+#[derive(Clone)]
+enum EncodersKind {
+    Parquet(RowGroupEncoders),
+    Ipc(arrow::ipc::writer::IpcWriteOptions),
 }
 
 impl PieceEncoders {
     /// An encoder for one piece.
     pub fn encoder(&self) -> PieceEncoder {
-        PieceEncoder { inner: self.inner.encoder(), cast_to: self.cast_to.clone(), name: self.name.clone() }
+        let kind = match &self.kind {
+            EncodersKind::Parquet(e) => EncoderKind::Parquet(e.encoder()),
+            EncodersKind::Ipc(o) => EncoderKind::Ipc(o.clone()),
+        };
+        PieceEncoder { kind, cast_to: self.cast_to.clone(), name: self.name.clone() }
     }
 }
 
-/// Encodes one piece of a Parquet output on the calling thread, as its batches arrive.
+/// Encodes one piece of an output on the calling thread, as its batches arrive: Parquet row
+/// groups, or compressed Arrow IPC messages (one per batch).
 pub struct PieceEncoder {
-    inner: RowGroupEncoder,
+    kind: EncoderKind,
     cast_to: Option<SchemaRef>,
     name: Arc<str>,
 }
 
+enum EncoderKind {
+    Parquet(RowGroupEncoder),
+    Ipc(arrow::ipc::writer::IpcWriteOptions),
+}
+
+/// What a [`PieceEncoder`] made, ready for [`Output::write_encoded`].
+pub struct EncodedPiece {
+    kind: EncodedKind,
+    rows: usize,
+    bytes: usize,
+}
+
+enum EncodedKind {
+    RowGroup(EncodedRowGroup),
+    Message(arrow::ipc::writer::EncodedData),
+}
+
+impl EncodedPiece {
+    fn row_group(g: EncodedRowGroup) -> EncodedPiece {
+        EncodedPiece { rows: g.rows(), bytes: g.encoded_bytes(), kind: EncodedKind::RowGroup(g) }
+    }
+
+    /// Its encoded (compressed) bytes: what it holds in memory until written.
+    pub fn encoded_bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
 impl PieceEncoder {
-    /// Encode `batch`; returns the row groups it completed, in order.
-    pub fn write(&mut self, batch: &RecordBatch) -> Result<Vec<EncodedRowGroup>> {
+    /// Encode `batch`; returns what it completed, in order (a Parquet piece usually nothing:
+    /// its row group is still open).
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<Vec<EncodedPiece>> {
         let cast;
         let batch = match &self.cast_to {
             Some(to) => {
@@ -247,12 +287,29 @@ impl PieceEncoder {
             }
             None => batch,
         };
-        self.inner.write(batch).map_err(|e| parquet_err(&self.name, e))
+        match &mut self.kind {
+            EncoderKind::Parquet(e) => Ok(e
+                .write(batch)
+                .map_err(|e| parquet_err(&self.name, e))?
+                .into_iter()
+                .map(EncodedPiece::row_group)
+                .collect()),
+            EncoderKind::Ipc(options) => {
+                let m = crate::ipc_writer::encode_batch(batch, options).map_err(|e| write_err(&self.name, e))?;
+                let bytes = m.arrow_data.len() + m.ipc_message.len();
+                Ok(vec![EncodedPiece { kind: EncodedKind::Message(m), rows: batch.num_rows(), bytes }])
+            }
+        }
     }
 
-    /// Close the piece's last row group, if it holds rows.
-    pub fn finish(&mut self) -> Result<Option<EncodedRowGroup>> {
-        self.inner.finish().map_err(|e| parquet_err(&self.name, e))
+    /// Close the piece: its last Parquet row group, if it holds rows.
+    pub fn finish(&mut self) -> Result<Option<EncodedPiece>> {
+        match &mut self.kind {
+            EncoderKind::Parquet(e) => {
+                Ok(e.finish().map_err(|e| parquet_err(&self.name, e))?.map(EncodedPiece::row_group))
+            }
+            EncoderKind::Ipc(_) => Ok(None),
+        }
     }
 }
 
@@ -434,33 +491,30 @@ impl Output {
         Ok(())
     }
 
-    /// Parquet only: encoders for pieces of this file built on threads of their own, each
-    /// piece's row groups encoded on its thread and appended with [`Output::write_row_group`]
-    /// (see [`crate::parquet_writer`]). `None` for IPC outputs, which take batches.
+    /// Encoders for pieces of this output built on threads of their own, each piece encoded on
+    /// its thread and written with [`Output::write_encoded`] (see [`crate::parquet_writer`]):
+    /// Parquet, and compressed Arrow IPC streams without dictionaries, whose messages are the
+    /// same bytes either way. `None` for the rest, which take batches.
     pub fn piece_encoders(&self) -> Option<PieceEncoders> {
-        match &self.writer {
-            Some(Writer::Parquet(w)) => Some(PieceEncoders {
-                inner: w.encoders(),
-                cast_to: self.cast_to.clone(),
-                name: Arc::from(self.name.as_str()),
-            }),
-            _ => None,
-        }
+        let kind = match &self.writer {
+            Some(Writer::Parquet(w)) => EncodersKind::Parquet(w.encoders()),
+            Some(Writer::Stream(w)) => EncodersKind::Ipc(w.piece_options()?),
+            _ => return None,
+        };
+        Some(PieceEncoders { kind, cast_to: self.cast_to.clone(), name: Arc::from(self.name.as_str()) })
     }
 
-    /// Append a row group a [`PieceEncoder`] of this output finished.
-    pub fn write_row_group(&mut self, group: EncodedRowGroup) -> Result<()> {
-        let rows = group.rows() as u64;
-        match self.writer.as_mut() {
-            Some(Writer::Parquet(w)) => w.append_encoded(group).map_err(|e| parquet_err(&self.name, e))?,
-            _ => {
-                return Err(Error::internal(format!(
-                    "{}: an encoded row group for an output that is not Parquet",
-                    self.name
-                )))
+    /// Append what a [`PieceEncoder`] of this output made.
+    pub fn write_encoded(&mut self, piece: EncodedPiece) -> Result<()> {
+        let name = &self.name;
+        match (self.writer.as_mut(), piece.kind) {
+            (Some(Writer::Parquet(w)), EncodedKind::RowGroup(g)) => {
+                w.append_encoded(g).map_err(|e| parquet_err(name, e))?
             }
+            (Some(Writer::Stream(w)), EncodedKind::Message(m)) => w.write_encoded(m).map_err(|e| write_err(name, e))?,
+            _ => return Err(Error::internal(format!("{name}: an encoded piece of another output's kind"))),
         }
-        self.rows += rows;
+        self.rows += piece.rows as u64;
         Ok(())
     }
 

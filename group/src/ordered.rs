@@ -16,10 +16,11 @@
 //! With one thread the pieces run one after another on the calling thread, each batch written
 //! as it is built (`--threads 1` keeps to one core).
 //!
-//! To a Parquet output, each piece encodes its own row groups as its batches arrive
-//! ([`probe_core::output::PieceEncoder`]) and queues them encoded: the encoding is spread over
-//! the pieces' threads, the writer only appends, and what waits holds compressed bytes. Row
-//! groups end with their piece, so the file is the same for any number of threads.
+//! To a Parquet output, or a compressed Arrow IPC stream, each piece encodes its own row groups
+//! (messages) as its batches arrive ([`probe_core::output::PieceEncoder`]) and queues them
+//! encoded: the encoding is spread over the pieces' threads, the writer only appends, and what
+//! waits holds compressed bytes. Parquet row groups end with their piece and IPC messages are
+//! the batches', so the file is the same for any number of threads.
 //!
 //! A piece that fails stops the pieces not yet started; the pieces before it are written,
 //! nothing after it, and its error comes back as [`Failure::Piece`] (a write error as
@@ -31,8 +32,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 
 use arrow::record_batch::RecordBatch;
 
-use probe_core::output::{Output, PieceEncoder, PieceEncoders};
-use probe_core::parquet_writer::EncodedRowGroup;
+use probe_core::output::{EncodedPiece, Output, PieceEncoder, PieceEncoders};
 use probe_core::{Error, Result};
 
 /// Where a piece hands its batches, in order.
@@ -59,8 +59,8 @@ pub enum Failure {
 enum Msg<T> {
     /// A built batch and its decoded bytes.
     Batch(RecordBatch, usize),
-    /// A row group the piece encoded (Parquet outputs) and its encoded bytes.
-    RowGroup(EncodedRowGroup, usize),
+    /// What the piece encoded (Parquet row groups, compressed IPC messages) and its bytes.
+    Encoded(EncodedPiece, usize),
     Done(T),
     Failed(Error),
 }
@@ -113,9 +113,9 @@ pub fn run<T: std::marker::Send>(
                             let bytes = b.get_array_memory_size();
                             queue(Msg::Batch(b, bytes), bytes)
                         }
-                        Item::RowGroup(g) => {
+                        Item::Encoded(g) => {
                             let bytes = g.encoded_bytes();
-                            queue(Msg::RowGroup(g, bytes), bytes)
+                            queue(Msg::Encoded(g, bytes), bytes)
                         }
                     })
                 }))
@@ -142,8 +142,8 @@ pub fn run<T: std::marker::Send>(
                             output.write(&b).map_err(Failure::Write)?;
                             gate.taken(i, bytes);
                         }
-                        Ok(Msg::RowGroup(g, bytes)) => {
-                            output.write_row_group(g).map_err(Failure::Write)?;
+                        Ok(Msg::Encoded(g, bytes)) => {
+                            output.write_encoded(g).map_err(Failure::Write)?;
                             gate.taken(i, bytes);
                         }
                         Ok(Msg::Done(t)) => {
@@ -181,7 +181,7 @@ fn run_here<T>(
         let result = piece(i, work, &mut encoder, &mut |item| {
             match item {
                 Item::Batch(b) => output.write(&b),
-                Item::RowGroup(g) => output.write_row_group(g),
+                Item::Encoded(g) => output.write_encoded(g),
             }
             .map_err(|e| {
                 write_error = Some(e);
@@ -196,10 +196,10 @@ fn run_here<T>(
     Ok(results)
 }
 
-/// What a piece hands the writer: batches, or (to Parquet) the row groups it encoded.
+/// What a piece hands the writer: batches, or what it encoded.
 enum Item {
     Batch(RecordBatch),
-    RowGroup(EncodedRowGroup),
+    Encoded(EncodedPiece),
 }
 
 /// Piece `i`: its batches to `out`, encoded first where there is an encoder, the last row group
@@ -213,12 +213,12 @@ fn piece<T>(
     let result = {
         let mut send = |batch: RecordBatch| match encoder.as_mut() {
             None => out(Item::Batch(batch)),
-            Some(e) => e.write(&batch)?.into_iter().try_for_each(|g| out(Item::RowGroup(g))),
+            Some(e) => e.write(&batch)?.into_iter().try_for_each(|g| out(Item::Encoded(g))),
         };
         work(i, &mut send)?
     };
     if let Some(g) = encoder.as_mut().map(PieceEncoder::finish).transpose()?.flatten() {
-        out(Item::RowGroup(g))?;
+        out(Item::Encoded(g))?;
     }
     Ok(result)
 }
