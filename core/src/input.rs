@@ -420,6 +420,17 @@ impl Input {
                         })
                     })
                 })?;
+                // The same footer, its recorded time zones restored (crate::zones).
+                let restored = ArrowReaderMetadata::try_new(builder.metadata().clone(), ArrowReaderOptions::default())
+                    .map(crate::zones::restore)
+                    .ok()
+                    .filter(|m| m.schema() != builder.schema());
+                let builder = match restored {
+                    None => builder,
+                    Some(m) => {
+                        parquet::arrow::ParquetRecordBatchStreamBuilder::new_with_metadata(loc.parquet_reader(size), m)
+                    }
+                };
                 let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
                 let schema = builder.schema().clone();
                 Ok(Input {
@@ -466,11 +477,13 @@ impl Input {
                 let file = SharedFile::new(file).map_err(|e| Error::io(path, e))?;
                 let probe_file = file.clone();
                 let builder = guard::decode(&name, "Parquet footer", || {
-                    ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
-                        Error::data(format!(
-                            "{name}: cannot read the Parquet footer ({e}): the file is corrupt or was cut short; re-create it"
-                        ))
-                    })
+                    ArrowReaderMetadata::load(&file, ArrowReaderOptions::default())
+                        .map(|meta| ParquetRecordBatchReaderBuilder::new_with_metadata(file, crate::zones::restore(meta)))
+                        .map_err(|e| {
+                            Error::data(format!(
+                                "{name}: cannot read the Parquet footer ({e}): the file is corrupt or was cut short; re-create it"
+                            ))
+                        })
                 })?;
                 let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
                 (builder.schema().clone(), Some(rows), Kind::Parquet(builder, probe_file))

@@ -59,6 +59,7 @@ pub mod streams;
 pub mod testing;
 pub mod threads;
 pub mod time;
+pub mod zones;
 
 pub use error::{Error, Result};
 

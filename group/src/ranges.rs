@@ -222,7 +222,7 @@ fn plan_file(
     }
     let file = SharedFile::open(path).ok()?;
     let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
-    let meta = ArrowReaderMetadata::load(&file, options).ok()?;
+    let meta = probe_core::zones::restore(ArrowReaderMetadata::load(&file, options).ok()?);
     let schema: SchemaRef = meta.schema().clone();
     let parquet_schema = meta.parquet_schema();
     let md = meta.metadata().clone();

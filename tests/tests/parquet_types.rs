@@ -197,3 +197,57 @@ print(t.schema.field("start_time").type, t.schema.field("day").type.value_type, 
         "timestamp[ms, tz=UTC] date32[day] 2023-11-14T22:13:20+00:00"
     );
 }
+
+/// pyarrow stores second timestamps as milliseconds and records the type and zone in
+/// `ARROW:schema`; arrow-rs read them as `timestamp[ms, UTC]`, so every stage wrote UTC where the
+/// input said another zone (QA). The zones come back, in the stream, the key ranges and `--sort`.
+#[test]
+fn recorded_zones_of_second_timestamps_survive_a_parquet_input() {
+    if !probe_tests::harness::pyarrow_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let py = r#"
+import pyarrow as pa, pyarrow.parquet as pq
+t = pa.table({"src_addr": ["a", "a", "a", "b", "b", "c"],
+              "event_time": pa.array([1, 2, 3, 4, 5, 6], pa.timestamp("s", tz="America/New_York")),
+              "seen": pa.array([[10], [20, 21], None, [40], [], [60]], pa.list_(pa.timestamp("s", tz="Asia/Tokyo")))})
+pq.write_table(t, "m.parquet", row_group_size=2)
+"#;
+    sh(&format!("python3 -c '{py}'"), d).assert_ok();
+    let runs: [&[&str]; 3] = [&[], &["--range-rows", "2", "--threads", "3"], &["--sort", "--threads", "2"]];
+    for extra in runs {
+        let mut args: Vec<String> = vec!["m.parquet".into(), "-q".into(), "-o".into(), "g.parquet".into()];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let out = std::process::Command::new(probe_tests::harness::bin("probe-group"))
+            .args(&args)
+            .current_dir(d)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{extra:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let (schema, batches) = read_file(&d.join("g.parquet"));
+        let DataType::List(item) = schema.field_with_name("measurements").unwrap().data_type() else { panic!() };
+        let DataType::Struct(fields) = item.data_type() else { panic!() };
+        assert_eq!(
+            fields[0].data_type(),
+            &DataType::Timestamp(TimeUnit::Millisecond, Some("America/New_York".into())),
+            "{extra:?}"
+        );
+        let DataType::List(seen) = fields[1].data_type() else { panic!() };
+        assert_eq!(
+            seen.data_type(),
+            &DataType::Timestamp(TimeUnit::Millisecond, Some("Asia/Tokyo".into())),
+            "{extra:?}"
+        );
+        // The instants are untouched: seconds * 1000.
+        let times: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| {
+                let l = b.column_by_name("measurements").unwrap().as_list::<i32>().clone();
+                l.values().as_struct().column(0).as_primitive::<TimestampMillisecondType>().values().to_vec()
+            })
+            .collect();
+        assert_eq!(times, vec![1000, 2000, 3000, 4000, 5000, 6000], "{extra:?}");
+    }
+}
