@@ -125,20 +125,10 @@ impl ParallelParquetWriter {
 
     /// Append a batch to the open row group, closing it (and starting the next) at the limits.
     pub fn write(&mut self, batch: &RecordBatch) -> PqResult<()> {
-        let mut rest = batch.clone();
-        // The bytes of the data itself, spread over its rows. Not the buffers' capacity: slices
-        // and the columns of a decoded IPC message share one allocation, which
-        // `get_array_memory_size` would charge to each of them in full.
-        let per_row = data_bytes(batch) as f64 / batch.num_rows().max(1) as f64;
-        while rest.num_rows() > 0 {
-            let take = rest.num_rows().min(self.limits.max_rows - self.open_rows);
-            let now = rest.slice(0, take);
-            rest = rest.slice(take, rest.num_rows() - take);
-            self.open_rows += take;
-            self.open_bytes += (per_row * take as f64).ceil() as usize;
-            self.open.push(now);
-            let full = self.open_rows >= self.limits.max_rows
-                || self.limits.row_group_bytes.is_some_and(|limit| self.open_bytes >= limit);
+        for (slice, bytes, full) in cut(&self.limits, self.open_rows, self.open_bytes, batch) {
+            self.open_rows += slice.num_rows();
+            self.open_bytes += bytes;
+            self.open.push(slice);
             if full {
                 self.flush_row_group()?;
             }
@@ -310,20 +300,11 @@ pub struct RowGroupEncoder {
 impl RowGroupEncoder {
     /// Encode `batch` into the open row group; returns the row groups it completed (usually none).
     pub fn write(&mut self, batch: &RecordBatch) -> PqResult<Vec<EncodedRowGroup>> {
-        let limits = self.encoders.limits;
         let mut done = Vec::new();
-        let mut rest = batch.clone();
-        // Cut exactly as ParallelParquetWriter::write cuts.
-        let per_row = data_bytes(batch) as f64 / batch.num_rows().max(1) as f64;
-        while rest.num_rows() > 0 {
-            let take = rest.num_rows().min(limits.max_rows - self.open_rows);
-            let now = rest.slice(0, take);
-            rest = rest.slice(take, rest.num_rows() - take);
-            self.encode(&now)?;
-            self.open_rows += take;
-            self.open_bytes += (per_row * take as f64).ceil() as usize;
-            let full = self.open_rows >= limits.max_rows
-                || limits.row_group_bytes.is_some_and(|limit| self.open_bytes >= limit);
+        for (slice, bytes, full) in cut(&self.encoders.limits, self.open_rows, self.open_bytes, batch) {
+            self.encode(&slice)?;
+            self.open_rows += slice.num_rows();
+            self.open_bytes += bytes;
             if full {
                 done.extend(self.finish()?);
             }
@@ -370,6 +351,38 @@ impl RowGroupEncoder {
         };
         Ok(Some(group))
     }
+}
+
+/// `batch` cut where row groups end, given the rows and decoded bytes the open one holds: each
+/// slice with its decoded bytes and whether the row group is full after it (the caller closes
+/// it there). The one rule of the writer and the piece encoders, so both cut alike.
+fn cut(
+    limits: &RowGroupLimits,
+    open_rows: usize,
+    open_bytes: usize,
+    batch: &RecordBatch,
+) -> Vec<(RecordBatch, usize, bool)> {
+    // The bytes of the data itself, spread over its rows. Not the buffers' capacity: slices
+    // and the columns of a decoded IPC message share one allocation, which
+    // `get_array_memory_size` would charge to each of them in full.
+    let per_row = data_bytes(batch) as f64 / batch.num_rows().max(1) as f64;
+    let (mut rows, mut bytes) = (open_rows, open_bytes);
+    let mut slices = Vec::new();
+    let mut rest = batch.clone();
+    while rest.num_rows() > 0 {
+        let take = rest.num_rows().min(limits.max_rows.saturating_sub(rows).max(1));
+        let now = rest.slice(0, take);
+        rest = rest.slice(take, rest.num_rows() - take);
+        let added = (per_row * take as f64).ceil() as usize;
+        rows += take;
+        bytes += added;
+        let full = rows >= limits.max_rows || limits.row_group_bytes.is_some_and(|limit| bytes >= limit);
+        if full {
+            (rows, bytes) = (0, 0);
+        }
+        slices.push((now, added, full));
+    }
+    slices
 }
 
 /// Bytes of a batch's data as sliced (what encoding reads), whatever buffers it shares.
@@ -475,6 +488,11 @@ mod tests {
             }
         }
         w.close().unwrap();
+        read_back(file)
+    }
+
+    /// The file's bytes and row groups, after checking that it decodes to [`batches`].
+    fn read_back(file: std::fs::File) -> (Vec<u8>, usize) {
         let reader = ParquetRecordBatchReaderBuilder::try_new(file.try_clone().unwrap()).unwrap();
         let groups = reader.metadata().num_row_groups();
         let got: Vec<RecordBatch> = reader.build().unwrap().collect::<std::result::Result<_, _>>().unwrap();
@@ -531,20 +549,8 @@ mod tests {
             }
         }
         w.close().unwrap();
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file.try_clone().unwrap()).unwrap();
-        let groups = reader.metadata().num_row_groups();
-        let got: Vec<RecordBatch> = reader.build().unwrap().collect::<std::result::Result<_, _>>().unwrap();
-        assert_eq!(
-            arrow::compute::concat_batches(&schema, &got).unwrap(),
-            arrow::compute::concat_batches(&schema, &input).unwrap(),
-            "decoded data differs from what was encoded"
-        );
         assert_eq!(rows, input.iter().map(|b| b.num_rows()).sum::<usize>());
-        let mut bytes = Vec::new();
-        let mut file = file;
-        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0)).unwrap();
-        std::io::Read::read_to_end(&mut file, &mut bytes).unwrap();
-        (bytes, groups)
+        read_back(file)
     }
 
     #[test]

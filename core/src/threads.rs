@@ -29,7 +29,7 @@ pub fn init(threads: usize) -> Result<usize> {
         .thread_name(|i| format!("probe-worker-{i}"))
         .build_global();
     match built {
-        Ok(()) => crate::malloc::tune(threads_or_cores(threads)),
+        Ok(()) => crate::malloc::tune(rayon::current_num_threads()),
         // Without a source the error is "already initialized" (a test, or a library that used
         // rayon first): that pool serves. With one, threads could not be started.
         Err(e) if e.source().is_none() => {}
@@ -39,14 +39,6 @@ pub fn init(threads: usize) -> Result<usize> {
     }
     let _ = BUILT.set(());
     Ok(rayon::current_num_threads())
-}
-
-/// `threads`, or the cores granted to this process for 0.
-fn threads_or_cores(threads: usize) -> usize {
-    match threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    }
 }
 
 /// Run `job` on the pool; its result arrives on the receiver returned, which the caller takes
