@@ -787,6 +787,12 @@ fn cast_for_parquet(batch: &RecordBatch, to: &SchemaRef, name: &str) -> Result<R
     RecordBatch::try_new(to.clone(), columns).map_err(|e| Error::arrow(format!("writing {name}"), e))
 }
 
+/// Values a column writer takes at a time before it checks its page and dictionary sizes
+/// (arrow-rs's default is 1024). Pages end up to this many values past the 1 MiB page size;
+/// in exchange the per-batch bookkeeping, 5% of `probe-group -o x.parquet`'s CPU time at 1024,
+/// is paid an eighth as often. Output stays byte-identical across `--threads`.
+const WRITE_BATCH_SIZE: usize = 8192;
+
 /// Writer properties: the chosen codec, and per leaf column what pays for itself.
 ///
 /// - **Dictionary** only for strings and binary (for timestamps, floats and ids it rarely pays
@@ -806,6 +812,7 @@ fn parquet_properties(schema: &SchemaRef, opts: &OutputOptions) -> WriterPropert
     let mut b = WriterProperties::builder()
         .set_compression(opts.compression)
         .set_max_row_group_row_count(Some(opts.max_row_group_rows))
+        .set_write_batch_size(WRITE_BATCH_SIZE)
         .set_dictionary_enabled(false);
     let time = meta::recorded_time(schema);
     if let Ok(descr) = parquet::arrow::ArrowSchemaConverter::new().convert(schema) {

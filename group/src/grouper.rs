@@ -10,6 +10,7 @@
 //! it (gathering the measurements into one list column, the costly part) is a [`BuildJob`]
 //! handed to `emit`, which may run it on another thread: the caller keeps the jobs in order.
 
+use std::cmp::Ordering;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -241,7 +242,7 @@ impl RunSink for Grouper<'_> {
         let new_first = match self.group_keys.last() {
             None => true,
             Some(_) => match self.runs.back() {
-                Some(last) => last.batch.keys.row(last.start + last.len - 1) != batch.keys.row(start),
+                Some(last) => last.batch.cmp_keys(last.start + last.len - 1, batch, start)? != Ordering::Equal,
                 None => true,
             },
         };

@@ -466,14 +466,7 @@ fn run_range(plan: &Plan, shared: &Shared, r: usize, send: &mut ordered::Send) -
         if let Some(source) = f.source_from(lo, hi)? {
             let c =
                 Cursor::new(Box::new(source), i, shared.converter.clone(), shared.layout.clone(), SourceKind::Input);
-            cursors.push(c.in_range(
-                lo.cloned(),
-                hi.cloned(),
-                plan.first_key.clone(),
-                shared.converter.clone(),
-                shared.layout.n_keys,
-                taken[i].clone(),
-            ));
+            cursors.push(c.in_range(lo.cloned(), hi.cloned(), plan.first_key.clone(), taken[i].clone()));
         }
     }
     // No early stop here on another range's failure: ranges before it must complete (the
