@@ -19,9 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
-use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
+use arrow::ipc::writer::IpcWriteOptions;
 
-use crate::ipc_writer::IpcStream;
+use crate::ipc_writer::IpcWriter;
 use arrow::record_batch::RecordBatch;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -39,7 +39,7 @@ use crate::store;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutFormat {
     /// Arrow IPC stream (stdout, `.arrows`, any other extension).
-    IpcStream,
+    IpcWriter,
     /// Arrow IPC file (`.arrow`).
     IpcFile,
     /// Parquet (`.parquet`, `.pq`).
@@ -52,7 +52,7 @@ impl OutFormat {
         match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()) {
             Some(e) if e == "parquet" || e == "pq" => OutFormat::Parquet,
             Some(e) if e == "arrow" || e == "ipc" || e == "feather" => OutFormat::IpcFile,
-            _ => OutFormat::IpcStream,
+            _ => OutFormat::IpcWriter,
         }
     }
 }
@@ -138,8 +138,8 @@ pub fn parse_compression(s: &str) -> std::result::Result<Compression, String> {
 }
 
 enum Writer {
-    Stream(IpcStream<BufWriter<Sink>>),
-    File(FileWriter<BufWriter<Sink>>),
+    /// An Arrow IPC stream or file.
+    Ipc(IpcWriter<BufWriter<Sink>>),
     Parquet(ParallelParquetWriter),
 }
 
@@ -395,20 +395,14 @@ impl Output {
                     .map(|fd| Sink::Stdout(File::from(fd)))
                     .map_err(|e| Error::data(format!("cannot open standard output: {e}")))?;
                 let compression = opts.ipc_compression.unwrap_or(IpcCompression::None);
-                let w = IpcStream::try_new(
+                let w = IpcWriter::try_new(
                     BufWriter::with_capacity(1 << 20, sink),
                     &schema,
                     ipc_options(compression)?,
                     compression != IpcCompression::None,
                 )
                 .map_err(|e| Error::arrow("writing to standard output", e))?;
-                Ok(Output {
-                    writer: Some(Writer::Stream(w)),
-                    name: "stdout".into(),
-                    temp: None,
-                    rows: 0,
-                    cast_to: None,
-                })
+                Ok(Output { writer: Some(Writer::Ipc(w)), name: "stdout".into(), temp: None, rows: 0, cast_to: None })
             }
             Some(path) => {
                 let name = path.display().to_string();
@@ -431,10 +425,10 @@ impl Output {
                 let ipc = || ipc_options(compression);
                 let mut cast_to = None;
                 let writer = match OutFormat::for_path(path) {
-                    OutFormat::IpcStream => {
+                    OutFormat::IpcWriter => {
                         let sink = file;
-                        Writer::Stream(
-                            IpcStream::try_new(
+                        Writer::Ipc(
+                            IpcWriter::try_new(
                                 BufWriter::with_capacity(1 << 20, sink),
                                 &schema,
                                 ipc()?,
@@ -443,9 +437,14 @@ impl Output {
                             .map_err(|e| Error::arrow(format!("writing {name}"), e))?,
                         )
                     }
-                    OutFormat::IpcFile => Writer::File(
-                        FileWriter::try_new_with_options(BufWriter::with_capacity(1 << 20, file), &schema, ipc()?)
-                            .map_err(|e| Error::arrow(format!("writing {name}"), e))?,
+                    OutFormat::IpcFile => Writer::Ipc(
+                        IpcWriter::try_new_file(
+                            BufWriter::with_capacity(1 << 20, file),
+                            &schema,
+                            ipc()?,
+                            compression != IpcCompression::None,
+                        )
+                        .map_err(|e| Error::arrow(format!("writing {name}"), e))?,
                     ),
                     OutFormat::Parquet => {
                         let stored = parquet_schema(&schema);
@@ -482,8 +481,7 @@ impl Output {
             None => batch,
         };
         match self.writer.as_mut() {
-            Some(Writer::Stream(w)) => w.write(batch).map_err(|e| write_err(name, e))?,
-            Some(Writer::File(w)) => w.write(batch).map_err(|e| write_err(name, e))?,
+            Some(Writer::Ipc(w)) => w.write(batch).map_err(|e| write_err(name, e))?,
             Some(Writer::Parquet(w)) => w.write(batch).map_err(|e| parquet_err(name, e))?,
             None => return Err(Error::internal(format!("{name}: write after finish"))),
         }
@@ -493,12 +491,12 @@ impl Output {
 
     /// Encoders for pieces of this output built on threads of their own, each piece encoded on
     /// its thread and written with [`Output::write_encoded`] (see [`crate::parquet_writer`]):
-    /// Parquet, and compressed Arrow IPC streams without dictionaries, whose messages are the
+    /// Parquet, and compressed Arrow IPC streams and files without dictionaries, whose messages are the
     /// same bytes either way. `None` for the rest, which take batches.
     pub fn piece_encoders(&self) -> Option<PieceEncoders> {
         let kind = match &self.writer {
             Some(Writer::Parquet(w)) => EncodersKind::Parquet(w.encoders()),
-            Some(Writer::Stream(w)) => EncodersKind::Ipc(w.piece_options()?),
+            Some(Writer::Ipc(w)) => EncodersKind::Ipc(w.piece_options()?),
             _ => return None,
         };
         Some(PieceEncoders { kind, cast_to: self.cast_to.clone(), name: Arc::from(self.name.as_str()) })
@@ -511,7 +509,7 @@ impl Output {
             (Some(Writer::Parquet(w)), EncodedKind::RowGroup(g)) => {
                 w.append_encoded(g).map_err(|e| parquet_err(name, e))?
             }
-            (Some(Writer::Stream(w)), EncodedKind::Message(m)) => w.write_encoded(m).map_err(|e| write_err(name, e))?,
+            (Some(Writer::Ipc(w)), EncodedKind::Message(m)) => w.write_encoded(m).map_err(|e| write_err(name, e))?,
             _ => return Err(Error::internal(format!("{name}: an encoded piece of another output's kind"))),
         }
         self.rows += piece.rows as u64;
@@ -579,13 +577,8 @@ impl Output {
     pub fn finish(mut self) -> Result<u64> {
         let name = self.name.clone();
         let sink = match self.writer.take() {
-            Some(Writer::Stream(w)) => {
+            Some(Writer::Ipc(w)) => {
                 let inner = w.finish().map_err(|e| write_err(&name, e))?;
-                Some(inner.into_inner().map_err(|e| flush_err(&name, e.into_error()))?)
-            }
-            Some(Writer::File(mut w)) => {
-                w.finish().map_err(|e| write_err(&name, e))?;
-                let inner = w.into_inner().map_err(|e| write_err(&name, e))?;
                 Some(inner.into_inner().map_err(|e| flush_err(&name, e.into_error()))?)
             }
             Some(Writer::Parquet(w)) => Some(w.into_inner().map_err(|e| parquet_err(&name, e))?),

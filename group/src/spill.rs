@@ -25,7 +25,7 @@ use arrow::ipc::writer::IpcWriteOptions;
 use arrow::ipc::CompressionType;
 
 use probe_core::cleanup;
-use probe_core::ipc_writer::IpcStream;
+use probe_core::ipc_writer::IpcWriter;
 use probe_core::output::disk_error;
 use probe_core::{Error, Result};
 
@@ -65,7 +65,7 @@ impl SpillDir {
 /// different dictionary in each, which only the stream format may replace.
 pub(crate) struct RunWriter {
     path: PathBuf,
-    writer: IpcStream<BufWriter<File>>,
+    writer: IpcWriter<BufWriter<File>>,
     budget_dir: PathBuf,
 }
 
@@ -77,7 +77,7 @@ impl RunWriter {
             .try_with_compression(Some(CompressionType::LZ4_FRAME))
             .map_err(|e| Error::arrow("spill options", e))?;
         // Compressed on the pool (LZ4 is most of a spill's cost), at most `in_flight_bytes` ahead.
-        let writer = IpcStream::try_new(BufWriter::with_capacity(1 << 20, file), schema, opts, true)
+        let writer = IpcWriter::try_new(BufWriter::with_capacity(1 << 20, file), schema, opts, true)
             .map_err(|e| spill_error(&path, spill.dir.path(), e))?
             .with_in_flight_bytes(in_flight_bytes);
         Ok(RunWriter { path, writer, budget_dir: spill.dir.path().to_path_buf() })
