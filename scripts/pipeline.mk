@@ -141,9 +141,14 @@ group: $(WORK)/grouped.arrows
 
 # One run of probe-split writes every split file (a grouped target: one recipe, all files);
 # they appear together when all are complete. A staging folder a killed run left is removed.
+# probe-split writes them into $(WORK)/.split-new first: a split file whose bytes are the same as
+# before (split is deterministic) is left as it was, with its time, so removing one split file
+# reruns batch and merge of that split only.
 $(SPLIT_FILES) &: $(WORK)/grouped.arrows $(SETTINGS)/split
-	rm -rf $(WORK)/.probe-staging-*
-	$(PROBE_BIN)probe-split $(SPLIT_OPTS) --threads $(THREADS) --out-dir $(WORK) $<
+	rm -rf $(WORK)/.probe-staging-* $(WORK)/.split-new
+	$(PROBE_BIN)probe-split $(SPLIT_OPTS) --threads $(THREADS) --out-dir $(WORK)/.split-new $<
+	for f in $(SPLIT_FILES); do n=$(WORK)/.split-new/$$(basename $$f); \
+	    if cmp -s $$n $$f; then rm $$n; else mv $$n $$f; fi || exit 1; done; rmdir $(WORK)/.split-new
 split: $(SPLIT_FILES)
 
 $(WORK)/%-rows.arrows: $(WORK)/%.arrows $(SETTINGS)/batch

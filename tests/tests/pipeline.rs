@@ -159,6 +159,17 @@ fn makefile_reruns_only_what_is_missing() {
         "plan:\n{plan}"
     );
     make("").assert_ok();
+    // Remove one split file: split runs again, but the other split's file comes out the same, so
+    // it keeps its time and its batch and merge do not run again.
+    let mtime = |p: &str| std::fs::metadata(d.join(p)).unwrap().modified().unwrap();
+    let kept = ["out/work/train.arrows", "out/work/train-rows.arrows", "out/train/_manifest.json"].map(mtime);
+    let test_rows = mtime("out/work/test-rows.arrows");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::remove_file(d.join("out/work/test.arrows")).unwrap();
+    make("").assert_ok();
+    assert_eq!(["out/work/train.arrows", "out/work/train-rows.arrows", "out/train/_manifest.json"].map(mtime), kept);
+    assert!(mtime("out/work/test-rows.arrows") > test_rows, "test's batch did not run again");
+    assert!(d.join("out/test/_manifest.json").exists() && !d.join("out/work/.split-new").exists());
 }
 
 /// Measurements in every split's result under `out` (the sum of the windows' `length`s).
