@@ -16,10 +16,10 @@ pub struct InputArgs {
 /// `-o` and `-q`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct OutputArgs {
-    /// Write to PATH instead of stdout: `.parquet` or `.pq` = Parquet, `.arrow` = Arrow IPC
-    /// file, anything else = Arrow IPC stream (`.arrows` by convention). Written under a
-    /// temporary name and renamed on success; PATH must not be one of the inputs. `-o -` is
-    /// stdout.
+    /// Write to PATH instead of stdout: `.parquet` or `.pq` = Parquet, `.arrow` (or `.ipc`,
+    /// `.feather`) = Arrow IPC file, anything else = Arrow IPC stream (`.arrows` by
+    /// convention). Written under a temporary name and renamed on success; PATH must not be one
+    /// of the inputs. `-o -` is stdout.
     #[arg(short = 'o', long = "output", value_name = "PATH")]
     pub output: Option<PathBuf>,
 

@@ -1,5 +1,6 @@
 //! Where a stage's batches go: stdout as an Arrow IPC stream, or a file whose format follows
-//! its extension (`.parquet` or `.pq`, `.arrow` = IPC file, anything else = IPC stream).
+//! its extension (`.parquet` or `.pq`, `.arrow`, `.ipc` or `.feather` = IPC file, anything else = IPC
+//! stream).
 //! [`check_output`] refuses, before any work, an output that is a directory or an input.
 //!
 //! ```text
