@@ -4,9 +4,10 @@
 //! batch, checks the order inside it and across batch boundaries, and notes where the key
 //! changes: keys of plain types (strings, binary, integers, dates, timestamps) compare in place,
 //! others in arrow's row format (so any key type and composite keys compare as `memcmp`). The
-//! merge of several inputs encodes every batch's keys in row format before it compares them. The [`Merger`] repeatedly takes the smallest (key, time, input index) and hands
-//! the longest run of rows from one batch that stays below the other inputs' heads to a
-//! [`RunSink`]: ties go to the earlier input, so equal timestamps keep input order.
+//! merge of several inputs encodes every batch's keys in row format before it compares them: it
+//! repeatedly takes the smallest (key, time, input index) and hands the longest run of rows from
+//! one batch that stays below the other inputs' heads to a [`RunSink`]: ties go to the earlier
+//! input, so equal timestamps keep input order.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -146,7 +147,7 @@ impl SortedBatch {
 
     /// Rows `start..start + len` as a batch of their own (key changes moved; keys encoded
     /// again when needed).
-    fn slice(&self, start: usize, len: usize) -> SortedBatch {
+    fn slice(&self, start: usize, len: usize) -> Result<SortedBatch> {
         let data = self.data.slice(start, len);
         let times = self.times.slice(start, len);
         let key_changes = self
@@ -167,9 +168,9 @@ impl SortedBatch {
         };
         if self.keys.get().is_some() {
             // Key types that compare only in row format: keep them encoded.
-            let _ = batch.encode_keys();
+            batch.encode_keys()?;
         }
-        batch
+        Ok(batch)
     }
 
     /// Memory held by this batch.
@@ -318,7 +319,7 @@ impl RangeFilter {
         if start == 0 && end == b.len() {
             return Ok(Some(b));
         }
-        Ok(Some(Arc::new(b.slice(start, end - start))))
+        Ok(Some(Arc::new(b.slice(start, end - start)?)))
     }
 }
 
