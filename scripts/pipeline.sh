@@ -417,7 +417,11 @@ temp_peak=$(cat "$logs/.temp-peak" 2>/dev/null || echo 0)
         stage="${name%%-*}"; s="-"
         [[ $name == batch-* || $name == merge-* ]] && s="${name#*-}"
         [[ $name == check-order ]] && stage=check-order
-        [[ $name == *-unsorted ]] && s="unsorted"
+        # The plain attempt that found the input unsorted: `unsorted`, after the split's name
+        # for its batch and merge (`train/unsorted`).
+        if [[ $name == *-unsorted ]]; then
+            if [[ $s == - ]]; then s="unsorted"; else s="${s%-unsorted}/unsorted"; fi
+        fi
         log="$logs/$name.log"
         # A stage stopped by the script (a pipe of a failed attempt) may have no times at all.
         wall=- user=- sys=- rss=-
@@ -453,9 +457,11 @@ echo "pipeline: ---- report ----" >&2
 printf 'pipeline: steps %d, keys %s, measurements %s, %.1f s, %.0f measurements/s\n' \
     "$(wc -l < "$logs/.order")" "$keys" "$measurements" "$secs" \
     "$(awk -v m="$measurements" -v s="$secs" 'BEGIN{print m/s}')" >&2
-printf 'pipeline: %-12s %-8s %8s %8s %12s %12s %9s %11s\n' stage split 'wall s' 'cpu s' 'rows in' 'rows out' 'peak MiB' 'written MiB' >&2
+# The split column as wide as its longest label (`train/unsorted` after a failed first attempt).
+sw=$(awk -F'\t' '!/^#/ && $1 != "stage" && length($2) > w { w = length($2) } END { print (w > 8) ? w : 8 }' "$logs/report.tsv")
+printf "pipeline: %-12s %-${sw}s %8s %8s %12s %12s %9s %11s\n" stage split 'wall s' 'cpu s' 'rows in' 'rows out' 'peak MiB' 'written MiB' >&2
 grep -v -e '^#' -e '^stage' "$logs/report.tsv" | while IFS=$'\t' read -r stage s wall cpu in o rss w; do
-    printf 'pipeline: %-12s %-8s %8s %8s %12s %12s %9s %11s\n' "$stage" "$s" "$wall" "$cpu" "$in" "$o" "$(mib "$rss")" "$(mib "$w")" >&2
+    printf "pipeline: %-12s %-${sw}s %8s %8s %12s %12s %9s %11s\n" "$stage" "$s" "$wall" "$cpu" "$in" "$o" "$(mib "$rss")" "$(mib "$w")" >&2
 done
 # JOBS applies to split files only; streamed, every split's tail ran at once.
 tails_at_once="JOBS $jobs"
