@@ -358,13 +358,20 @@ mod tests {
         (schema, batches)
     }
 
-    fn serial(schema: &Schema, input: &[RecordBatch], options: IpcWriteOptions) -> Vec<u8> {
-        let mut w = StreamWriter::try_new_with_options(Vec::new(), schema, options).unwrap();
-        for b in input {
-            w.write(b).unwrap();
+    /// What arrow-rs's own stream writer (or, `file`, its file writer) writes.
+    fn serial_bytes(schema: &Schema, input: &[RecordBatch], options: IpcWriteOptions, file: bool) -> Vec<u8> {
+        if file {
+            let mut w = FileWriter::try_new_with_options(Vec::new(), schema, options).unwrap();
+            input.iter().for_each(|b| w.write(b).unwrap());
+            return w.into_inner().unwrap();
         }
-        w.finish().unwrap();
+        let mut w = StreamWriter::try_new_with_options(Vec::new(), schema, options).unwrap();
+        input.iter().for_each(|b| w.write(b).unwrap());
         w.into_inner().unwrap()
+    }
+
+    fn serial(schema: &Schema, input: &[RecordBatch], options: IpcWriteOptions) -> Vec<u8> {
+        serial_bytes(schema, input, options, false)
     }
 
     #[test]
@@ -409,12 +416,7 @@ mod tests {
     }
 
     fn serial_file(schema: &Schema, input: &[RecordBatch], options: IpcWriteOptions) -> Vec<u8> {
-        let mut w = FileWriter::try_new_with_options(Vec::new(), schema, options).unwrap();
-        for b in input {
-            w.write(b).unwrap();
-        }
-        w.finish().unwrap();
-        w.into_inner().unwrap()
+        serial_bytes(schema, input, options, true)
     }
 
     #[test]

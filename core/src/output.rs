@@ -40,8 +40,8 @@ use crate::store;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutFormat {
     /// Arrow IPC stream (stdout, `.arrows`, any other extension).
-    IpcWriter,
-    /// Arrow IPC file (`.arrow`).
+    IpcStream,
+    /// Arrow IPC file (`.arrow`, `.ipc`, `.feather`).
     IpcFile,
     /// Parquet (`.parquet`, `.pq`).
     Parquet,
@@ -53,7 +53,7 @@ impl OutFormat {
         match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()) {
             Some(e) if e == "parquet" || e == "pq" => OutFormat::Parquet,
             Some(e) if e == "arrow" || e == "ipc" || e == "feather" => OutFormat::IpcFile,
-            _ => OutFormat::IpcWriter,
+            _ => OutFormat::IpcStream,
         }
     }
 }
@@ -426,27 +426,16 @@ impl Output {
                 let ipc = || ipc_options(compression);
                 let mut cast_to = None;
                 let writer = match OutFormat::for_path(path) {
-                    OutFormat::IpcWriter => {
-                        let sink = file;
-                        Writer::Ipc(
-                            IpcWriter::try_new(
-                                BufWriter::with_capacity(1 << 20, sink),
-                                &schema,
-                                ipc()?,
-                                compression != IpcCompression::None,
-                            )
-                            .map_err(|e| Error::arrow(format!("writing {name}"), e))?,
-                        )
+                    format @ (OutFormat::IpcStream | OutFormat::IpcFile) => {
+                        let sink = BufWriter::with_capacity(1 << 20, file);
+                        let compressed = compression != IpcCompression::None;
+                        let w = if format == OutFormat::IpcFile {
+                            IpcWriter::try_new_file(sink, &schema, ipc()?, compressed)
+                        } else {
+                            IpcWriter::try_new(sink, &schema, ipc()?, compressed)
+                        };
+                        Writer::Ipc(w.map_err(|e| Error::arrow(format!("writing {name}"), e))?)
                     }
-                    OutFormat::IpcFile => Writer::Ipc(
-                        IpcWriter::try_new_file(
-                            BufWriter::with_capacity(1 << 20, file),
-                            &schema,
-                            ipc()?,
-                            compression != IpcCompression::None,
-                        )
-                        .map_err(|e| Error::arrow(format!("writing {name}"), e))?,
-                    ),
                     OutFormat::Parquet => {
                         let stored = parquet_schema(&schema);
                         if stored != schema {

@@ -184,8 +184,9 @@ const KEY_ORDER: SortOptions = SortOptions { descending: false, nulls_first: fal
 
 /// Whether key columns of this type compare in place exactly as in arrow's row format: bytes
 /// lexicographically, integers, dates and timestamps by value (nulls last in both). Floats,
-/// dictionaries and nested types take the row format.
-fn compares_in_place(t: &DataType) -> bool {
+/// dictionaries and nested types take the row format. Key ranges split on the Parquet
+/// statistics of these types only, for the same reason.
+pub(crate) fn compares_in_place(t: &DataType) -> bool {
     use DataType::*;
     matches!(
         t,

@@ -136,24 +136,8 @@ struct Unit {
 /// Key types whose Parquet statistics order the same way as arrow's row format (floats are
 /// left out: NaN is outside Parquet's min/max but sorts last here).
 fn supported(t: &DataType) -> bool {
-    use DataType::*;
-    matches!(
-        t,
-        Int8 | Int16
-            | Int32
-            | Int64
-            | UInt8
-            | UInt16
-            | UInt32
-            | UInt64
-            | Utf8
-            | LargeUtf8
-            | Binary
-            | LargeBinary
-            | Date32
-            | Date64
-            | Timestamp(_, _)
-    )
+    // The same types whose values compare in place exactly as in the row format.
+    merge::compares_in_place(t)
 }
 
 /// Plan key ranges, or `None` where this path does not apply (stdin, a non-Parquet input, a
