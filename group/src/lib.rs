@@ -31,7 +31,7 @@ use parquet::basic::Compression;
 use probe_core::columns::key_time_indices;
 use probe_core::input::{discover, BatchReader, Input, Source};
 use probe_core::meta::{check_columns, record, resolve_keys, resolve_time};
-use probe_core::output::{check_output, check_stdout_not_terminal, IpcCompression, Output, OutputOptions};
+use probe_core::output::{check_output, check_stdout_not_terminal, IpcCompression, OutFormat, Output, OutputOptions};
 use probe_core::progress::{physical_memory_bytes, Progress};
 use probe_core::schema::common_schema;
 use probe_core::{Error, Result};
@@ -197,6 +197,13 @@ struct Shape {
     out_schema: SchemaRef,
 }
 
+/// The output schema for the columns read, recording the key and time columns so later stages
+/// take their --key and --time from it.
+fn recorded_output_schema(proj_schema: &arrow::datatypes::Schema, keys: &[String], time: &str) -> SchemaRef {
+    let out_schema = output_schema(proj_schema, keys.len());
+    Arc::new(record(out_schema.as_ref().clone(), keys, time))
+}
+
 /// Keys, measurements and the largest key's measurements, as the grouper counts them.
 type Counts = (u64, u64, u64);
 
@@ -211,6 +218,10 @@ impl Config {
         let out_batch_bytes = if self.sort { batch_bytes } else { self.batch_bytes };
         // Sorted Parquet inputs with statistics: key ranges in parallel (same plan, and so the
         // same output, for any --threads). Anything else: the streaming merge.
+        // Payload strings stay dictionaries where the output is Parquet, whose writer takes them
+        // as they are; an IPC output would have to decode them all the same.
+        let to_parquet = self.output.as_deref().is_some_and(|p| OutFormat::for_path(p) == OutFormat::Parquet);
+        let dictionaries = to_parquet.then_some(ranges::Dictionaries { payload_from: prepared.keys.len() + 1 });
         let plan = match self.sort {
             true => None,
             false => ranges::plan(
@@ -219,6 +230,7 @@ impl Config {
                 &prepared.proj_schema,
                 batch_bytes,
                 self.range_rows,
+                dictionaries,
             )?,
         };
         let shape = self.shape(&prepared)?;
@@ -305,8 +317,7 @@ impl Config {
     fn shape(&self, prepared: &Prepared) -> Result<Shape> {
         let keys = &prepared.keys;
         let time = prepared.projection[keys.len()].clone();
-        let out_schema = output_schema(&prepared.proj_schema, keys.len());
-        let out_schema = Arc::new(record(out_schema.as_ref().clone(), keys, &time));
+        let out_schema = recorded_output_schema(&prepared.proj_schema, keys, &time);
         let layout = Arc::new(Layout { n_keys: keys.len(), key_names: keys.clone(), time_name: time });
         let empty = RecordBatch::new_empty(prepared.proj_schema.clone());
         let converter = Arc::new(key_converter(&empty, keys.len())?);
@@ -336,10 +347,16 @@ impl Config {
         output: Output,
         progress: &Progress,
     ) -> Result<Counts> {
+        // The grouper builds batches of the types read (dictionaries included); the writer's
+        // schema stays `shape.out_schema`, of the plain types.
+        let out_schema = match plan.physical_schema() {
+            Some(physical) => recorded_output_schema(physical, &shape.layout.key_names, &shape.layout.time_name),
+            None => shape.out_schema.clone(),
+        };
         let shared = ranges::Shared {
             layout: shape.layout.clone(),
             converter: shape.converter.clone(),
-            out_schema: shape.out_schema.clone(),
+            out_schema,
             out_batch_bytes,
             progress,
         };
