@@ -97,6 +97,8 @@ pub struct Report {
     pub spilled_bytes: u64,
     /// Bytes of the inputs as stored (`None` when one is stdin).
     pub input_bytes: Option<u64>,
+    /// Payload columns read as Arrow dictionaries ([`ranges::Dictionaries`]).
+    pub dictionary_columns: usize,
 }
 
 impl Config {
@@ -239,7 +241,13 @@ impl Config {
             let output = self.create_output(&shape)?;
             let counts =
                 self.group_ranges(plan, &prepared, &shape, batch_bytes, out_batch_bytes, threads, output, &progress)?;
-            let report = Report { input_bytes: prepared.input_bytes, ..Report::default() };
+            let dictionary_columns = plan.physical_schema().map_or(0, |s| {
+                s.fields()
+                    .iter()
+                    .filter(|f| matches!(f.data_type(), arrow::datatypes::DataType::Dictionary(..)))
+                    .count()
+            });
+            let report = Report { input_bytes: prepared.input_bytes, dictionary_columns, ..Report::default() };
             return Ok(self.summary(counts, report, Some(plan.ranges()), &progress));
         }
         let Prepared { inputs, projection, proj_schema, input_bytes, total_rows, .. } = prepared;

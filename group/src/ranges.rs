@@ -233,36 +233,40 @@ fn dictionary_value_type(t: &DataType) -> bool {
     matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Binary | DataType::LargeBinary)
 }
 
-/// Whether column chunk `leaf` is worth reading as a dictionary, in every row group: every data
-/// page dictionary-encoded, and a small dictionary page (at most [`DICTIONARY_BYTES_PER_ROW`]).
-fn dictionary_pays(md: &ParquetMetaData, leaf: usize) -> bool {
-    md.row_groups().iter().all(|rg| {
+/// Dictionary page bytes a row of column chunk `leaf`, the most of any row group, where every
+/// data page of every row group is dictionary-encoded (`None` otherwise).
+fn dictionary_bytes_per_row(md: &ParquetMetaData, leaf: usize) -> Option<f64> {
+    let mut most = 0f64;
+    for rg in md.row_groups() {
         let c = rg.column(leaf);
+        let all_dictionary = match (c.page_encoding_stats_mask(), c.page_encoding_stats()) {
+            (Some(mask), _) => mask.is_only(Encoding::RLE_DICTIONARY) || mask.is_only(Encoding::PLAIN_DICTIONARY),
+            (None, Some(stats)) => stats
+                .iter()
+                .filter(|s| matches!(s.page_type, PageType::DATA_PAGE | PageType::DATA_PAGE_V2))
+                .all(|s| matches!(s.encoding, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY)),
+            // No statistics: the pages are unknown.
+            (None, None) => false,
+        };
         // The dictionary page comes first: its bytes (compressed, with its header) run up to
         // the first data page.
-        let dictionary_bytes = c.dictionary_page_offset().map(|d| c.data_page_offset() - d);
-        let small =
-            dictionary_bytes.is_some_and(|b| b > 0 && b as f64 <= DICTIONARY_BYTES_PER_ROW * rg.num_rows() as f64);
-        small
-            && match (c.page_encoding_stats_mask(), c.page_encoding_stats()) {
-                (Some(mask), _) => mask.is_only(Encoding::RLE_DICTIONARY) || mask.is_only(Encoding::PLAIN_DICTIONARY),
-                (None, Some(stats)) => stats
-                    .iter()
-                    .filter(|s| matches!(s.page_type, PageType::DATA_PAGE | PageType::DATA_PAGE_V2))
-                    .all(|s| matches!(s.encoding, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY)),
-                // No statistics: the pages are unknown.
-                (None, None) => false,
-            }
-    })
+        let bytes = c.data_page_offset() - c.dictionary_page_offset()?;
+        if !all_dictionary || bytes <= 0 || rg.num_rows() <= 0 {
+            return None;
+        }
+        most = most.max(bytes as f64 / rg.num_rows() as f64);
+    }
+    Some(most)
 }
 
-/// Dictionary page bytes a row, at most, for a column to be read as a dictionary: values that
-/// repeat (a dictionary of a few bytes a row holds distinct values a tenth of the rows or
-/// fewer, for values of 10 bytes or more). Near-distinct values gain nothing from it and cost:
-/// batches of overlapping inputs hold different dictionaries, and building an output batch
-/// from several merges them, hashing every value. Measured, 2M rows in 8 overlapping files,
-/// 20 dictionary bytes a row: 15-20% more CPU read as dictionaries; generated data, 0.04 bytes
-/// a row: 7-10% less.
+/// Dictionary page bytes a row, all inputs together, at most, for a column to be read as a
+/// dictionary: values that repeat (a few bytes a row hold distinct values a tenth of the rows
+/// or fewer, for values of 10 bytes or more). An output batch built from batches of several
+/// inputs holds their dictionaries; once they outnumber its rows, arrow merges them, hashing
+/// every value, which costs more than the dictionaries save. Measured on 2 threads: 2M rows in
+/// 8 overlapping files with near-distinct values (20 bytes a row each) and 4M rows in 32
+/// overlapping files (0.18 each) took 10-20% more CPU read as dictionaries; the generated 10M
+/// rows (4 files, 0.08 each) 7-10% less.
 const DICTIONARY_BYTES_PER_ROW: f64 = 1.0;
 
 /// Choose the payload columns read as dictionaries ([`Dictionaries`]) and reopen every file's
@@ -271,17 +275,18 @@ fn keep_dictionaries(files: &mut [PlanFile], proj_schema: &Schema, d: Dictionari
     let chosen: Vec<usize> = (d.payload_from..proj_schema.fields().len())
         .filter(|&p| dictionary_value_type(proj_schema.field(p).data_type()))
         .filter(|&p| {
-            files.iter().all(|f| {
+            let per_file = files.iter().map(|f| {
                 let root = f.indices[p];
-                let md = f.meta.metadata();
-                let leaves: Vec<usize> = (0..md.file_metadata().schema_descr().num_columns())
-                    .filter(|&l| md.file_metadata().schema_descr().get_column_root_idx(l) == root)
-                    .collect();
+                let descr = f.meta.metadata().file_metadata().schema_descr();
+                let leaves: Vec<usize> =
+                    (0..descr.num_columns()).filter(|&l| descr.get_column_root_idx(l) == root).collect();
                 // The same type in this file (the inputs agree; checked, as the reader needs it).
-                f.meta.schema().field(root).data_type() == proj_schema.field(p).data_type()
-                    && leaves.len() == 1
-                    && dictionary_pays(md, leaves[0])
-            })
+                match (f.meta.schema().field(root).data_type() == proj_schema.field(p).data_type(), &leaves[..]) {
+                    (true, [leaf]) => dictionary_bytes_per_row(f.meta.metadata(), *leaf),
+                    _ => None,
+                }
+            });
+            per_file.sum::<Option<f64>>().is_some_and(|total| total <= DICTIONARY_BYTES_PER_ROW)
         })
         .collect();
     if chosen.is_empty() {
@@ -700,6 +705,10 @@ mod tests {
         let distinct =
             write_with(&dir.path().join("d.parquet"), WriterProperties::builder(), |i| Some(format!("v{i}")));
         assert!(plan_of(&[distinct], PAYLOAD).physical_schema().is_none());
+        // Small dictionaries each, but many overlapping inputs: an output batch would hold them all.
+        let many: Vec<Source> = (0..3).map(|i| write(&dir.path().join(format!("m{i}.parquet")), true, "z")).collect();
+        assert!(plan_of(&many[..2], PAYLOAD).physical_schema().is_some());
+        assert!(plan_of(&many, PAYLOAD).physical_schema().is_none());
         // Not asked for (an IPC output).
         assert!(plan_of(std::slice::from_ref(&dict), None).physical_schema().is_none());
         // Payload from the float column on: no string left.
