@@ -218,7 +218,7 @@ pub fn plan(
         }
         acc += rows;
     }
-    if splits.is_empty() {
+    if splits.is_empty() || !spreads(&files, &splits, total) {
         return Ok(None);
     }
     let physical = match dictionaries {
@@ -226,6 +226,27 @@ pub fn plan(
         None => None,
     };
     Ok(Some(Plan { files, splits, first_key, physical }))
+}
+
+/// Whether the ranges spread the work: no range reads more than half of the rows, by the units
+/// whose bounds meet it. Inputs that all span the whole key space in one unit each (overlapping
+/// files of one row group each, without a page index: pyarrow writes files so by default) give
+/// ranges of which one reads nearly everything, slower than the sequential merge (32 such files
+/// of 125k rows, 2 threads: 3.3 s against 2.2 s). The plan depends on the files only, so the
+/// choice is the same for any `--threads`.
+fn spreads(files: &[PlanFile], splits: &[OwnedRow], total: u64) -> bool {
+    let units: Vec<&Unit> = files.iter().flat_map(|f| &f.units).collect();
+    (0..=splits.len()).all(|r| {
+        let lo = r.checked_sub(1).map(|i| &splits[i]);
+        let hi = splits.get(r);
+        let rows: u64 = units
+            .iter()
+            .filter(|u| lo.is_none_or(|lo| u.max.as_ref().is_none_or(|m| m.row() >= lo.row())))
+            .filter(|u| hi.is_none_or(|hi| u.min.as_ref().is_none_or(|m| m.row() < hi.row())))
+            .map(|u| u.rows)
+            .sum();
+        rows.saturating_mul(2) <= total
+    })
 }
 
 /// Payload types that Parquet stores as BYTE_ARRAY and the reader can keep as a dictionary.
@@ -639,11 +660,20 @@ mod tests {
         dst: impl Fn(usize) -> Option<String>,
     ) -> Source {
         let props = props.set_max_row_group_row_count(Some(100)).set_data_page_row_count_limit(20).build();
+        write_props(path, props, dst, 0)
+    }
+
+    fn write_props(
+        path: &std::path::Path,
+        props: WriterProperties,
+        dst: impl Fn(usize) -> Option<String>,
+        first_key: usize,
+    ) -> Source {
         let mut w = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema(), Some(props)).unwrap();
         let batch = RecordBatch::try_new(
             schema(),
             vec![
-                Arc::new(StringArray::from_iter_values((0..ROWS).map(|i| format!("k{:03}", i / 3)))),
+                Arc::new(StringArray::from_iter_values((0..ROWS).map(|i| format!("k{:03}", first_key + i / 3)))),
                 Arc::new(arrow::array::Int64Array::from_iter_values(0..ROWS as i64)),
                 Arc::new(StringArray::from_iter((0..ROWS).map(dst))),
                 Arc::new(Float64Array::from_iter_values((0..ROWS).map(|i| i as f64))),
@@ -713,5 +743,29 @@ mod tests {
         assert!(plan_of(std::slice::from_ref(&dict), None).physical_schema().is_none());
         // Payload from the float column on: no string left.
         assert!(plan_of(&[dict], Some(Dictionaries { payload_from: 3 })).physical_schema().is_none());
+    }
+
+    /// Overlapping inputs of one row group each (no page index): every range would read nearly
+    /// all rows, so there is no plan (the sequential merge is faster). With row groups of 20
+    /// rows, there is.
+    #[test]
+    fn ranges_are_planned_only_where_they_spread_the_rows() {
+        use parquet::file::properties::EnabledStatistics;
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, rows: usize, first_key: usize| {
+            let props = WriterProperties::builder()
+                .set_max_row_group_row_count(Some(rows))
+                .set_statistics_enabled(EnabledStatistics::Chunk)
+                .set_offset_index_disabled(true);
+            write_props(&dir.path().join(name), props.build(), |i| few("x", i), first_key)
+        };
+        let projection: Vec<String> = ["src", "t", "dst", "rtt"].map(String::from).into();
+        // Each starts a key later: split keys at their starts, and the last range reads all three.
+        let coarse = [write("a.parquet", ROWS, 0), write("b.parquet", ROWS, 1), write("c.parquet", ROWS, 2)];
+        assert!(plan(&coarse, &projection, &schema(), 1 << 20, Some(50), None).unwrap().is_none());
+        let fine = [write("d.parquet", 20, 0), write("e.parquet", 20, 1), write("f.parquet", 20, 2)];
+        let p =
+            plan(&fine, &projection, &schema(), 1 << 20, Some(50), None).unwrap().expect("row groups bound the ranges");
+        assert!(p.ranges() > 4, "{} ranges", p.ranges());
     }
 }
