@@ -11,8 +11,8 @@
 //! first key column in `[k_i, k_{i+1})`, so a key never straddles two ranges and no stitching is
 //! needed. The plan depends on the files only, never on `--threads`: the output (batches cut
 //! where each range ends) is byte-identical for any N, ranges being done in order with one thread.
-//! There is no plan where the bounds cannot spread the rows (one range would read most of them): the streaming merge
-//! does better than ranges of which one reads nearly everything.
+//! There is no plan where the bounds cannot spread the rows (one range would read more than
+//! half of them): the streaming merge does better than ranges of which one reads nearly all.
 //!
 //! **Dictionaries.** To a Parquet output, payload strings the inputs store dictionary-encoded,
 //! with small dictionaries, are read as Arrow dictionaries ([`Dictionaries`]).
