@@ -134,7 +134,8 @@ impl Plan {
 /// Only where it pays and is safe: payload columns (never a key, whose comparisons need the
 /// plain type, nor the time), of a string or binary type, that every row group of every input
 /// stores with every data page dictionary-encoded (the footer's page encoding statistics say
-/// so; a column that fell back to plain pages would be hashed into a dictionary on reading).
+/// so; a column that fell back to plain pages would be hashed into a dictionary on reading),
+/// with small dictionaries (at most a byte a row, all inputs together).
 #[derive(Debug, Clone, Copy)]
 pub struct Dictionaries {
     /// Projected columns from this position on are payload.
