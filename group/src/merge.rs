@@ -73,7 +73,7 @@ impl Layout {
 
 /// A decoded batch, its times as i64 and where its key changes.
 ///
-/// The keys are compared in place (see [`compares_in_place`]) where their types allow; arrow's
+/// The keys are compared in place (see `compares_in_place`) where their types allow; arrow's
 /// row format is encoded only when a merge of several inputs compares them across batches
 /// ([`SortedBatch::encode_keys`]), or for key types compared only that way. On one sorted input,
 /// encoding every key was 8% of `probe-group -o x.parquet`'s CPU time.
