@@ -241,12 +241,7 @@ impl Config {
             let output = self.create_output(&shape)?;
             let counts =
                 self.group_ranges(plan, &prepared, &shape, batch_bytes, out_batch_bytes, threads, output, &progress)?;
-            let dictionary_columns = plan.physical_schema().map_or(0, |s| {
-                s.fields()
-                    .iter()
-                    .filter(|f| matches!(f.data_type(), arrow::datatypes::DataType::Dictionary(..)))
-                    .count()
-            });
+            let dictionary_columns = plan.dictionary_columns();
             let report = Report { input_bytes: prepared.input_bytes, dictionary_columns, ..Report::default() };
             return Ok(self.summary(counts, report, Some(plan.ranges()), &progress));
         }

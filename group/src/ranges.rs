@@ -120,6 +120,13 @@ impl Plan {
     pub fn physical_schema(&self) -> Option<&SchemaRef> {
         self.physical.as_ref()
     }
+
+    /// How many payload columns the ranges read as dictionaries.
+    pub fn dictionary_columns(&self) -> usize {
+        self.physical
+            .as_ref()
+            .map_or(0, |s| s.fields().iter().filter(|f| matches!(f.data_type(), DataType::Dictionary(..))).count())
+    }
 }
 
 /// Which payload columns the ranges may read as Arrow dictionaries.
@@ -319,31 +326,31 @@ fn keep_dictionaries(files: &mut [PlanFile], proj_schema: &Schema, d: Dictionari
     if chosen.is_empty() {
         return Ok(None);
     }
-    let as_dict = |f: &FieldRef| -> FieldRef {
-        let t = DataType::Dictionary(Box::new(DataType::Int32), Box::new(f.data_type().clone()));
-        Arc::new(f.as_ref().clone().with_data_type(t))
-    };
     for f in files.iter_mut() {
-        let schema = f.meta.schema();
         let roots: Vec<usize> = chosen.iter().map(|&p| f.indices[p]).collect();
-        let fields: Vec<FieldRef> = schema
-            .fields()
-            .iter()
-            .enumerate()
-            .map(|(i, field)| if roots.contains(&i) { as_dict(field) } else { field.clone() })
-            .collect();
-        let hinted = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+        let hinted = with_dictionaries(f.meta.schema(), &roots);
         // The page index, if loaded, is in the metadata already: only the schema is new.
         f.meta = ArrowReaderMetadata::try_new(f.meta.metadata().clone(), ArrowReaderOptions::new().with_schema(hinted))
             .map_err(|e| Error::data(format!("{}: cannot read Parquet data ({e}); re-create the file", f.name)))?;
     }
-    let fields: Vec<FieldRef> = proj_schema
+    Ok(Some(with_dictionaries(proj_schema, &chosen)))
+}
+
+/// `schema` with the fields at `positions` as `Dictionary(Int32, <their type>)`.
+fn with_dictionaries(schema: &Schema, positions: &[usize]) -> SchemaRef {
+    let fields: Vec<FieldRef> = schema
         .fields()
         .iter()
         .enumerate()
-        .map(|(p, field)| if chosen.contains(&p) { as_dict(field) } else { field.clone() })
+        .map(|(i, f)| match positions.contains(&i) {
+            true => {
+                let t = DataType::Dictionary(Box::new(DataType::Int32), Box::new(f.data_type().clone()));
+                Arc::new(f.as_ref().clone().with_data_type(t))
+            }
+            false => f.clone(),
+        })
         .collect();
-    Ok(Some(Arc::new(Schema::new_with_metadata(fields, proj_schema.metadata().clone()))))
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
 fn plan_file(
