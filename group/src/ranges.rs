@@ -201,8 +201,7 @@ pub fn plan(
     if !supported(&key_type) {
         return Ok(None);
     }
-    let empty = RecordBatch::new_empty(Arc::new(Schema::new(vec![proj_schema.field(0).clone()])));
-    let first_key = Arc::new(key_converter(&empty, 1)?);
+    let first_key = Arc::new(first_key_converter(proj_schema)?);
     let mut files = Vec::with_capacity(sources.len());
     for source in sources {
         let Source::File(path) = source else {
@@ -223,6 +222,11 @@ pub fn plan(
         None => None,
     };
     Ok(Some(Plan { files, splits, first_key, physical }))
+}
+
+/// The row converter of the first key column (`schema`'s first field), which splits compare in.
+fn first_key_converter(schema: &Schema) -> Result<RowConverter> {
+    key_converter(&RecordBatch::new_empty(Arc::new(Schema::new(vec![schema.field(0).clone()]))), 1)
 }
 
 /// Split keys for ranges of about `target` rows, or `None` where no ranges spread the rows
@@ -829,10 +833,7 @@ mod tests {
         use parquet::file::properties::EnabledStatistics;
         let dir = tempfile::tempdir().unwrap();
         let projection: Vec<String> = ["src", "t", "dst", "rtt"].map(String::from).into();
-        let first_key =
-            key_converter(&RecordBatch::new_empty(Arc::new(Schema::new(vec![schema().field(0).clone()]))), 1)
-                .map(Arc::new)
-                .unwrap();
+        let first_key = first_key_converter(&schema()).unwrap();
         // Eight overlapping sorted files (each a key later), units of 100 rows (row groups, no
         // page index), and ranges of 10 rows asked for: each range would read a unit of most files.
         let files: Vec<PlanFile> = (0..8)
