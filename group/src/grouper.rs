@@ -259,6 +259,13 @@ impl RunSink for Grouper<'_> {
         }
         self.append(batch, seg_start, start + len - seg_start, pending_new)
     }
+
+    fn push_key_run(&mut self, batch: &Arc<SortedBatch>, start: usize, len: usize, starts_key: bool) -> Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        self.append(batch, start, len, starts_key)
+    }
 }
 
 impl Grouper<'_> {

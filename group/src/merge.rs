@@ -28,6 +28,13 @@ use probe_core::{Error, Result};
 pub trait RunSink {
     /// Rows `start..start + len` of `batch` come next in merged order.
     fn push_run(&mut self, batch: &Arc<SortedBatch>, start: usize, len: usize) -> Result<()>;
+
+    /// Like [`RunSink::push_run`], for rows of one key only: `starts_key` says whether they are
+    /// that key's first (the merge knows, so the sink need not compare keys).
+    fn push_key_run(&mut self, batch: &Arc<SortedBatch>, start: usize, len: usize, starts_key: bool) -> Result<()> {
+        let _ = starts_key;
+        self.push_run(batch, start, len)
+    }
 }
 
 /// Something that yields batches sorted by (key, time): an input file, stdin, a spill run.
@@ -131,18 +138,6 @@ impl SortedBatch {
             (Some(a), Some(b)) => Ok(a.row(i).cmp(&b.row(j))),
             _ => cmp_in_place(self.key_columns(), i, other.key_columns(), j),
         }
-    }
-
-    /// Compare row `i` here with row `j` of `other` by (key, time), nulls last. Both batches'
-    /// keys must be encoded ([`SortedBatch::encode_keys`]); the merge does that for every
-    /// batch it puts on its heap.
-    fn cmp_rows(&self, i: usize, other: &SortedBatch, j: usize) -> Ordering {
-        let key = match (self.keys.get(), other.keys.get()) {
-            (Some(a), Some(b)) => a.row(i).cmp(&b.row(j)),
-            // Not reached (see above); compare in place rather than fail.
-            _ => cmp_in_place(self.key_columns(), i, other.key_columns(), j).unwrap_or(Ordering::Equal),
-        };
-        key.then_with(|| cmp_time(self.time(i), other.time(j)))
     }
 
     /// Rows `start..start + len` as a batch of their own (key changes moved; keys encoded
@@ -627,7 +622,8 @@ pub enum SourceKind {
     SortedRun,
 }
 
-/// A heap entry: an input's current batch and position.
+/// An input's current batch and position, at the first row of a key: the heap of the merge
+/// orders these by (key, input).
 struct Head {
     batch: Arc<SortedBatch>,
     pos: usize,
@@ -636,7 +632,9 @@ struct Head {
 
 impl Head {
     fn cmp_key(&self, other: &Head) -> Ordering {
-        self.batch.cmp_rows(self.pos, &other.batch, other.pos).then_with(|| self.batch.input.cmp(&other.batch.input))
+        // Keys are encoded for every batch on the heap (`encode_keys`), so this cannot fail.
+        let key = self.batch.cmp_keys(self.pos, &other.batch, other.pos).unwrap_or(Ordering::Equal);
+        key.then_with(|| self.batch.input.cmp(&other.batch.input))
     }
 }
 
@@ -652,13 +650,85 @@ impl PartialOrd for Head {
     }
 }
 impl Ord for Head {
-    // BinaryHeap is a max-heap: reverse so the smallest row is on top.
+    // BinaryHeap is a max-heap: reverse so the smallest key is on top.
     fn cmp(&self, other: &Self) -> Ordering {
         other.cmp_key(self)
     }
 }
 
+/// An input with rows of the key being merged: its rows `pos..key_end` of `batch` are that
+/// key's (`key_end`: the batch's next key change, or its end). Ordered by the time at `pos`,
+/// kept here as (null, value) so comparing two takes no lookups, then by input.
+struct TimeHead {
+    null: bool,
+    time: i64,
+    batch: Arc<SortedBatch>,
+    pos: usize,
+    key_end: usize,
+    cursor: usize,
+}
+
+impl TimeHead {
+    fn new(batch: Arc<SortedBatch>, pos: usize, cursor: usize) -> TimeHead {
+        let key_end = next_key_change(&batch, pos);
+        let mut head = TimeHead { null: false, time: 0, batch, pos, key_end, cursor };
+        head.load_time();
+        head
+    }
+
+    fn load_time(&mut self) {
+        let t = &self.batch.times;
+        self.null = t.is_null(self.pos);
+        self.time = if self.null { 0 } else { t.value(self.pos) };
+    }
+
+    /// (time, input) order: nulls last, ties to the earlier input.
+    fn order(&self) -> (bool, i64, usize) {
+        (self.null, if self.null { 0 } else { self.time }, self.batch.input)
+    }
+
+    /// Whether row `i` of this head's batch sorts before `other`'s head.
+    fn row_before(&self, i: usize, other: &TimeHead) -> bool {
+        let t = &self.batch.times;
+        let null = t.is_null(i);
+        let time = if null { 0 } else { t.value(i) };
+        (null, time, self.batch.input) < other.order()
+    }
+}
+
+impl PartialEq for TimeHead {
+    fn eq(&self, other: &Self) -> bool {
+        self.order() == other.order()
+    }
+}
+impl Eq for TimeHead {}
+impl PartialOrd for TimeHead {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for TimeHead {
+    // Reversed, as for `Head`: the earliest time on top.
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.order().cmp(&self.order())
+    }
+}
+
+/// The first row after `pos` where the key changes, or the batch's end.
+fn next_key_change(batch: &SortedBatch, pos: usize) -> usize {
+    let i = batch.key_changes.partition_point(|&c| (c as usize) <= pos);
+    batch.key_changes.get(i).map_or(batch.len(), |&c| c as usize)
+}
+
 /// Merge the cursors (in input order) into `sink`; calls `on_batch(rows)` per decoded batch.
+///
+/// Two levels: a heap of the inputs by (key, input) picks the next key, comparing keys once per
+/// run of a key in an input, not once per row; the inputs that hold that key are then merged by
+/// (time, input) on a second heap whose entries carry their time, so rows of one key from
+/// several inputs (daily files, `--sort`'s runs), interleaved row by row, take integer
+/// comparisons only. Where a key ends within a batch is known from the batch's key changes, and
+/// the sink is told where each key starts ([`RunSink::push_key_run`]). Rows stream through: a
+/// key's rows are handed over as they are merged, never gathered whole.
 pub fn merge(mut cursors: Vec<Cursor>, sink: &mut dyn RunSink, on_batch: &mut dyn FnMut(usize)) -> Result<()> {
     if cursors.len() == 1 {
         let c = &mut cursors[0];
@@ -668,41 +738,59 @@ pub fn merge(mut cursors: Vec<Cursor>, sink: &mut dyn RunSink, on_batch: &mut dy
         }
         return Ok(());
     }
-    let mut heap = BinaryHeap::with_capacity(cursors.len());
-    for (i, c) in cursors.iter_mut().enumerate() {
-        if let Some(b) = c.next_batch()? {
+    let mut next = |cursors: &mut Vec<Cursor>, i: usize| -> Result<Option<Arc<SortedBatch>>> {
+        let b = cursors[i].next_batch()?;
+        if let Some(b) = &b {
             on_batch(b.len());
             b.encode_keys()?;
+        }
+        Ok(b)
+    };
+    let mut heap = BinaryHeap::with_capacity(cursors.len());
+    for i in 0..cursors.len() {
+        if let Some(b) = next(&mut cursors, i)? {
             heap.push(Head { batch: b, pos: 0, cursor: i });
         }
     }
-    while let Some(mut head) = heap.pop() {
-        let start = head.pos;
-        let n = head.batch.len();
-        let mut end = start + 1;
-        match heap.peek() {
-            None => end = n,
-            Some(next) => {
-                // Extend the run while this input's rows stay before the next input's head.
-                let ours_first = head.batch.input < next.batch.input;
-                while end < n {
-                    let c = head.batch.cmp_rows(end, &next.batch, next.pos);
-                    if c == Ordering::Less || (c == Ordering::Equal && ours_first) {
+    let mut times: BinaryHeap<TimeHead> = BinaryHeap::with_capacity(cursors.len());
+    while let Some(first) = heap.pop() {
+        // The key to merge, and every input whose next rows have it.
+        let (key_batch, key_row) = (first.batch.clone(), first.pos);
+        times.push(TimeHead::new(first.batch, first.pos, first.cursor));
+        while heap.peek().is_some_and(|h| key_batch.cmp_keys(key_row, &h.batch, h.pos).ok() == Some(Ordering::Equal)) {
+            if let Some(h) = heap.pop() {
+                times.push(TimeHead::new(h.batch, h.pos, h.cursor));
+            }
+        }
+        let mut starts_key = true;
+        while let Some(mut head) = times.pop() {
+            // This input's rows of the key, while they stay before the next input's.
+            let mut end = head.pos + 1;
+            match times.peek() {
+                None => end = head.key_end,
+                Some(other) => {
+                    while end < head.key_end && head.row_before(end, other) {
                         end += 1;
-                    } else {
-                        break;
                     }
                 }
             }
-        }
-        sink.push_run(&head.batch, start, end - start)?;
-        if end < n {
-            head.pos = end;
-            heap.push(head);
-        } else if let Some(b) = cursors[head.cursor].next_batch()? {
-            on_batch(b.len());
-            b.encode_keys()?;
-            heap.push(Head { batch: b, pos: 0, cursor: head.cursor });
+            sink.push_key_run(&head.batch, head.pos, end - head.pos, starts_key)?;
+            starts_key = false;
+            if end < head.key_end {
+                head.pos = end;
+                head.load_time();
+                times.push(head);
+            } else if end < head.batch.len() {
+                // The input's next key: back to the key heap.
+                heap.push(Head { batch: head.batch, pos: end, cursor: head.cursor });
+            } else if let Some(b) = next(&mut cursors, head.cursor)? {
+                // The key may go on in the input's next batch.
+                if key_batch.cmp_keys(key_row, &b, 0)? == Ordering::Equal {
+                    times.push(TimeHead::new(b, 0, head.cursor));
+                } else {
+                    heap.push(Head { batch: b, pos: 0, cursor: head.cursor });
+                }
+            }
         }
     }
     Ok(())
@@ -833,6 +921,92 @@ pub(crate) mod tests {
         let b = vec![batch(&[(Some("a"), Some(1), 10), (Some("a"), None, 11), (Some("c"), Some(0), 12)])];
         let c = vec![batch(&[]), batch(&[(Some("a"), Some(0), 20), (None, Some(5), 21)])];
         assert_eq!(merged(vec![a, b, c])?, [20, 0, 10, 1, 11, 2, 12, 21]);
+        Ok(())
+    }
+
+    /// Records, per row handed over, its seq and whether the sink was told a key starts there
+    /// (`None`: a `push_run`, which does not say).
+    struct KeyStarts(Vec<(i64, Option<bool>)>);
+
+    impl RunSink for KeyStarts {
+        fn push_run(&mut self, batch: &Arc<SortedBatch>, start: usize, len: usize) -> Result<()> {
+            let seq = batch.data.column(2).as_primitive::<Int64Type>();
+            self.0.extend((start..start + len).map(|i| (seq.value(i), None)));
+            Ok(())
+        }
+        fn push_key_run(&mut self, batch: &Arc<SortedBatch>, start: usize, len: usize, starts_key: bool) -> Result<()> {
+            let seq = batch.data.column(2).as_primitive::<Int64Type>();
+            let key = batch.data.column(0).as_string::<i32>();
+            assert!((start + 1..start + len)
+                .all(|i| key.is_null(i) == key.is_null(start) && key.value(i) == key.value(start)));
+            self.0.extend((start..start + len).map(|i| (seq.value(i), Some(starts_key && i == start))));
+            Ok(())
+        }
+    }
+
+    /// Many inputs whose keys and times interleave row by row, keys that go on across batches in
+    /// several inputs, ties, null keys and null times: the merge hands the rows over in the
+    /// order of a stable sort of all of them by (key, time, input), nulls last, and says exactly
+    /// where each key starts.
+    #[test]
+    fn merge_equals_a_stable_sort_by_key_time_and_input() -> Result<()> {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut rand = |n: u64| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) % n
+        };
+        for case in 0..300 {
+            let n_inputs = 2 + rand(6) as usize;
+            let keys = 1 + rand(5);
+            // (key, time, input, seq) of every row; each input sorted, then cut into batches.
+            let mut all: Vec<(Option<String>, Option<i64>, usize, i64)> = Vec::new();
+            let mut inputs = Vec::new();
+            let mut seq = 0i64;
+            for input in 0..n_inputs {
+                let mut rows: Vec<(Option<String>, Option<i64>)> = (0..rand(30))
+                    .map(|_| {
+                        let k = rand(keys + 1);
+                        let key = (k < keys).then(|| format!("k{k}"));
+                        let time = (rand(10) > 0).then(|| rand(6) as i64);
+                        (key, time)
+                    })
+                    .collect();
+                // Nulls last, for keys and times alike.
+                rows.sort_by(|a, b| {
+                    (a.0.is_none(), &a.0, a.1.is_none(), a.1).cmp(&(b.0.is_none(), &b.0, b.1.is_none(), b.1))
+                });
+                let mut batches = Vec::new();
+                let mut rest = &rows[..];
+                while !rest.is_empty() {
+                    let take = (1 + rand(8) as usize).min(rest.len());
+                    let chunk: Vec<(Option<&str>, Option<i64>, i64)> = rest[..take]
+                        .iter()
+                        .map(|(k, t)| {
+                            all.push((k.clone(), *t, input, seq));
+                            seq += 1;
+                            (k.as_deref(), *t, seq - 1)
+                        })
+                        .collect();
+                    batches.push(batch(&chunk));
+                    rest = &rest[take..];
+                }
+                inputs.push(batches);
+            }
+            let mut want = all.clone();
+            want.sort_by(|a, b| {
+                (a.0.is_none(), &a.0, a.1.is_none(), a.1, a.2).cmp(&(b.0.is_none(), &b.0, b.1.is_none(), b.1, b.2))
+            });
+            let mut sink = KeyStarts(Vec::new());
+            merge(cursors(inputs, SourceKind::Input), &mut sink, &mut |_| {})?;
+            let got: Vec<i64> = sink.0.iter().map(|r| r.0).collect();
+            let want_seq: Vec<i64> = want.iter().map(|r| r.3).collect();
+            assert_eq!(got, want_seq, "case {case}");
+            let key_of = |s: i64| &all[s as usize].0;
+            for (i, (s, starts)) in sink.0.iter().enumerate() {
+                let new_key = i == 0 || key_of(sink.0[i - 1].0) != key_of(*s);
+                assert_eq!(*starts, Some(new_key), "case {case}, row {i}");
+            }
+        }
         Ok(())
     }
 
