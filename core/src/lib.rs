@@ -44,6 +44,7 @@ pub mod error;
 pub mod guard;
 pub mod input;
 pub mod ipc_writer;
+pub mod keycmp;
 pub mod keyhash;
 pub mod malloc;
 pub mod meta;

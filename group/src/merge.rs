@@ -14,14 +14,14 @@ use std::collections::BinaryHeap;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, OnceLock};
 
-use arrow::array::{make_comparator, Array, ArrayRef, AsArray, DynComparator, GenericByteArray, Int64Array};
-use arrow::compute::{concat, interleave, SortOptions};
-use arrow::datatypes::{ByteArrayType, DataType};
+use arrow::array::{Array, ArrayRef, Int64Array};
+use arrow::compute::{concat, interleave};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use arrow::row::{OwnedRow, RowConverter, Rows, SortField};
 
 use probe_core::columns::{self, time_as_i64};
+use probe_core::keycmp::{adjacent_in_place, cmp_in_place, compares_in_place, KEY_ORDER};
 use probe_core::{Error, Result};
 
 /// Where the merged rows go.
@@ -172,107 +172,6 @@ impl SortedBatch {
     pub fn memory_size(&self) -> usize {
         self.data.get_array_memory_size() + self.keys.get().map_or(0, |k| k.size()) + self.key_changes.capacity() * 4
     }
-}
-
-/// The order of keys: ascending, nulls last (as `--sort` and probe-check-order sort them).
-const KEY_ORDER: SortOptions = SortOptions { descending: false, nulls_first: false };
-
-/// Whether key columns of this type compare in place exactly as in arrow's row format: bytes
-/// lexicographically, integers, dates and timestamps by value (nulls last in both). Floats,
-/// dictionaries and nested types take the row format. Key ranges split on the Parquet
-/// statistics of these types only, for the same reason.
-pub(crate) fn compares_in_place(t: &DataType) -> bool {
-    use DataType::*;
-    matches!(
-        t,
-        Utf8 | LargeUtf8
-            | Binary
-            | LargeBinary
-            | Int8
-            | Int16
-            | Int32
-            | Int64
-            | UInt8
-            | UInt16
-            | UInt32
-            | UInt64
-            | Date32
-            | Date64
-            | Timestamp(_, _)
-    )
-}
-
-/// Compare key row `i` of `a` with key row `j` of `b` in place.
-fn cmp_in_place(a: &[ArrayRef], i: usize, b: &[ArrayRef], j: usize) -> Result<Ordering> {
-    for (ca, cb) in a.iter().zip(b) {
-        let cmp = make_comparator(ca.as_ref(), cb.as_ref(), KEY_ORDER).map_err(|e| Error::arrow("key columns", e))?;
-        match cmp(i, j) {
-            Ordering::Equal => {}
-            o => return Ok(o),
-        }
-    }
-    Ok(Ordering::Equal)
-}
-
-/// Compare each key row with the next, in place: `cmp(i)` orders row `i - 1` against row `i`.
-fn adjacent_in_place(cols: &[ArrayRef]) -> Result<Box<dyn Fn(usize) -> Ordering + Send + Sync>> {
-    // The commonest key, one string or binary column without nulls: adjacent rows straight from
-    // the offsets (most adjacent rows share their key, and equal bytes are found fastest).
-    if let [c] = cols {
-        if c.null_count() == 0 {
-            match c.data_type() {
-                DataType::Utf8 => return Ok(adjacent_bytes(c.as_string::<i32>())),
-                DataType::Binary => return Ok(adjacent_bytes(c.as_binary::<i32>())),
-                _ => {}
-            }
-        }
-    }
-    let cmps = cols
-        .iter()
-        .map(|c| make_comparator(c.as_ref(), c.as_ref(), KEY_ORDER))
-        .collect::<std::result::Result<Vec<DynComparator>, _>>()
-        .map_err(|e| Error::arrow("key columns", e))?;
-    Ok(Box::new(move |i: usize| {
-        for cmp in &cmps {
-            match cmp(i - 1, i) {
-                Ordering::Equal => {}
-                o => return o,
-            }
-        }
-        Ordering::Equal
-    }))
-}
-
-/// [`adjacent_in_place`] for a string or binary column without nulls: bytes in lexicographic
-/// order, as the row format orders them.
-fn adjacent_bytes<T: ByteArrayType<Offset = i32>>(
-    a: &GenericByteArray<T>,
-) -> Box<dyn Fn(usize) -> Ordering + Send + Sync> {
-    let offsets = a.offsets().clone();
-    let data = a.values().clone();
-    Box::new(move |i: usize| {
-        let (start, mid, end) = (offsets[i - 1] as usize, offsets[i] as usize, offsets[i + 1] as usize);
-        let (x, y) = (&data[start..mid], &data[mid..end]);
-        if equal_bytes(x, y) {
-            Ordering::Equal
-        } else {
-            x.cmp(y)
-        }
-    })
-}
-
-/// `x == y`, without a call to `memcmp` for keys of 8 to 16 bytes (an IPv4 or IPv6 address as
-/// text mostly): two overlapping 8-byte words each.
-fn equal_bytes(x: &[u8], y: &[u8]) -> bool {
-    let n = x.len();
-    if n != y.len() {
-        return false;
-    }
-    if (8..=16).contains(&n) {
-        let word = |s: &[u8], at: usize| s.get(at..at + 8).map(|w| u64::from_ne_bytes(w.try_into().unwrap_or([0; 8])));
-        return word(x, 0) == word(y, 0) && word(x, n - 8) == word(y, n - 8);
-    }
-    x == y
 }
 
 pub use probe_core::columns::cmp_time;
@@ -841,7 +740,7 @@ pub(crate) mod tests {
     use std::collections::VecDeque;
 
     use arrow::array::{AsArray, Int64Array, StringArray};
-    use arrow::datatypes::{Field, Int64Type, Schema};
+    use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 
     use super::*;
 
@@ -1027,98 +926,6 @@ pub(crate) mod tests {
         // A null time sorts last: a time after it is out of order.
         let null = err(vec![vec![batch(&[(Some("a"), None, 0), (Some("a"), Some(1), 1)])]]);
         assert!(null.contains("row 1"), "{null}");
-    }
-
-    /// The key types compared in place order exactly as arrow's row format does (the multi-input
-    /// merge, `--sort` and the order check elsewhere use it), nulls last included.
-    #[test]
-    fn keys_compared_in_place_order_as_the_row_format() -> Result<()> {
-        use arrow::array::{
-            BinaryArray, Date32Array, Date64Array, Int16Array, Int32Array, Int8Array, LargeBinaryArray,
-            LargeStringArray, TimestampMicrosecondArray, UInt16Array, UInt32Array, UInt64Array, UInt8Array,
-        };
-        let strs =
-            [Some(""), None, Some("a"), Some("ab"), Some("b"), Some("\u{0}"), Some("é"), Some("a\u{0}"), Some("Z")];
-        let bytes: Vec<Option<&[u8]>> = vec![Some(b""), None, Some(&[0xff]), Some(&[0]), Some(&[0, 0]), Some(b"a")];
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from(strs.to_vec())),
-            Arc::new(LargeStringArray::from(strs.to_vec())),
-            Arc::new(BinaryArray::from(bytes.clone())),
-            Arc::new(LargeBinaryArray::from(bytes)),
-            Arc::new(Int8Array::from(vec![Some(i8::MIN), None, Some(-1), Some(0), Some(1), Some(i8::MAX)])),
-            Arc::new(Int16Array::from(vec![Some(i16::MIN), None, Some(-1), Some(0), Some(i16::MAX)])),
-            Arc::new(Int32Array::from(vec![Some(i32::MIN), None, Some(-1), Some(0), Some(i32::MAX)])),
-            Arc::new(Int64Array::from(vec![Some(i64::MIN), None, Some(-1), Some(0), Some(i64::MAX)])),
-            Arc::new(UInt8Array::from(vec![Some(0), None, Some(1), Some(u8::MAX)])),
-            Arc::new(UInt16Array::from(vec![Some(0), None, Some(1), Some(u16::MAX)])),
-            Arc::new(UInt32Array::from(vec![Some(0), None, Some(1), Some(u32::MAX)])),
-            Arc::new(UInt64Array::from(vec![Some(0), None, Some(1), Some(u64::MAX), Some(1 << 63)])),
-            Arc::new(Date32Array::from(vec![Some(-1), None, Some(0), Some(i32::MAX)])),
-            Arc::new(Date64Array::from(vec![Some(-86_400_000), None, Some(0)])),
-            Arc::new(
-                TimestampMicrosecondArray::from(vec![Some(-1), None, Some(0), Some(i64::MAX)]).with_timezone("UTC"),
-            ),
-        ];
-        for col in columns {
-            assert!(compares_in_place(col.data_type()), "{}", col.data_type());
-            let schema = Schema::new(vec![Field::new("k", col.data_type().clone(), true)]);
-            let data = RecordBatch::try_new(Arc::new(schema), vec![col.clone()]).expect("batch");
-            let cols = [col.clone()];
-            let rows = key_converter(&data, 1)?.convert_columns(&cols).expect("rows");
-            for i in 0..col.len() {
-                for j in 0..col.len() {
-                    let want = rows.row(i).cmp(&rows.row(j));
-                    assert_eq!(cmp_in_place(&cols, i, &cols, j)?, want, "{} rows {i}, {j}", col.data_type());
-                    if i + 1 == j {
-                        assert_eq!(adjacent_in_place(&cols)?(j), want, "{} rows {i}, {j}", col.data_type());
-                    }
-                }
-            }
-        }
-        // Floats take the row format (its total order on -0.0 and NaN).
-        assert!(!compares_in_place(&DataType::Float64));
-        Ok(())
-    }
-
-    /// Strings and binary without nulls take a path of their own: every pair of values from 0 to
-    /// 20 bytes long (differing at the first, a middle or the last byte, or in length) orders as
-    /// the row format does, in a sliced array too.
-    #[test]
-    fn adjacent_string_keys_without_nulls_order_as_the_row_format() -> Result<()> {
-        use arrow::array::BinaryArray;
-        let mut values: Vec<Vec<u8>> = Vec::new();
-        for n in 0..=20usize {
-            let base: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
-            values.push(base.clone());
-            for at in [0, n / 2, n.saturating_sub(1)] {
-                if at < n {
-                    for delta in [1u8, 255] {
-                        let mut v = base.clone();
-                        v[at] = v[at].wrapping_add(delta);
-                        values.push(v);
-                    }
-                }
-            }
-        }
-        for x in &values {
-            for y in &values {
-                // A leading row, sliced off, moves the offsets.
-                let pair = [b"zz".as_slice(), x, y];
-                let strs: Vec<String> = pair.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect();
-                let columns: Vec<ArrayRef> = vec![
-                    (Arc::new(BinaryArray::from_iter_values(pair)) as ArrayRef).slice(1, 2),
-                    (Arc::new(StringArray::from_iter_values(&strs)) as ArrayRef).slice(1, 2),
-                ];
-                for col in columns {
-                    let schema = Schema::new(vec![Field::new("k", col.data_type().clone(), false)]);
-                    let data = RecordBatch::try_new(Arc::new(schema), vec![col.clone()]).expect("batch");
-                    let cols = [col];
-                    let rows = key_converter(&data, 1)?.convert_columns(&cols).expect("rows");
-                    assert_eq!(adjacent_in_place(&cols)?(1), rows.row(0).cmp(&rows.row(1)), "{x:?} {y:?}");
-                }
-            }
-        }
-        Ok(())
     }
 
     /// A composite key with a float column is encoded and checked in row format, across batches too.

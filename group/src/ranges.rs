@@ -183,7 +183,7 @@ struct Unit {
 /// left out: NaN is outside Parquet's min/max but sorts last here).
 fn supported(t: &DataType) -> bool {
     // The same types whose values compare in place exactly as in the row format.
-    merge::compares_in_place(t)
+    probe_core::keycmp::compares_in_place(t)
 }
 
 /// Plan key ranges, or `None` where this path does not apply (stdin, a non-Parquet input, a
