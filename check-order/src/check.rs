@@ -24,7 +24,9 @@
 //! ```
 //!
 //! Keys are compared in arrow's row format (ascending, nulls last), the same comparison
-//! `probe-group` uses, so composite keys and every key type order alike in both stages. The
+//! `probe-group` uses, so composite keys and every key type order alike in both stages; keys of
+//! the types that order in place exactly as in the row format are compared where they are
+//! ([`probe_core::keycmp`]), and only the rows kept are encoded. The
 //! last row of a batch is carried over to the next batch and the next file, so a violation at
 //! a batch boundary is seen and the files can be checked as one concatenated stream too.
 //!
@@ -44,6 +46,7 @@ use arrow::datatypes::{DataType, Schema};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{OwnedRow, Row, RowConverter, Rows, SortField};
 use probe_core::columns::time_as_i64;
+use probe_core::keycmp::{adjacent_in_place, compares_in_place};
 use probe_core::keyhash::key_hash;
 use probe_core::{Error, Result};
 use rayon::prelude::*;
@@ -90,10 +93,41 @@ impl Chunked<'_> {
     }
 }
 
+/// A batch's keys as the check compares them: every key in the row format, or, for key types
+/// that order in place as they do in it ([`compares_in_place`]), the key columns themselves,
+/// with a row encoded only where one is kept (a file's first and last key, the row carried to
+/// the next batch). Encoding every key was most of the check's instructions.
+enum BatchKeys<'a> {
+    Encoded(Chunked<'a>),
+    InPlace(&'a [ArrayRef]),
+}
+
+impl BatchKeys<'_> {
+    /// The key of row `i`, encoded.
+    fn owned(&self, converter: &RowConverter, i: usize) -> Result<OwnedRow> {
+        match self {
+            BatchKeys::Encoded(rows) => Ok(rows.row(i).owned()),
+            BatchKeys::InPlace(keys) => {
+                let cols: Vec<ArrayRef> = keys.iter().map(|c| c.slice(i, 1)).collect();
+                let rows = converter.convert_columns(&cols).map_err(|e| Error::arrow("key columns", e))?;
+                Ok(rows.row(0).owned())
+            }
+        }
+    }
+
+    /// The key of row `i`, for people.
+    fn text(&self, converter: &RowConverter, i: usize) -> String {
+        match self {
+            BatchKeys::Encoded(rows) => display_key(converter, rows.row(i)),
+            BatchKeys::InPlace(keys) => probe_core::columns::format_key(keys, i, false),
+        }
+    }
+}
+
 /// How `cur` compares with the row before it: the keys, and the times where the keys are equal.
-fn step(cur: &Pos<'_>, prev: &Pos<'_>) -> (Ordering, Ordering) {
-    let ord = cur.key.cmp(&prev.key);
-    (ord, if ord == Ordering::Equal { cmp_time(cur.time, prev.time) } else { Ordering::Equal })
+/// A row after the one before it: `key`, its key against the previous key, and their times.
+fn step(key: Ordering, time: Option<i64>, prev_time: Option<i64>) -> (Ordering, Ordering) {
+    (key, if key == Ordering::Equal { cmp_time(time, prev_time) } else { Ordering::Equal })
 }
 
 /// The order `probe-group` relies on: ascending, nulls last.
@@ -202,31 +236,46 @@ impl Checker {
         let base = self.files[file_idx].rows;
         let keys: Vec<ArrayRef> = batch.columns()[..self.n_keys].to_vec();
         let time = time_as_i64(batch.column(self.n_keys), |i| format!("{name}: row {}", base + i as u64))?;
-        // Keys in the row format, converted in chunks on every thread.
-        let parts = (0..n)
-            .step_by(ROW_CHUNK)
-            .collect::<Vec<_>>()
-            .into_par_iter()
-            .map(|start| {
-                let cols: Vec<ArrayRef> = keys.iter().map(|c| c.slice(start, ROW_CHUNK.min(n - start))).collect();
-                self.converter.convert_columns(&cols)
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::arrow(format!("{name}: comparing keys near row {base}"), e))?;
-        let rows = Chunked(&parts);
+        let parts;
+        let rows = if keys.iter().all(|c| compares_in_place(c.data_type())) {
+            BatchKeys::InPlace(&keys)
+        } else {
+            // Keys in the row format, converted in chunks on every thread.
+            parts = (0..n)
+                .step_by(ROW_CHUNK)
+                .collect::<Vec<_>>()
+                .into_par_iter()
+                .map(|start| {
+                    let cols: Vec<ArrayRef> = keys.iter().map(|c| c.slice(start, ROW_CHUNK.min(n - start))).collect();
+                    self.converter.convert_columns(&cols)
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| Error::arrow(format!("{name}: comparing keys near row {base}"), e))?;
+            BatchKeys::Encoded(Chunked(&parts))
+        };
         let nullable_keys: Vec<&ArrayRef> = keys.iter().filter(|c| c.null_count() > 0).collect();
         let time_at = |i: usize| (!time.is_null(i)).then(|| time.value(i));
         let carried = self.prev.take();
-        self.files[file_idx].first_key.get_or_insert_with(|| rows.row(0).owned());
+        let first = rows.owned(&self.converter, 0)?;
+        self.files[file_idx].first_key.get_or_insert_with(|| first.clone());
         // Each row against the one before it in this batch (key order, then time order within
         // a key): most of the checking, so it runs on every thread; what it finds is counted
         // below, in row order.
+        let in_place = match &rows {
+            BatchKeys::InPlace(keys) => Some(adjacent_in_place(keys)?),
+            BatchKeys::Encoded(_) => None,
+        };
         let steps: Vec<(Ordering, Ordering)> = (1..n)
             .into_par_iter()
             .with_min_len(1 << 14)
             .map(|i| {
-                let pos = |i: usize| Pos { key: rows.row(i), time: time_at(i) };
-                step(&pos(i), &pos(i - 1))
+                let key = match (&in_place, &rows) {
+                    // `cmp(i)` orders row i - 1 against row i: reversed, row i against row i - 1.
+                    (Some(cmp), _) => cmp(i).reverse(),
+                    (None, BatchKeys::Encoded(rows)) => rows.row(i).cmp(&rows.row(i - 1)),
+                    (None, BatchKeys::InPlace(_)) => Ordering::Equal,
+                };
+                step(key, time_at(i), time_at(i - 1))
             })
             .collect();
 
@@ -244,17 +293,19 @@ impl Checker {
             if i > 0 && steps[i - 1] == (Ordering::Equal, Ordering::Greater) {
                 continue;
             }
-            let cur = Pos { key: rows.row(i), time: time_at(i) };
             let at = At { file: &name, row: base + i as u64 };
             let new_run = if i > 0 {
-                let prev = Pos { key: rows.row(i - 1), time: time_at(i - 1) };
-                self.next_in_file(file_idx, &at, &cur, &prev, steps[i - 1])
+                let text = |c: &RowConverter, current: bool| rows.text(c, if current { i } else { i - 1 });
+                self.next_in_file(file_idx, &at, &text, (time_at(i - 1), time_at(i)), steps[i - 1])
             } else {
+                let cur = Pos { key: first.row(), time: time_at(0) };
                 match &carried {
                     Some(p) if p.file == file_idx => {
-                        let prev = Pos { key: p.key.row(), time: p.time };
-                        let step = step(&cur, &prev);
-                        self.next_in_file(file_idx, &at, &cur, &prev, step)
+                        let step = step(first.row().cmp(&p.key.row()), cur.time, p.time);
+                        let text = |c: &RowConverter, current: bool| {
+                            display_key(c, if current { first.row() } else { p.key.row() })
+                        };
+                        self.next_in_file(file_idx, &at, &text, (p.time, cur.time), step)
                     }
                     Some(p) => self.first_after_earlier_file(file_idx, &cur, &Pos { key: p.key.row(), time: p.time }),
                     None => {
@@ -269,7 +320,7 @@ impl Checker {
         }
         self.runs_start(&keys, &starts, &name, base, &rows)?;
 
-        let last = rows.row(n - 1).owned();
+        let last = rows.owned(&self.converter, n - 1)?;
         let file = &mut self.files[file_idx];
         file.last_key = Some(last.clone());
         file.rows += n as u64;
@@ -283,8 +334,8 @@ impl Checker {
         &mut self,
         file_idx: usize,
         at: &At<'_>,
-        cur: &Pos<'_>,
-        prev: &Pos<'_>,
+        key_text: &dyn Fn(&RowConverter, bool) -> String,
+        (prev_time, cur_time): (Option<i64>, Option<i64>),
         (ord, time_ord): (Ordering, Ordering),
     ) -> bool {
         let file = &mut self.files[file_idx];
@@ -309,9 +360,9 @@ impl Checker {
         // Only the first few are shown, and formatting keys costs: count the rest.
         if let Some(kind) = violation.filter(|_| self.violations.len() < self.max_violations) {
             let (key, previous, current) = match kind {
-                ViolationKind::KeyOrder => (None, self.key_text(prev.key), self.key_text(cur.key)),
+                ViolationKind::KeyOrder => (None, key_text(&self.converter, false), key_text(&self.converter, true)),
                 ViolationKind::TimeOrder => {
-                    (Some(self.key_text(cur.key)), self.time_text(prev.time), self.time_text(cur.time))
+                    (Some(key_text(&self.converter, true)), self.time_text(prev_time), self.time_text(cur_time))
                 }
             };
             self.violations.push(Violation { file: at.file.to_string(), row: at.row, kind, key, previous, current });
@@ -346,7 +397,7 @@ impl Checker {
         starts: &[usize],
         name: &str,
         base: u64,
-        rows: &Chunked<'_>,
+        rows: &BatchKeys<'_>,
     ) -> Result<()> {
         let null_key = |i: usize| self.n_keys == 1 && keys[0].is_null(i);
         let hashes = starts
@@ -395,14 +446,10 @@ impl Checker {
         self.reappearances += again;
         if let (None, Some(k)) = (&self.first_reappearance, first_again) {
             let i = starts[k];
-            let key = self.key_text(rows.row(i));
+            let key = rows.text(&self.converter, i);
             self.first_reappearance = Some(Reappearance { file: name.to_string(), row: base + i as u64, key });
         }
         Ok(())
-    }
-
-    fn key_text(&self, key: Row<'_>) -> String {
-        display_key(&self.converter, key)
     }
 
     fn time_text(&self, t: Option<i64>) -> String {
