@@ -46,13 +46,63 @@ pub fn compares_in_place(t: &DataType) -> bool {
 /// Compare key row `i` of `a` with key row `j` of `b` in place.
 pub fn cmp_in_place(a: &[ArrayRef], i: usize, b: &[ArrayRef], j: usize) -> Result<Ordering> {
     for (ca, cb) in a.iter().zip(b) {
-        let cmp = make_comparator(ca.as_ref(), cb.as_ref(), KEY_ORDER).map_err(|e| Error::arrow("key columns", e))?;
-        match cmp(i, j) {
-            Ordering::Equal => {}
-            o => return Ok(o),
+        let o = match cmp_values(ca.as_ref(), i, cb.as_ref(), j) {
+            Some(o) => o,
+            None => {
+                let cmp =
+                    make_comparator(ca.as_ref(), cb.as_ref(), KEY_ORDER).map_err(|e| Error::arrow("key columns", e))?;
+                cmp(i, j)
+            }
+        };
+        if o != Ordering::Equal {
+            return Ok(o);
         }
     }
     Ok(Ordering::Equal)
+}
+
+/// Value `i` of `a` against value `j` of `b`, nulls last, for the types [`compares_in_place`]
+/// takes when both columns have the same one; `None` for others (and for two columns of
+/// different types, compared by `make_comparator` if it can). Reads the two values, where
+/// `make_comparator` would build a comparator for the pair of columns first (the merge of
+/// several inputs compares rows of different batches a few at a time).
+fn cmp_values(a: &dyn Array, i: usize, b: &dyn Array, j: usize) -> Option<Ordering> {
+    use arrow::datatypes::*;
+    // `b` of another type fails its downcast below (a different timestamp unit too); only the
+    // time zones of two timestamp columns go unchecked, and instants order alike in any zone.
+    match (a.is_null(i), b.is_null(j)) {
+        (true, true) => return Some(Ordering::Equal),
+        (true, false) => return Some(Ordering::Greater),
+        (false, true) => return Some(Ordering::Less),
+        (false, false) => {}
+    }
+    fn prim<T: ArrowPrimitiveType>(a: &dyn Array, i: usize, b: &dyn Array, j: usize) -> Option<Ordering>
+    where
+        T::Native: Ord,
+    {
+        Some(a.as_primitive_opt::<T>()?.value(i).cmp(&b.as_primitive_opt::<T>()?.value(j)))
+    }
+    match a.data_type() {
+        DataType::Utf8 => Some(a.as_string_opt::<i32>()?.value(i).cmp(b.as_string_opt::<i32>()?.value(j))),
+        DataType::LargeUtf8 => Some(a.as_string_opt::<i64>()?.value(i).cmp(b.as_string_opt::<i64>()?.value(j))),
+        DataType::Binary => Some(a.as_binary_opt::<i32>()?.value(i).cmp(b.as_binary_opt::<i32>()?.value(j))),
+        DataType::LargeBinary => Some(a.as_binary_opt::<i64>()?.value(i).cmp(b.as_binary_opt::<i64>()?.value(j))),
+        DataType::Int8 => prim::<Int8Type>(a, i, b, j),
+        DataType::Int16 => prim::<Int16Type>(a, i, b, j),
+        DataType::Int32 => prim::<Int32Type>(a, i, b, j),
+        DataType::Int64 => prim::<Int64Type>(a, i, b, j),
+        DataType::UInt8 => prim::<UInt8Type>(a, i, b, j),
+        DataType::UInt16 => prim::<UInt16Type>(a, i, b, j),
+        DataType::UInt32 => prim::<UInt32Type>(a, i, b, j),
+        DataType::UInt64 => prim::<UInt64Type>(a, i, b, j),
+        DataType::Date32 => prim::<Date32Type>(a, i, b, j),
+        DataType::Date64 => prim::<Date64Type>(a, i, b, j),
+        DataType::Timestamp(TimeUnit::Second, _) => prim::<TimestampSecondType>(a, i, b, j),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => prim::<TimestampMillisecondType>(a, i, b, j),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => prim::<TimestampMicrosecondType>(a, i, b, j),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => prim::<TimestampNanosecondType>(a, i, b, j),
+        _ => None,
+    }
 }
 
 /// Compare each key row with the next, in place: `cmp(i)` orders row `i - 1` against row `i`.

@@ -16,6 +16,7 @@ use std::sync::{Arc, OnceLock};
 
 use arrow::array::{Array, ArrayRef, Int64Array};
 use arrow::compute::{concat, interleave};
+use arrow::datatypes::DataType;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use arrow::row::{OwnedRow, RowConverter, Rows, SortField};
@@ -80,10 +81,11 @@ impl Layout {
 
 /// A decoded batch, its times as i64 and where its key changes.
 ///
-/// The keys are compared in place (see `compares_in_place`) where their types allow; arrow's
-/// row format is encoded only when a merge of several inputs compares them across batches
-/// ([`SortedBatch::encode_keys`]), or for key types compared only that way. On one sorted input,
-/// encoding every key was 8% of `probe-group -o x.parquet`'s CPU time.
+/// The keys are compared in place (see `compares_in_place`) where their types allow, within a
+/// batch and across batches and inputs; arrow's row format is encoded only for the key types
+/// compared that way alone. On one sorted input, encoding every key was 8% of
+/// `probe-group -o x.parquet`'s CPU time; in a merge of several inputs, which compares a few
+/// rows of each batch with other batches', 5% of the instructions.
 #[derive(Debug)]
 pub struct SortedBatch {
     /// The projected columns: keys, time, payload.
@@ -121,9 +123,8 @@ impl SortedBatch {
         &self.data.columns()[..self.n_keys]
     }
 
-    /// Encode the keys in row format, once, before the batch's rows are compared with another
-    /// input's (the merge's heap).
-    pub fn encode_keys(&self) -> Result<()> {
+    /// Encode the keys in row format, once (key types that do not compare in place).
+    fn encode_keys(&self) -> Result<()> {
         if self.keys.get().is_none() {
             let rows =
                 self.converter.convert_columns(self.key_columns()).map_err(|e| Error::arrow("key columns", e))?;
@@ -531,7 +532,7 @@ struct Head {
 
 impl Head {
     fn cmp_key(&self, other: &Head) -> Ordering {
-        // Keys are encoded for every batch on the heap (`encode_keys`), so this cannot fail.
+        // Key columns of one type in every batch (checked as batches arrive): this cannot fail.
         let key = self.batch.cmp_keys(self.pos, &other.batch, other.pos).unwrap_or(Ordering::Equal);
         key.then_with(|| self.batch.input.cmp(&other.batch.input))
     }
@@ -637,11 +638,23 @@ pub fn merge(mut cursors: Vec<Cursor>, sink: &mut dyn RunSink, on_batch: &mut dy
         }
         return Ok(());
     }
+    // Keys compare in place or, for other types, in the row format the order check encoded
+    // them in; either way every batch's key columns must have the same types (the inputs'
+    // schemas agree), which makes comparing them infallible on the heaps.
+    let mut key_types: Option<Vec<DataType>> = None;
     let mut next = |cursors: &mut Vec<Cursor>, i: usize| -> Result<Option<Arc<SortedBatch>>> {
         let b = cursors[i].next_batch()?;
         if let Some(b) = &b {
             on_batch(b.len());
-            b.encode_keys()?;
+            let types = b.key_columns().iter().map(|c| c.data_type());
+            match &key_types {
+                None => key_types = Some(types.cloned().collect()),
+                Some(first) => {
+                    if !first.iter().eq(types) {
+                        return Err(Error::internal("merged inputs whose key columns differ in type"));
+                    }
+                }
+            }
         }
         Ok(b)
     };
