@@ -227,6 +227,26 @@ mod tests {
                     }
                 }
             }
+            // Across two arrays (the merge compares rows of different batches): the values
+            // reversed into a new array, sliced so its offsets start elsewhere.
+            let n = col.len();
+            let reversed =
+                arrow::compute::take(&col, &arrow::array::UInt32Array::from_iter_values((0..n as u32).rev()), None)
+                    .expect("take");
+            let other = arrow::compute::concat(&[&col.slice(0, 1), &reversed]).expect("concat").slice(1, n);
+            let others = [other];
+            for i in 0..n {
+                for j in 0..n {
+                    let want = rows.row(i).cmp(&rows.row(n - 1 - j));
+                    assert_eq!(
+                        cmp_in_place(&cols, i, &others, j)?,
+                        want,
+                        "{} rows {i}, {j} of another",
+                        col.data_type()
+                    );
+                    assert_eq!(cmp_in_place(&others, j, &cols, i)?, want.reverse(), "{} reversed", col.data_type());
+                }
+            }
         }
         // Floats take the row format (its total order on -0.0 and NaN).
         assert!(!compares_in_place(&DataType::Float64));
