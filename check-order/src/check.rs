@@ -115,6 +115,14 @@ impl BatchKeys<'_> {
         }
     }
 
+    /// Each key against the one before it: `cmp(i)` orders row `i - 1` against row `i`.
+    fn adjacent(&self) -> Result<Box<dyn Fn(usize) -> Ordering + Send + Sync + '_>> {
+        match self {
+            BatchKeys::Encoded(rows) => Ok(Box::new(move |i: usize| rows.row(i - 1).cmp(&rows.row(i)))),
+            BatchKeys::InPlace(keys) => adjacent_in_place(keys),
+        }
+    }
+
     /// The key of row `i`, for people.
     fn text(&self, converter: &RowConverter, i: usize) -> String {
         match self {
@@ -124,8 +132,8 @@ impl BatchKeys<'_> {
     }
 }
 
-/// How `cur` compares with the row before it: the keys, and the times where the keys are equal.
-/// A row after the one before it: `key`, its key against the previous key, and their times.
+/// How a row compares with the row before it: `key`, its key against the previous one, and
+/// the times (`time` against `prev_time`) where the keys are equal.
 fn step(key: Ordering, time: Option<i64>, prev_time: Option<i64>) -> (Ordering, Ordering) {
     (key, if key == Ordering::Equal { cmp_time(time, prev_time) } else { Ordering::Equal })
 }
@@ -261,22 +269,12 @@ impl Checker {
         // Each row against the one before it in this batch (key order, then time order within
         // a key): most of the checking, so it runs on every thread; what it finds is counted
         // below, in row order.
-        let in_place = match &rows {
-            BatchKeys::InPlace(keys) => Some(adjacent_in_place(keys)?),
-            BatchKeys::Encoded(_) => None,
-        };
+        let adjacent = rows.adjacent()?;
         let steps: Vec<(Ordering, Ordering)> = (1..n)
             .into_par_iter()
             .with_min_len(1 << 14)
-            .map(|i| {
-                let key = match (&in_place, &rows) {
-                    // `cmp(i)` orders row i - 1 against row i: reversed, row i against row i - 1.
-                    (Some(cmp), _) => cmp(i).reverse(),
-                    (None, BatchKeys::Encoded(rows)) => rows.row(i).cmp(&rows.row(i - 1)),
-                    (None, BatchKeys::InPlace(_)) => Ordering::Equal,
-                };
-                step(key, time_at(i), time_at(i - 1))
-            })
+            // `adjacent(i)` orders row i - 1 against row i: reversed, row i against row i - 1.
+            .map(|i| step(adjacent(i).reverse(), time_at(i), time_at(i - 1)))
             .collect();
 
         // Rows with a null in any key column, and null times: counted over the whole batch.
