@@ -40,6 +40,7 @@
 pub mod cleanup;
 pub mod cli;
 pub mod columns;
+mod dict_leaf;
 pub mod error;
 pub mod guard;
 pub mod input;

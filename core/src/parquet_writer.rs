@@ -36,22 +36,32 @@
 //! dropped, so a piece holds its open row group compressed, not decoded, and the writer only
 //! appends bytes. Row groups are cut at the same limits but never span two pieces, so the
 //! file's bytes depend on the pieces (which depend on the data), never on the threads.
+//!
+//! There, a string or binary field of a `List<Struct>` column whose values arrive as
+//! `Dictionary(Int32, _)` (probe-group's payload read from page dictionaries) is written by a
+//! [`DictLeafWriter`] instead of arrow-rs's writer, which would hash every value again; the
+//! plan is made per row group from its first batch (see `crate::dict_leaf`).
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow::array::{Array, ArrayRef, AsArray, ListArray, StructArray};
+use arrow::datatypes::{DataType, Field, Fields, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
 use parquet::arrow::arrow_writer::{
     compute_leaves, ArrowColumnChunk, ArrowColumnWriter, ArrowLeafColumn, ArrowRowGroupWriterFactory,
 };
 use parquet::arrow::ArrowWriter;
+use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::{ParquetError, Result as PqResult};
 use parquet::file::properties::WriterProperties;
-use parquet::file::writer::SerializedFileWriter;
+use parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter};
+use parquet::schema::types::ColumnDescPtr;
 
+use crate::dict_leaf::DictLeafWriter;
 use crate::output::Sink;
 use rayon::prelude::*;
 
@@ -73,7 +83,50 @@ impl Default for RowGroupLimits {
     }
 }
 
-type Encoded = PqResult<Vec<ArrowColumnChunk>>;
+type Encoded = PqResult<Vec<Chunk>>;
+
+/// A finished column chunk: arrow-rs's, or one a [`DictLeafWriter`] wrote.
+enum Chunk {
+    Arrow(ArrowColumnChunk),
+    Raw(Bytes, ColumnCloseResult),
+}
+
+impl Chunk {
+    fn compressed_size(&self) -> usize {
+        let close = match self {
+            Chunk::Arrow(c) => c.close(),
+            Chunk::Raw(_, close) => close,
+        };
+        close.metadata.compressed_size().max(0) as usize
+    }
+
+    fn append_to(self, rg: &mut SerializedRowGroupWriter<'_, Sink>) -> PqResult<()> {
+        match self {
+            Chunk::Arrow(c) => c.append_to_row_group(rg),
+            Chunk::Raw(bytes, close) => rg.append_column(&bytes, close),
+        }
+    }
+}
+
+/// A leaf column's writer for one row group.
+#[allow(clippy::large_enum_variant)] // one per leaf column, moved once: boxing buys nothing
+enum LeafWriter {
+    Arrow(ArrowColumnWriter),
+    Dict(DictLeafWriter),
+}
+
+/// Per column, which fields of its `List<Struct>` the [`DictLeafWriter`]s take (`None`:
+/// arrow-rs takes every leaf of the column).
+type Plan = Vec<Option<Vec<bool>>>;
+
+impl LeafWriter {
+    fn close(self) -> PqResult<Chunk> {
+        match self {
+            LeafWriter::Arrow(w) => w.close().map(Chunk::Arrow),
+            LeafWriter::Dict(w) => w.close().map(|(bytes, close)| Chunk::Raw(bytes, close)),
+        }
+    }
+}
 
 /// A row group on the pool.
 struct InFlight {
@@ -85,6 +138,8 @@ struct InFlight {
 pub struct ParallelParquetWriter {
     file: SerializedFileWriter<Sink>,
     factory: Arc<ArrowRowGroupWriterFactory>,
+    props: Arc<WriterProperties>,
+    leaves: Arc<[ColumnDescPtr]>,
     schema: SchemaRef,
     limits: RowGroupLimits,
     open: Vec<RecordBatch>,
@@ -106,10 +161,16 @@ impl ParallelParquetWriter {
         props: WriterProperties,
         limits: RowGroupLimits,
     ) -> PqResult<ParallelParquetWriter> {
-        let (file, factory) = ArrowWriter::try_new(file, schema.clone(), Some(props))?.into_serialized_writer()?;
+        let props = Arc::new(props);
+        let (file, factory) =
+            ArrowWriter::try_new(file, schema.clone(), Some((*props).clone()))?.into_serialized_writer()?;
+        let descr = file.schema_descr();
+        let leaves = (0..descr.num_columns()).map(|i| descr.column(i)).collect();
         Ok(ParallelParquetWriter {
             file,
             factory: Arc::new(factory),
+            props,
+            leaves,
             schema,
             limits: RowGroupLimits { max_rows: limits.max_rows.max(1), ..limits },
             open: Vec::new(),
@@ -197,7 +258,13 @@ impl ParallelParquetWriter {
 
     /// What makes [`RowGroupEncoder`]s for this file: the same schema, properties and limits.
     pub fn encoders(&self) -> RowGroupEncoders {
-        RowGroupEncoders { factory: self.factory.clone(), schema: self.schema.clone(), limits: self.limits }
+        RowGroupEncoders {
+            factory: self.factory.clone(),
+            schema: self.schema.clone(),
+            limits: self.limits,
+            props: self.props.clone(),
+            leaves: self.leaves.clone(),
+        }
     }
 
     /// Append a row group a [`RowGroupEncoder`] finished, after everything written before it.
@@ -209,11 +276,11 @@ impl ParallelParquetWriter {
         self.append_chunks(group.chunks, group.decoded_bytes)
     }
 
-    fn append_chunks(&mut self, chunks: Vec<ArrowColumnChunk>, decoded_bytes: usize) -> PqResult<()> {
+    fn append_chunks(&mut self, chunks: Vec<Chunk>, decoded_bytes: usize) -> PqResult<()> {
         let before = self.file.bytes_written();
         let mut rg = self.file.next_row_group()?;
         for chunk in chunks {
-            chunk.append_to_row_group(&mut rg)?;
+            chunk.append_to(&mut rg)?;
         }
         rg.close()?;
         self.appended_decoded += decoded_bytes as u64;
@@ -259,9 +326,81 @@ pub struct RowGroupEncoders {
     factory: Arc<ArrowRowGroupWriterFactory>,
     schema: SchemaRef,
     limits: RowGroupLimits,
+    props: Arc<WriterProperties>,
+    /// The file's leaf columns, in order.
+    leaves: Arc<[ColumnDescPtr]>,
 }
 
 impl RowGroupEncoders {
+    /// Which leaves a [`DictLeafWriter`] takes, from the first batch of a row group: per column,
+    /// `None`, or for a `List<Struct>` column the fields that arrive as
+    /// `Dictionary(Int32, string or binary)` and whose properties the writer supports.
+    fn plan(&self, batch: &RecordBatch) -> Plan {
+        let mut leaf = 0;
+        let mut plan = Vec::with_capacity(batch.num_columns());
+        for (field, column) in self.schema.fields().iter().zip(batch.columns()) {
+            let start = leaf;
+            leaf += leaf_count(field.data_type());
+            let items = column.as_list_opt::<i32>().and_then(|l| l.values().as_struct_opt());
+            let (Some((item, children)), Some(items)) = (list_of_struct(field), items) else {
+                plan.push(None);
+                continue;
+            };
+            let mut at = start;
+            let dict: Vec<bool> = children
+                .iter()
+                .zip(items.columns())
+                .map(|(child, array)| {
+                    let this = at;
+                    at += leaf_count(child.data_type());
+                    let arrives_as_dictionary = matches!(array.data_type(),
+                        DataType::Dictionary(k, v) if **k == DataType::Int32 && matches!(**v,
+                            DataType::Utf8 | DataType::LargeUtf8 | DataType::Binary | DataType::LargeBinary));
+                    arrives_as_dictionary
+                        && self
+                            .leaves
+                            .get(this)
+                            .is_some_and(|descr| DictLeafWriter::supports(&self.props, descr, field, item, child))
+                })
+                .collect();
+            plan.push(dict.contains(&true).then_some(dict));
+        }
+        plan
+    }
+
+    /// The row group's writers: arrow-rs's, with the planned leaves' replaced.
+    fn leaf_writers(&self, arrow: Vec<ArrowColumnWriter>, plan: &[Option<Vec<bool>>]) -> PqResult<Vec<LeafWriter>> {
+        let mut dict_leaves: Vec<Option<DictLeafWriter>> = (0..arrow.len()).map(|_| None).collect();
+        let mut leaf = 0;
+        for (field, plan) in self.schema.fields().iter().zip(plan) {
+            if let (Some(dict), Some((item, children))) = (plan, list_of_struct(field)) {
+                let mut at = leaf;
+                for (child, &dict) in children.iter().zip(dict) {
+                    if dict {
+                        let descr = self
+                            .leaves
+                            .get(at)
+                            .ok_or_else(|| ParquetError::General("internal error: a leaf past the schema's".into()))?;
+                        let w = DictLeafWriter::try_new(&self.props, descr.clone(), field, item, child)?;
+                        if let Some(slot) = dict_leaves.get_mut(at) {
+                            *slot = Some(w);
+                        }
+                    }
+                    at += leaf_count(child.data_type());
+                }
+            }
+            leaf += leaf_count(field.data_type());
+        }
+        Ok(arrow
+            .into_iter()
+            .zip(dict_leaves)
+            .map(|(a, d)| match d {
+                Some(d) => LeafWriter::Dict(d),
+                None => LeafWriter::Arrow(a),
+            })
+            .collect())
+    }
+
     /// An encoder for one piece, with no row group open.
     pub fn encoder(&self) -> RowGroupEncoder {
         RowGroupEncoder { encoders: self.clone(), writers: None, open_rows: 0, open_bytes: 0 }
@@ -270,7 +409,7 @@ impl RowGroupEncoders {
 
 /// A row group encoded by a [`RowGroupEncoder`], ready for [`ParallelParquetWriter::append_encoded`].
 pub struct EncodedRowGroup {
-    chunks: Vec<ArrowColumnChunk>,
+    chunks: Vec<Chunk>,
     rows: usize,
     decoded_bytes: usize,
     encoded_bytes: usize,
@@ -292,7 +431,8 @@ impl EncodedRowGroup {
 /// writer's limits (see the module header).
 pub struct RowGroupEncoder {
     encoders: RowGroupEncoders,
-    writers: Option<Vec<ArrowColumnWriter>>,
+    /// The open row group's leaf writers, and its plan.
+    writers: Option<(Vec<LeafWriter>, Plan)>,
     open_rows: usize,
     open_bytes: usize,
 }
@@ -313,24 +453,57 @@ impl RowGroupEncoder {
     }
 
     fn encode(&mut self, batch: &RecordBatch) -> PqResult<()> {
-        let writers = match &mut self.writers {
+        let (writers, plan) = match &mut self.writers {
             Some(w) => w,
-            // The row group index only keys encryption, which these files do not use.
-            slot @ None => slot.insert(self.encoders.factory.create_column_writers(0)?),
+            slot @ None => {
+                let plan = self.encoders.plan(batch);
+                // The row group index only keys encryption, which these files do not use.
+                let arrow = self.encoders.factory.create_column_writers(0)?;
+                let writers = self.encoders.leaf_writers(arrow, &plan)?;
+                slot.insert((writers, plan))
+            }
         };
-        let mut leaves = Vec::with_capacity(writers.len());
-        for (field, column) in self.encoders.schema.fields().iter().zip(batch.columns()) {
-            leaves.extend(compute_leaves(field, column)?);
+        let internal = |what: &str| ParquetError::General(format!("internal error: {what}"));
+        let mut at = 0;
+        for ((field, column), plan) in self.encoders.schema.fields().iter().zip(batch.columns()).zip(plan.iter()) {
+            let Some(dict) = plan else {
+                for leaf in compute_leaves(field, column)? {
+                    match next(writers, &mut at)? {
+                        LeafWriter::Arrow(w) => w.write(&leaf)?,
+                        LeafWriter::Dict(_) => return Err(internal("a plain leaf for a dictionary writer")),
+                    }
+                }
+                continue;
+            };
+            let (item, children) = list_of_struct(field).ok_or_else(|| internal("not a list of structs"))?;
+            let list = column.as_list_opt::<i32>().ok_or_else(|| internal("not a list array"))?;
+            let items = list.values().as_struct_opt().ok_or_else(|| internal("not a struct array"))?;
+            let mut rest = project(field, item, children, list, items, dict)?.into_iter();
+            for (k, child) in children.iter().enumerate() {
+                if dict[k] {
+                    match next(writers, &mut at)? {
+                        LeafWriter::Dict(w) => w.write(list, items, items.column(k))?,
+                        LeafWriter::Arrow(_) => return Err(internal("a dictionary leaf for an arrow writer")),
+                    }
+                    continue;
+                }
+                for _ in 0..leaf_count(child.data_type()) {
+                    let leaf = rest.next().ok_or_else(|| internal("fewer leaves than the schema's"))?;
+                    match next(writers, &mut at)? {
+                        LeafWriter::Arrow(w) => w.write(&leaf)?,
+                        LeafWriter::Dict(_) => return Err(internal("a plain leaf for a dictionary writer")),
+                    }
+                }
+            }
+            if rest.next().is_some() {
+                return Err(internal("more leaves than the schema's"));
+            }
         }
-        if leaves.len() != writers.len() {
+        if at != writers.len() {
             return Err(ParquetError::General(format!(
-                "internal error: {} leaf columns for {} column writers",
-                leaves.len(),
+                "internal error: {at} leaf columns for {} column writers",
                 writers.len()
             )));
-        }
-        for (w, leaf) in writers.iter_mut().zip(&leaves) {
-            w.write(leaf)?;
         }
         Ok(())
     }
@@ -340,9 +513,8 @@ impl RowGroupEncoder {
         let Some(writers) = self.writers.take() else {
             return Ok(None);
         };
-        let chunks: Vec<ArrowColumnChunk> =
-            writers.into_iter().map(ArrowColumnWriter::close).collect::<PqResult<_>>()?;
-        let encoded_bytes = chunks.iter().map(|c| c.close().metadata.compressed_size().max(0) as usize).sum();
+        let chunks: Vec<Chunk> = writers.0.into_iter().map(LeafWriter::close).collect::<PqResult<_>>()?;
+        let encoded_bytes = chunks.iter().map(Chunk::compressed_size).sum();
         let group = EncodedRowGroup {
             chunks,
             rows: std::mem::take(&mut self.open_rows),
@@ -351,6 +523,67 @@ impl RowGroupEncoder {
         };
         Ok(Some(group))
     }
+}
+
+/// The next leaf's writer.
+fn next<'a>(writers: &'a mut [LeafWriter], at: &mut usize) -> PqResult<&'a mut LeafWriter> {
+    *at += 1;
+    writers
+        .get_mut(*at - 1)
+        .ok_or_else(|| ParquetError::General("internal error: more leaf columns than column writers".into()))
+}
+
+/// A `List<Struct>` field's element field and the struct's fields.
+fn list_of_struct(field: &Field) -> Option<(&Field, &Fields)> {
+    match field.data_type() {
+        DataType::List(item) => match item.data_type() {
+            DataType::Struct(children) => Some((item.as_ref(), children)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Parquet leaf columns of a field of this type.
+fn leaf_count(t: &DataType) -> usize {
+    match t {
+        DataType::Struct(fields) => fields.iter().map(|f| leaf_count(f.data_type())).sum(),
+        DataType::List(f)
+        | DataType::LargeList(f)
+        | DataType::ListView(f)
+        | DataType::LargeListView(f)
+        | DataType::FixedSizeList(f, _)
+        | DataType::Map(f, _) => leaf_count(f.data_type()),
+        _ => 1,
+    }
+}
+
+/// The leaves arrow-rs writes of a `List<Struct>` column: those of the struct's fields that
+/// `dict` leaves to it, in order (the list without the others).
+fn project(
+    field: &Field,
+    item: &Field,
+    children: &Fields,
+    list: &ListArray,
+    items: &StructArray,
+    dict: &[bool],
+) -> PqResult<Vec<ArrowLeafColumn>> {
+    let keep: Vec<usize> = (0..children.len()).filter(|&k| !dict.get(k).copied().unwrap_or(false)).collect();
+    if keep.is_empty() {
+        return Ok(Vec::new());
+    }
+    let fields: Fields = keep.iter().map(|&k| children[k].clone()).collect();
+    let columns: Vec<ArrayRef> = keep.iter().map(|&k| items.column(k).clone()).collect();
+    let arrow_err = |e: arrow::error::ArrowError| ParquetError::General(format!("internal error: {e}"));
+    let items = StructArray::try_new(fields.clone(), columns, items.nulls().cloned()).map_err(arrow_err)?;
+    let item = Arc::new(
+        Field::new(item.name(), DataType::Struct(fields), item.is_nullable()).with_metadata(item.metadata().clone()),
+    );
+    let list = ListArray::try_new(item.clone(), list.offsets().clone(), Arc::new(items), list.nulls().cloned())
+        .map_err(arrow_err)?;
+    let field =
+        Field::new(field.name(), DataType::List(item), field.is_nullable()).with_metadata(field.metadata().clone());
+    compute_leaves(&field, &(Arc::new(list) as ArrayRef))
 }
 
 /// `batch` cut where row groups end, given the rows and decoded bytes the open one holds: each
@@ -436,7 +669,7 @@ fn encode(schema: &SchemaRef, batches: &[RecordBatch], mut writers: Vec<ArrowCol
         }
         writers.par_iter_mut().zip(leaves.par_iter()).try_for_each(|(w, leaf)| w.write(leaf))?;
     }
-    writers.into_par_iter().map(ArrowColumnWriter::close).collect()
+    writers.into_par_iter().map(|w| w.close().map(Chunk::Arrow)).collect()
 }
 
 #[cfg(test)]
@@ -577,6 +810,223 @@ mod tests {
             write_pieces(RowGroupLimits { max_rows: 5, row_group_bytes: None, in_flight_bytes: 1 }, &[0..10, 10..20]);
         let (_, whole) = write(RowGroupLimits { max_rows: 5, row_group_bytes: None, in_flight_bytes: 1 }, None);
         assert!(groups >= whole, "{groups} row groups in pieces, {whole} in one");
+    }
+
+    /// A generator for the dictionary-string test: xorshift, seeded.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n.max(1)
+        }
+        fn chance(&mut self, percent: u64) -> bool {
+            self.below(100) < percent
+        }
+    }
+
+    /// Rows of `k: Int64, m: List<Struct<s: string, t: List<Int64>, n: Int64, b: binary>>` with
+    /// `s` and `b` dictionary-encoded (keys into dictionaries that batches share or not, with
+    /// duplicate values), nulls and empty lists where the fields allow them, and sliced batches.
+    /// Returns the writer's schema (plain `s` and `b`), and the batches.
+    fn dictionary_batches(nullable: [bool; 3], seed: u64) -> (SchemaRef, Vec<RecordBatch>) {
+        use arrow::array::{BinaryArray, DictionaryArray, Int32Array, Int64Array, StructArray};
+        use arrow::buffer::{NullBuffer, OffsetBuffer};
+        use arrow::datatypes::{Fields, Int32Type};
+        let [list_nullable, item_nullable, leaf_nullable] = nullable;
+        let dict_of = |t: DataType| DataType::Dictionary(Box::new(DataType::Int32), Box::new(t));
+        let ints = Arc::new(Field::new_list_field(DataType::Int64, true));
+        let fields = |s: DataType, b: DataType| {
+            Fields::from(vec![
+                Field::new("s", s, leaf_nullable),
+                Field::new("t", DataType::List(ints.clone()), true),
+                Field::new("n", DataType::Int64, true),
+                Field::new("b", b, true),
+            ])
+        };
+        let schema_of = |f: Fields| {
+            let item = Arc::new(Field::new("item", DataType::Struct(f), item_nullable));
+            Arc::new(Schema::new(vec![
+                Field::new("k", DataType::Int64, false),
+                Field::new("m", DataType::List(item), list_nullable),
+            ]))
+        };
+        let plain = schema_of(fields(DataType::Utf8, DataType::Binary));
+        let dict_fields = fields(dict_of(DataType::Utf8), dict_of(DataType::Binary));
+        let dict = schema_of(dict_fields.clone());
+        let DataType::List(item) = dict.field(1).data_type().clone() else { unreachable!() };
+        let mut rng = Rng(seed | 1);
+        let mut words: ArrayRef = Arc::new(StringArray::from(vec!["a"]));
+        let mut blobs: ArrayRef = Arc::new(BinaryArray::from(vec![&b"x"[..]]));
+        let mut batches = Vec::new();
+        let mut k = 0i64;
+        for _ in 0..12 {
+            // A new dictionary, or the last one again (the same arrays).
+            if rng.chance(60) {
+                let n = 1 + rng.below(30) as usize;
+                words = Arc::new(StringArray::from_iter_values((0..n).map(|_| {
+                    let v = rng.below(40);
+                    if v == 0 {
+                        String::new()
+                    } else {
+                        format!("w{v}-{}", "z".repeat(v as usize % 7))
+                    }
+                })));
+            }
+            if rng.chance(50) {
+                let n = 1 + rng.below(5) as usize;
+                let v: Vec<Vec<u8>> = (0..n).map(|_| vec![rng.below(3) as u8; rng.below(4) as usize]).collect();
+                blobs = Arc::new(BinaryArray::from_iter_values(v));
+            }
+            let rows = 1 + rng.below(60) as usize;
+            let (mut offsets, mut list_valid) = (vec![0i32], Vec::new());
+            let (mut s_keys, mut b_keys, mut t, mut n, mut item_valid) = (vec![], vec![], vec![], vec![], vec![]);
+            for _ in 0..rows {
+                let null = list_nullable && rng.chance(10);
+                let len = if null || rng.chance(10) { 0 } else { 1 + rng.below(9) as usize };
+                list_valid.push(!null);
+                offsets.push(offsets[offsets.len() - 1] + len as i32);
+                for _ in 0..len {
+                    item_valid.push(!(item_nullable && rng.chance(10)));
+                    s_keys.push((!(leaf_nullable && rng.chance(15))).then(|| rng.below(words.len() as u64) as i32));
+                    b_keys.push((!rng.chance(20)).then(|| rng.below(blobs.len() as u64) as i32));
+                    t.push((!rng.chance(20)).then(|| (0..rng.below(3)).map(|x| Some(x as i64)).collect::<Vec<_>>()));
+                    n.push((!rng.chance(20)).then(|| rng.next() as i64 % 1000));
+                }
+            }
+            let s = DictionaryArray::<Int32Type>::try_new(Int32Array::from(s_keys), words.clone()).unwrap();
+            let b = DictionaryArray::<Int32Type>::try_new(Int32Array::from(b_keys), blobs.clone()).unwrap();
+            let t = ListArray::from_iter_primitive::<Int64Type, _, _>(t);
+            let columns: Vec<ArrayRef> = vec![Arc::new(s), Arc::new(t), Arc::new(Int64Array::from(n)), Arc::new(b)];
+            let nulls = item_nullable.then(|| NullBuffer::from(item_valid));
+            let items = StructArray::try_new(dict_fields.clone(), columns, nulls).unwrap();
+            let nulls = list_nullable.then(|| NullBuffer::from(list_valid));
+            let list =
+                ListArray::try_new(item.clone(), OffsetBuffer::new(offsets.into()), Arc::new(items), nulls).unwrap();
+            let keys = Int64Array::from_iter_values(k..k + rows as i64);
+            k += rows as i64;
+            let batch = RecordBatch::try_new(dict.clone(), vec![Arc::new(keys), Arc::new(list)]).unwrap();
+            // A slice: lists whose offsets do not start at 0.
+            let from = rng.below(rows as u64 / 2) as usize;
+            batches.push(batch.slice(from, rows - from));
+        }
+        (plain, batches)
+    }
+
+    /// Dictionary-encoded strings in lists go through [`DictLeafWriter`]; what it writes decodes
+    /// (page index and row selections included) to what arrow-rs's own writer decodes to,
+    /// whatever the fields' nullability, page and dictionary limits, codec and row groups.
+    #[test]
+    fn dictionary_strings_in_lists_decode_to_the_input() {
+        use parquet::arrow::arrow_reader::{ArrowReaderOptions, RowSelection, RowSelector};
+        use parquet::basic::{Compression, ZstdLevel};
+        use parquet::file::properties::EnabledStatistics;
+        let no_stats = |b: parquet::file::properties::WriterPropertiesBuilder| {
+            ["m.list.item.s", "m.list.item.b", "m.list.item.t.list.element", "m.list.item.n"].iter().fold(b, |b, p| {
+                let path = parquet::schema::types::ColumnPath::new(p.split('.').map(String::from).collect());
+                b.set_column_statistics_enabled(path, EnabledStatistics::None)
+            })
+        };
+        let props = [
+            no_stats(WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap()))),
+            // Pages of a few rows or bytes, and a dictionary that overflows into PLAIN pages.
+            no_stats(
+                WriterProperties::builder()
+                    .set_data_page_row_count_limit(3)
+                    .set_data_page_size_limit(20)
+                    .set_dictionary_page_size_limit(30),
+            ),
+            no_stats(
+                WriterProperties::builder()
+                    .set_offset_index_disabled(true)
+                    .set_dictionary_page_size_limit(1)
+                    .set_data_page_row_count_limit(7),
+            ),
+        ];
+        let mut used = 0;
+        for case in 0..48u64 {
+            let nullable = [case & 1 == 1, case & 2 == 2, case & 4 == 4];
+            let props = props[(case / 8 % 3) as usize].clone().build();
+            let offset_index = !props.offset_index_disabled();
+            let dictionary_limit = props.dictionary_page_size_limit();
+            let (plain, batches) = dictionary_batches(nullable, 0x5eed + case);
+            let file = tempfile::tempfile().unwrap();
+            let limits = RowGroupLimits { max_rows: [1 << 20, 40][(case / 24) as usize], ..Default::default() };
+            let mut w =
+                ParallelParquetWriter::try_new(file.try_clone().unwrap().into(), plain.clone(), props, limits).unwrap();
+            let encoders = w.encoders();
+            let plan = encoders.plan(&batches[0]);
+            assert_eq!(plan, vec![None, Some(vec![true, false, false, true])], "case {case}");
+            for piece in batches.chunks(5) {
+                let mut enc = encoders.encoder();
+                for b in piece {
+                    for g in enc.write(b).unwrap() {
+                        w.append_encoded(g).unwrap();
+                    }
+                }
+                if let Some(g) = enc.finish().unwrap() {
+                    w.append_encoded(g).unwrap();
+                }
+            }
+            w.close().unwrap();
+            let want: Vec<RecordBatch> = batches
+                .iter()
+                .map(|b| {
+                    let columns = b
+                        .columns()
+                        .iter()
+                        .zip(plain.fields())
+                        .map(|(c, f)| arrow::compute::cast(c, f.data_type()).unwrap())
+                        .collect();
+                    RecordBatch::try_new(plain.clone(), columns).unwrap()
+                })
+                .collect();
+            let want = arrow::compute::concat_batches(&plain, &want).unwrap();
+            let options =
+                ArrowReaderOptions::new().with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional);
+            let read = |selection: Option<RowSelection>| {
+                let mut b =
+                    ParquetRecordBatchReaderBuilder::try_new_with_options(file.try_clone().unwrap(), options.clone())
+                        .unwrap();
+                // Every column has its offset index, ours included, unless disabled.
+                // Past the dictionary limit, `s` goes on in PLAIN pages, as arrow-rs's would.
+                let plain_pages = b.metadata().row_groups().iter().any(|g| {
+                    // The reader keeps the data pages' encodings as a mask.
+                    g.column(1).page_encoding_stats_mask().is_some_and(|m| m.is_set(parquet::basic::Encoding::PLAIN))
+                });
+                assert_eq!(plain_pages, dictionary_limit <= 30, "case {case}");
+                let chunks = b.metadata().row_groups().iter().flat_map(|g| g.columns());
+                let indexed: Vec<bool> = chunks.map(|c| c.offset_index_offset().is_some()).collect();
+                assert!(indexed.iter().all(|&i| i == offset_index), "case {case}: {indexed:?}");
+                if let Some(s) = selection {
+                    b = b.with_row_selection(s);
+                }
+                let got: Vec<RecordBatch> = b.build().unwrap().collect::<std::result::Result<_, _>>().unwrap();
+                arrow::compute::concat_batches(&plain, &got).unwrap()
+            };
+            assert_eq!(read(None), want, "case {case}");
+            // Skip into the middle of pages and row groups: the offset index must hold.
+            let n = want.num_rows();
+            let (a, b) = (n / 3, n / 4);
+            let selection = RowSelection::from(vec![RowSelector::skip(a), RowSelector::select(b)]);
+            assert_eq!(read(Some(selection)), want.slice(a, b), "case {case}, rows {a}..{}", a + b);
+            // What the encoders wrote is what arrow-rs writes, decoded.
+            let mut arrow_file = Vec::new();
+            let mut aw = ArrowWriter::try_new(&mut arrow_file, plain.clone(), None).unwrap();
+            for b in &batches {
+                aw.write(b).unwrap();
+            }
+            aw.close().unwrap();
+            let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(arrow_file)).unwrap().build().unwrap();
+            let theirs: Vec<RecordBatch> = reader.collect::<std::result::Result<_, _>>().unwrap();
+            assert_eq!(arrow::compute::concat_batches(&plain, &theirs).unwrap(), want, "case {case}");
+            used += 1;
+        }
+        assert_eq!(used, 48);
     }
 
     #[test]
