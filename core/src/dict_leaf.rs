@@ -29,6 +29,7 @@
 //! the rows written alone: byte-identical for any thread count.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 
 use arrow::array::{Array, ArrayRef, AsArray, GenericByteArray, ListArray, StructArray};
 use arrow::buffer::NullBuffer;
@@ -77,6 +78,26 @@ impl Levels {
     }
 }
 
+/// A `[u8]` key's hash: xxh3 of its bytes, seeded with its length (what `Hash for [u8]` writes).
+/// std's SipHash took 2x the instructions on 15-byte values; each value of an input dictionary
+/// is hashed once per writer.
+#[derive(Default)]
+struct Xxh3Bytes(u64);
+
+impl std::hash::Hasher for Xxh3Bytes {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.0);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0 ^= n as u64;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// The values of one leaf as they arrive: dictionary keys into values, or values.
 enum Source<'a> {
     Dict { keys: &'a [i32], values: &'a ArrayRef },
@@ -101,6 +122,10 @@ fn bytes_at(a: &dyn Array, i: usize) -> &[u8] {
         // Checked by `DictLeafWriter::write` before any value is read.
         _ => &[],
     }
+}
+
+fn with_nulls(n: Option<&NullBuffer>) -> Option<&NullBuffer> {
+    n.filter(|n| n.null_count() > 0)
 }
 
 fn is_byte_type(t: &DataType) -> bool {
@@ -140,7 +165,7 @@ pub(crate) struct DictLeafWriter {
     /// The dictionary: its PLAIN page as built so far, and each value's index.
     dict_page: Vec<u8>,
     dict_len: u32,
-    lookup: HashMap<Box<[u8]>, u32>,
+    lookup: HashMap<Box<[u8]>, u32, BuildHasherDefault<Xxh3Bytes>>,
     /// The last input dictionary and what each of its keys maps to (`u32::MAX`: not yet looked
     /// up). The array is held so that its buffers, compared by address, stay its own.
     cached: Option<(ArrayRef, Vec<u32>)>,
@@ -206,7 +231,7 @@ impl DictLeafWriter {
             descr,
             dict_page: Vec::new(),
             dict_len: 0,
-            lookup: HashMap::new(),
+            lookup: HashMap::default(),
             cached: None,
             plain: false,
             rep: Vec::new(),
@@ -240,7 +265,9 @@ impl DictLeafWriter {
                 self.cached = Some(((*values).clone(), vec![u32::MAX; values.len()]));
             }
         }
-        let (list_nulls, item_nulls, leaf_nulls) = (list.nulls(), items.nulls(), child.logical_nulls());
+        // Null buffers without nulls (readers keep them for nullable columns) count as none.
+        let leaf_nulls = child.logical_nulls().filter(|n| n.null_count() > 0);
+        let (list_nulls, item_nulls) = (with_nulls(list.nulls()), with_nulls(items.nulls()));
         let null_at = |n: Option<&NullBuffer>, i: usize| n.is_some_and(|n| n.is_null(i));
         let no_nulls = list_nulls.is_none() && item_nulls.is_none() && leaf_nulls.is_none();
         let l = self.levels;
@@ -546,9 +573,21 @@ fn bit_packed<T: Copy + Into<u64>>(values: &[T], width: u8, out: &mut Vec<u8>) {
 pub(crate) fn rle_hybrid<T: Copy + PartialEq + Into<u64>>(values: &[T], width: u8, out: &mut Vec<u8>) {
     let value_bytes = usize::from(width).div_ceil(8);
     let (mut i, mut literal_start) = (0, 0);
-    while i < values.len() {
+    let n = values.len();
+    while i < n {
         let v = values[i];
-        let run = 1 + values[i + 1..].iter().take_while(|&&x| x == v).count();
+        // A run of 8 needs its eighth value: most literals (dictionary indices) stop here.
+        if i + 7 >= n || values[i + 7] != v {
+            i += 1;
+            continue;
+        }
+        let mut run = 1;
+        while i + run + 8 <= n && values[i + run..i + run + 8].iter().all(|&x| x == v) {
+            run += 8;
+        }
+        while i + run < n && values[i + run] == v {
+            run += 1;
+        }
         // Literals before an RLE run must fill whole groups: lend them the run's first values.
         let lend = (8 - (i - literal_start) % 8) % 8;
         if run >= 8 + lend {
@@ -561,7 +600,7 @@ pub(crate) fn rle_hybrid<T: Copy + PartialEq + Into<u64>>(values: &[T], width: u
         }
         i += run;
     }
-    if literal_start < values.len() {
+    if literal_start < n {
         bit_packed(&values[literal_start..], width, out);
     }
 }
