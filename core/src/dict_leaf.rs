@@ -185,7 +185,7 @@ pub(crate) struct DictLeafWriter {
 impl DictLeafWriter {
     /// Whether this writer can write the leaf `descr` of `List<item: Struct<.., leaf, ..>>`
     /// with `props` as arrow-rs would: a byte-array leaf whose properties ask for a
-    /// dictionary, no statistics, no bloom filter, data pages v1, and no codec but zstd.
+    /// dictionary, no statistics, no bloom filter, data pages v1, and zstd or no codec.
     pub(crate) fn supports(
         props: &WriterProperties,
         descr: &ColumnDescPtr,
