@@ -21,7 +21,7 @@
 //! - a page ends at a row boundary once it holds `data_page_row_count_limit` rows or its values
 //!   reach `data_page_size_limit` bytes;
 //! - the chunk's metadata with encodings and page encoding statistics, and an offset index
-//!   unless disabled. No statistics, no column index, no bloom filter: it is used only for
+//!   (with each page's decoded value bytes) unless disabled. No statistics, no column index, no bloom filter: it is used only for
 //!   columns whose properties ask for none (see [`DictLeafWriter::supports`]).
 //!
 //! The pages are cut at other places than arrow-rs's (it checks its limits every
@@ -150,6 +150,8 @@ enum Codec {
 struct DataPage {
     page: CompressedPage,
     rows: usize,
+    /// Bytes of its values, decoded (the offset index records them, as arrow-rs's does).
+    value_bytes: i64,
 }
 
 /// Writes one column chunk; see the module header.
@@ -166,9 +168,10 @@ pub(crate) struct DictLeafWriter {
     dict_page: Vec<u8>,
     dict_len: u32,
     lookup: HashMap<Box<[u8]>, u32, BuildHasherDefault<Xxh3Bytes>>,
-    /// The last input dictionary and what each of its keys maps to (`u32::MAX`: not yet looked
-    /// up). The array is held so that its buffers, compared by address, stay its own.
-    cached: Option<(ArrayRef, Vec<u32>)>,
+    /// The last input dictionary and what each of its keys maps to: the output index
+    /// (`u32::MAX`: not yet looked up) and the value's length. The array is held so that its
+    /// buffers, compared by address, stay its own.
+    cached: Option<(ArrayRef, Vec<(u32, u32)>)>,
     /// Past the dictionary limit: values go PLAIN.
     plain: bool,
     // The open page.
@@ -177,6 +180,8 @@ pub(crate) struct DictLeafWriter {
     indices: Vec<u32>,
     plain_values: Vec<u8>,
     page_rows: usize,
+    /// Bytes of the open page's values, decoded.
+    page_value_bytes_decoded: u64,
     // Finished pages.
     pages: Vec<DataPage>,
     rows: u64,
@@ -231,6 +236,7 @@ impl DictLeafWriter {
             descr,
             dict_page: Vec::new(),
             dict_len: 0,
+            page_value_bytes_decoded: 0,
             lookup: HashMap::default(),
             cached: None,
             plain: false,
@@ -262,7 +268,7 @@ impl DictLeafWriter {
         if let Source::Dict { values, .. } = &source {
             let same = matches!(&self.cached, Some((held, _)) if held.to_data().ptr_eq(&values.to_data()));
             if !same && !self.plain {
-                self.cached = Some(((*values).clone(), vec![u32::MAX; values.len()]));
+                self.cached = Some(((*values).clone(), vec![(u32::MAX, 0); values.len()]));
             }
         }
         // Null buffers without nulls (readers keep them for nullable columns) count as none.
@@ -320,15 +326,19 @@ impl DictLeafWriter {
             });
             return;
         };
+        let mut bytes = 0u64;
         for &k in keys {
             let k = k as usize;
-            let mut i = map[k];
+            let (mut i, mut len) = map[k];
             if i == u32::MAX {
-                i = self.intern(bytes_at(values.as_ref(), k));
-                map[k] = i;
+                let v = bytes_at(values.as_ref(), k);
+                (i, len) = (self.intern_only(v), v.len() as u32);
+                map[k] = (i, len);
             }
+            bytes += u64::from(len);
             self.indices.push(i);
         }
+        self.page_value_bytes_decoded += bytes;
         self.cached = Some((held, map));
     }
 
@@ -351,6 +361,7 @@ impl DictLeafWriter {
             };
             self.plain_values.extend_from_slice(&(v.len() as u32).to_le_bytes());
             self.plain_values.extend_from_slice(v);
+            self.page_value_bytes_decoded += v.len() as u64;
             return;
         }
         let index = match source {
@@ -358,11 +369,15 @@ impl DictLeafWriter {
                 // `write` made `cached` this dictionary's map.
                 let key = keys[j] as usize;
                 match self.cached.as_ref().map(|(_, m)| m[key]) {
-                    Some(i) if i != u32::MAX => i,
+                    Some((i, len)) if i != u32::MAX => {
+                        self.page_value_bytes_decoded += u64::from(len);
+                        i
+                    }
                     _ => {
-                        let i = self.intern(bytes_at(values.as_ref(), key));
+                        let v = bytes_at(values.as_ref(), key);
+                        let i = self.intern(v);
                         if let Some((_, m)) = self.cached.as_mut() {
-                            m[key] = i;
+                            m[key] = (i, v.len() as u32);
                         }
                         i
                     }
@@ -373,7 +388,14 @@ impl DictLeafWriter {
         self.indices.push(index);
     }
 
+    /// `v`'s index in the output dictionary, counted in the open page's value bytes.
     fn intern(&mut self, v: &[u8]) -> u32 {
+        self.page_value_bytes_decoded += v.len() as u64;
+        self.intern_only(v)
+    }
+
+    /// `v`'s index in the output dictionary (added if new).
+    fn intern_only(&mut self, v: &[u8]) -> u32 {
         if let Some(&i) = self.lookup.get(v) {
             return i;
         }
@@ -413,6 +435,7 @@ impl DictLeafWriter {
         let mut buf = Vec::with_capacity(self.page_value_bytes() + self.rep.len() / 2 + 16);
         levels_v1(&self.rep, 1, &mut buf);
         levels_v1(&self.def, bits_for(u32::from(self.levels.max)), &mut buf);
+        let value_bytes = std::mem::take(&mut self.page_value_bytes_decoded) as i64;
         let encoding = if self.plain {
             buf.extend_from_slice(&self.plain_values);
             Encoding::PLAIN
@@ -433,7 +456,8 @@ impl DictLeafWriter {
             rep_level_encoding: Encoding::RLE,
             statistics: None,
         };
-        self.pages.push(DataPage { page: CompressedPage::new(page, uncompressed), rows: self.page_rows });
+        let page = CompressedPage::new(page, uncompressed);
+        self.pages.push(DataPage { page, rows: self.page_rows, value_bytes });
         self.rows += self.page_rows as u64;
         self.rep.clear();
         self.def.clear();
@@ -470,7 +494,7 @@ impl DictLeafWriter {
         let mut stats =
             vec![PageEncodingStats { page_type: PageType::DICTIONARY_PAGE, encoding: Encoding::PLAIN, count: 1 }];
         let mut encodings = vec![Encoding::PLAIN, Encoding::RLE];
-        for DataPage { page, rows } in std::mem::take(&mut self.pages) {
+        for DataPage { page, rows, value_bytes } in std::mem::take(&mut self.pages) {
             let encoding = page.encoding();
             if !encodings.contains(&encoding) {
                 encodings.push(encoding);
@@ -483,6 +507,7 @@ impl DictLeafWriter {
             data_page_offset.get_or_insert(spec.offset as i64);
             offsets.append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
             offsets.append_row_count(rows as i64);
+            offsets.append_unencoded_byte_array_data_bytes(Some(value_bytes));
             compressed += spec.compressed_size as i64;
             uncompressed += spec.uncompressed_size as i64;
             values += i64::from(spec.num_values);

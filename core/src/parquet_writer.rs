@@ -986,6 +986,16 @@ mod tests {
                 })
                 .collect();
             let want = arrow::compute::concat_batches(&plain, &want).unwrap();
+            let s_bytes: i64 = {
+                use arrow::array::AsArray;
+                let m = want.column(1).as_list::<i32>();
+                let (o, items) = (m.value_offsets(), m.values().as_struct());
+                let s = items.column(0).as_string::<i32>();
+                (o[0] as usize..o[o.len() - 1] as usize)
+                    .filter(|&j| items.is_valid(j) && s.is_valid(j))
+                    .map(|j| s.value(j).len() as i64)
+                    .sum()
+            };
             let options =
                 ArrowReaderOptions::new().with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional);
             let read = |selection: Option<RowSelection>| {
@@ -999,6 +1009,19 @@ mod tests {
                     g.column(1).page_encoding_stats_mask().is_some_and(|m| m.is_set(parquet::basic::Encoding::PLAIN))
                 });
                 assert_eq!(plain_pages, dictionary_limit <= 30, "case {case}");
+                // The offset index counts the bytes of `s`'s values per page, as arrow-rs's does.
+                if offset_index && selection.is_none() {
+                    let md = b.metadata();
+                    let per_page = (0..md.num_row_groups()).map(|g| {
+                        let index = md.page_index_for_row_group(g);
+                        index
+                            .offset_index(1)
+                            .and_then(|o| o.unencoded_byte_array_data_bytes())
+                            .map(|v| v.iter().sum::<i64>())
+                    });
+                    let counted: Option<i64> = per_page.sum();
+                    assert_eq!(counted, Some(s_bytes), "case {case}");
+                }
                 let chunks = b.metadata().row_groups().iter().flat_map(|g| g.columns());
                 let indexed: Vec<bool> = chunks.map(|c| c.offset_index_offset().is_some()).collect();
                 assert!(indexed.iter().all(|&i| i == offset_index), "case {case}: {indexed:?}");
