@@ -478,6 +478,9 @@ impl RowGroupEncoder {
             let (item, children) = list_of_struct(field).ok_or_else(|| internal("not a list of structs"))?;
             let list = column.as_list_opt::<i32>().ok_or_else(|| internal("not a list array"))?;
             let items = list.values().as_struct_opt().ok_or_else(|| internal("not a struct array"))?;
+            if items.num_columns() != children.len() || dict.len() != children.len() {
+                return Err(internal("a struct of other fields than the schema's"));
+            }
             let mut rest = project(field, item, children, list, items, dict)?.into_iter();
             for (k, child) in children.iter().enumerate() {
                 if dict[k] {
