@@ -128,6 +128,11 @@ fn with_nulls(n: Option<&NullBuffer>) -> Option<&NullBuffer> {
     n.filter(|n| n.null_count() > 0)
 }
 
+/// The dictionaries this writer takes: `Int32` keys into strings or binary.
+pub(crate) fn is_dictionary_of_bytes(t: &DataType) -> bool {
+    matches!(t, DataType::Dictionary(k, v) if **k == DataType::Int32 && is_byte_type(v))
+}
+
 fn is_byte_type(t: &DataType) -> bool {
     matches!(
         t,
@@ -253,7 +258,7 @@ impl DictLeafWriter {
     /// Write the leaf `child` (a column of `list`'s struct values) for every row of `list`.
     pub(crate) fn write(&mut self, list: &ListArray, items: &StructArray, child: &ArrayRef) -> PqResult<()> {
         let source = match child.data_type() {
-            DataType::Dictionary(k, v) if **k == DataType::Int32 && is_byte_type(v) => {
+            t if is_dictionary_of_bytes(t) => {
                 let d = child.as_dictionary::<Int32Type>();
                 Source::Dict { keys: d.keys().values(), values: d.values() }
             }

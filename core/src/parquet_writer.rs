@@ -61,7 +61,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter};
 use parquet::schema::types::ColumnDescPtr;
 
-use crate::dict_leaf::DictLeafWriter;
+use crate::dict_leaf::{self, DictLeafWriter};
 use crate::output::Sink;
 use rayon::prelude::*;
 
@@ -336,30 +336,22 @@ impl RowGroupEncoders {
     /// `None`, or for a `List<Struct>` column the fields that arrive as
     /// `Dictionary(Int32, string or binary)` and whose properties the writer supports.
     fn plan(&self, batch: &RecordBatch) -> Plan {
-        let mut leaf = 0;
         let mut plan = Vec::with_capacity(batch.num_columns());
-        for (field, column) in self.schema.fields().iter().zip(batch.columns()) {
-            let start = leaf;
-            leaf += leaf_count(field.data_type());
+        for (c, (field, column)) in self.schema.fields().iter().zip(batch.columns()).enumerate() {
             let items = column.as_list_opt::<i32>().and_then(|l| l.values().as_struct_opt());
             let (Some((item, children)), Some(items)) = (list_of_struct(field), items) else {
                 plan.push(None);
                 continue;
             };
-            let mut at = start;
             let dict: Vec<bool> = children
                 .iter()
                 .zip(items.columns())
-                .map(|(child, array)| {
-                    let this = at;
-                    at += leaf_count(child.data_type());
-                    let arrives_as_dictionary = matches!(array.data_type(),
-                        DataType::Dictionary(k, v) if **k == DataType::Int32 && matches!(**v,
-                            DataType::Utf8 | DataType::LargeUtf8 | DataType::Binary | DataType::LargeBinary));
-                    arrives_as_dictionary
+                .enumerate()
+                .map(|(k, (child, array))| {
+                    dict_leaf::is_dictionary_of_bytes(array.data_type())
                         && self
                             .leaves
-                            .get(this)
+                            .get(self.first_leaf(c, k))
                             .is_some_and(|descr| DictLeafWriter::supports(&self.props, descr, field, item, child))
                 })
                 .collect();
@@ -368,37 +360,31 @@ impl RowGroupEncoders {
         plan
     }
 
+    /// The index of the first leaf of field `k` of column `c`'s struct (`List<Struct>`).
+    fn first_leaf(&self, c: usize, k: usize) -> usize {
+        let fields = self.schema.fields();
+        let before: usize = fields.iter().take(c).map(|f| leaf_count(f.data_type())).sum();
+        let inside: usize = fields
+            .get(c)
+            .and_then(|f| list_of_struct(f))
+            .map_or(0, |(_, children)| children.iter().take(k).map(|f| leaf_count(f.data_type())).sum());
+        before + inside
+    }
+
     /// The row group's writers: arrow-rs's, with the planned leaves' replaced.
     fn leaf_writers(&self, arrow: Vec<ArrowColumnWriter>, plan: &[Option<Vec<bool>>]) -> PqResult<Vec<LeafWriter>> {
-        let mut dict_leaves: Vec<Option<DictLeafWriter>> = (0..arrow.len()).map(|_| None).collect();
-        let mut leaf = 0;
-        for (field, plan) in self.schema.fields().iter().zip(plan) {
-            if let (Some(dict), Some((item, children))) = (plan, list_of_struct(field)) {
-                let mut at = leaf;
-                for (child, &dict) in children.iter().zip(dict) {
-                    if dict {
-                        let descr = self
-                            .leaves
-                            .get(at)
-                            .ok_or_else(|| ParquetError::General("internal error: a leaf past the schema's".into()))?;
-                        let w = DictLeafWriter::try_new(&self.props, descr.clone(), field, item, child)?;
-                        if let Some(slot) = dict_leaves.get_mut(at) {
-                            *slot = Some(w);
-                        }
-                    }
-                    at += leaf_count(child.data_type());
-                }
+        let mut writers: Vec<LeafWriter> = arrow.into_iter().map(LeafWriter::Arrow).collect();
+        for (c, (field, plan)) in self.schema.fields().iter().zip(plan).enumerate() {
+            let (Some(dict), Some((item, children))) = (plan, list_of_struct(field)) else { continue };
+            for (k, (child, _)) in children.iter().zip(dict).enumerate().filter(|(_, (_, &d))| d) {
+                let at = self.first_leaf(c, k);
+                let (Some(descr), Some(slot)) = (self.leaves.get(at), writers.get_mut(at)) else {
+                    return Err(ParquetError::General("internal error: a leaf past the schema's".into()));
+                };
+                *slot = LeafWriter::Dict(DictLeafWriter::try_new(&self.props, descr.clone(), field, item, child)?);
             }
-            leaf += leaf_count(field.data_type());
         }
-        Ok(arrow
-            .into_iter()
-            .zip(dict_leaves)
-            .map(|(a, d)| match d {
-                Some(d) => LeafWriter::Dict(d),
-                None => LeafWriter::Arrow(a),
-            })
-            .collect())
+        Ok(writers)
     }
 
     /// An encoder for one piece, with no row group open.
